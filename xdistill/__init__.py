@@ -1,0 +1,8 @@
+"""xdistill: distil large multilingual transformers into small, fast students.
+
+Methods: XtremeDistil (Mukherjee & Hassan Awadallah, ACL 2020), generation-
+distillation (Melas-Kyriazi et al., 2019) and zero-shot distillation
+(Rashid et al., 2020).
+"""
+
+__version__ = "0.1.0"

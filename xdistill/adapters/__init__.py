@@ -1,0 +1,27 @@
+"""Task adapters: one per task type (see :class:`~xdistill.adapters.base.TaskAdapter`)."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..taskspec import TaskSpec
+from .base import Encoded, TaskAdapter
+from .token_classification import TokenClassificationAdapter
+
+ADAPTERS: dict[str, type[TaskAdapter]] = {
+    "token-classification": TokenClassificationAdapter,
+}
+
+
+def make_adapter(spec: TaskSpec) -> TaskAdapter:
+    """The adapter for ``spec.type``.
+
+    Raises:
+        ConfigError: no adapter for that type.
+    """
+    try:
+        return ADAPTERS[spec.type](spec)
+    except KeyError:
+        raise ConfigError(f"{spec.path or spec.name}: task type {spec.type!r} has no adapter; expected one of {', '.join(ADAPTERS)}") from None
+
+
+__all__ = ["ADAPTERS", "Encoded", "TaskAdapter", "TokenClassificationAdapter", "make_adapter"]

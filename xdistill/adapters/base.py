@@ -1,0 +1,105 @@
+"""The task adapter interface.
+
+NER and sequence classification differ only in their adapter (the pattern of
+flair's ``flair/nn/model.py``): how labels align to subword tokens, which
+positions' logits and hidden states are distilled, how predictions are decoded
+and which metric scores them. Everything else (teacher, cache, student, staged
+schedule, report) is shared and never branches on the task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..taskspec import TaskSpec
+
+
+@dataclass
+class Encoded:
+    """Model inputs for a split: one row per window (a sentence longer than the
+    maximum length becomes several windows; nothing is truncated).
+
+    ``input_ids[i]`` are the teacher tokenizer's ids with ``[CLS]``/``[SEP]``;
+    ``labels[i]`` is per position for token tasks (-100 where unlabeled) or a
+    one-element list for sequence tasks; ``word_index[i]`` maps each position to
+    the word it starts (-1 elsewhere); ``example[i]`` is the row's source
+    example. ``n_words[e]`` is the word count of example ``e``.
+    """
+
+    input_ids: list[list[int]]
+    labels: list[list[int]]
+    word_index: list[list[int]]
+    example: list[int]
+    n_words: list[int]
+    stats: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def subset_examples(self, keep: Sequence[int]) -> "Encoded":
+        """Rows of the given examples (renumbered 0..len(keep)-1)."""
+        remap = {e: i for i, e in enumerate(keep)}
+        rows = [r for r, e in enumerate(self.example) if e in remap]
+        return Encoded(
+            input_ids=[self.input_ids[r] for r in rows], labels=[self.labels[r] for r in rows],
+            word_index=[self.word_index[r] for r in rows], example=[remap[self.example[r]] for r in rows],
+            n_words=[self.n_words[e] for e in keep], stats=dict(self.stats))
+
+
+class TaskAdapter(ABC):
+    """What a task must say to be distilled. Subclasses implement the abstract methods.
+
+    Attributes:
+        level: ``"token"`` (outputs per position, ``(B, T, C)``) or ``"sequence"`` (``(B, C)``).
+        primary_metric: key of :meth:`score`'s result used for model selection (higher is better).
+    """
+
+    level: str = "token"
+    primary_metric: str = "f1"
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self.labels: tuple[str, ...] = spec.labels
+        self.label2id = {label: i for i, label in enumerate(self.labels)}
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    @abstractmethod
+    def auto_model_class(self):
+        """The ``transformers`` auto class of a teacher for this task."""
+
+    @abstractmethod
+    def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
+        """Tokenize a split (a ``datasets.Dataset``) into windows of at most ``max_length`` tokens."""
+
+    @abstractmethod
+    def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list:
+        """Predictions per example from per-row logits (``(T_i, C)`` or ``(C,)`` each)."""
+
+    @abstractmethod
+    def gold(self, dataset) -> list:
+        """Gold labels per example, in the form :meth:`decode` returns."""
+
+    @abstractmethod
+    def score(self, predictions: list, gold: list) -> dict[str, Any]:
+        """Metrics in percent; includes :attr:`primary_metric`."""
+
+    @abstractmethod
+    def distill_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Which outputs are distilled: ``(B, T)`` for token tasks, ``(B,)`` for sequence tasks."""
+
+    @abstractmethod
+    def teacher_outputs(self, logits: torch.Tensor, hidden: torch.Tensor, lengths: Sequence[int]) -> tuple[list, list]:
+        """Per-row teacher logits and representation to cache, from a batch's ``(B, T, C)`` logits and ``(B, T, D)`` hidden states."""

@@ -1,0 +1,76 @@
+"""Length-bucketed batching and padding for encoded windows."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .adapters.base import Encoded
+
+IGNORE = -100
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int | None = None, max_tokens: int | None = None,
+                   shuffle: bool = False, seed: int = 0) -> list[np.ndarray]:
+    """Group row indices of similar length into batches (little padding).
+
+    Rows are sorted by length (shuffled within equal lengths when ``shuffle``),
+    then cut into batches of at most ``batch_size`` rows and, if given, at most
+    ``max_tokens`` padded tokens (rows x longest row). With ``shuffle`` the batch
+    order is shuffled too. Every row appears in exactly one batch.
+
+    Raises:
+        ValueError: neither ``batch_size`` nor ``max_tokens`` is given.
+    """
+    if batch_size is None and max_tokens is None:
+        raise ValueError("bucket_batches needs batch_size or max_tokens")
+    lengths = np.asarray(lengths)
+    rng = np.random.default_rng(seed)
+    tiebreak = rng.random(len(lengths)) if shuffle else np.arange(len(lengths))
+    order = np.lexsort((tiebreak, lengths))
+    batches, cur, cur_max = [], [], 0
+    for i in order:
+        n = int(lengths[i])
+        new_max = max(cur_max, n)
+        too_many = batch_size is not None and len(cur) >= batch_size
+        too_big = max_tokens is not None and cur and new_max * (len(cur) + 1) > max_tokens
+        if cur and (too_many or too_big):
+            batches.append(np.array(cur))
+            cur, new_max = [], n
+        cur.append(i)
+        cur_max = new_max
+    if cur:
+        batches.append(np.array(cur))
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def padding_fraction(lengths: Sequence[int], batches: Sequence[np.ndarray]) -> float:
+    """Padded positions / all positions over the batches (0 = no padding)."""
+    lengths = np.asarray(lengths)
+    real = sum(int(lengths[b].sum()) for b in batches)
+    total = sum(int(lengths[b].max()) * len(b) for b in batches)
+    return 0.0 if total == 0 else 1.0 - real / total
+
+
+def pad_rows(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
+    """``(B, T)`` long tensor of the rows right-padded with ``value``."""
+    t = max(len(r) for r in rows)
+    out = torch.full((len(rows), t), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    return out
+
+
+def collate(encoded: Encoded, rows: Sequence[int], pad_id: int, sequence_level: bool = False) -> dict[str, torch.Tensor]:
+    """Batch tensors for the given rows: ``input_ids`` and ``attention_mask`` ``(B, T)``,
+    ``labels`` ``(B, T)`` (token tasks, -100 on padding) or ``(B,)`` (sequence tasks)."""
+    ids = [encoded.input_ids[r] for r in rows]
+    input_ids = pad_rows(ids, pad_id)
+    attention = pad_rows([[1] * len(x) for x in ids], 0)
+    labels = [encoded.labels[r] for r in rows]
+    lab = torch.tensor([x[0] for x in labels], dtype=torch.long) if sequence_level else pad_rows(labels, IGNORE)
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": lab}

@@ -1,0 +1,1 @@
+"""Data loading: NER file readers and dataset helpers."""

@@ -1,0 +1,295 @@
+"""Per-language NER splits: labeled budget, validation, teacher data, transfer set, evaluation.
+
+Data comes through Hugging Face ``datasets``: from the hub
+(``datasets.load_dataset("unimelb-nlp/wikiann", lang)``) or from local files in
+the XTREME/PAN-X layout (``wikiann/{split}-{lang}.tsv``) read by
+:mod:`xdistill.data.readers` and wrapped in ``datasets.Dataset``. Unlabeled
+sentences (Leipzig, Tatoeba) are split into words by the teacher tokenizer's
+normaliser and pre-tokenizer.
+
+Splits per language (seeded, disjoint where it matters):
+
+* ``validation``: held out of train, for early stopping and model selection;
+* ``labeled``: the student's labeled budget, from the rest of train;
+* ``teacher_labeled``: the teacher's fine-tuning data, a superset of ``labeled``
+  (a scratch teacher may see more labeled data than the student);
+* ``transfer``: train minus validation minus ``labeled``, labels dropped, plus
+  unlabeled sentences;
+* ``evaluation``: the labeled evaluation split (dev locally), never used for selection.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from datasets import Dataset
+
+from ..config import DataArguments
+from ..errors import ConfigError, DataFormatError, UnknownLanguageError
+from ..languages import LanguageRegistry, unlabeled_files
+from ..taskspec import TaskSpec
+from .readers import Sentence, read_panx
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LanguageData:
+    """All splits of one language. Each split is a ``datasets.Dataset`` with columns
+    ``tokens`` (list of words), ``tags`` (IOB2 strings; empty lists in ``transfer``) and ``lang``."""
+
+    lang: str
+    labeled: Dataset
+    validation: Dataset
+    teacher_labeled: Dataset
+    transfer: Dataset
+    evaluation: Dataset
+    counts: dict = field(default_factory=dict)
+
+
+def _to_dataset(lang: str, sentences: Sequence[tuple[Sequence[str], Sequence[str]]]) -> Dataset:
+    return Dataset.from_dict({
+        "tokens": [list(t) for t, _ in sentences],
+        "tags": [list(g) for _, g in sentences],
+        "lang": [lang] * len(sentences),
+    })
+
+
+class NERSource:
+    """Where labeled NER data comes from. Subclasses: :class:`LocalSource`, :class:`HubSource`."""
+
+    name = "source"
+
+    def available_languages(self) -> set[str]:
+        raise NotImplementedError
+
+    def load(self, lang: str, split: str) -> list[Sentence]:
+        """Labeled sentences of ``split`` ("train" or "eval") for ``lang``."""
+        raise NotImplementedError
+
+    def describe(self, lang: str, split: str) -> str:
+        raise NotImplementedError
+
+
+class LocalSource(NERSource):
+    """PAN-X files below ``data_dir`` as named by the task spec's ``[local]`` table."""
+
+    def __init__(self, data_dir: str | Path, spec: TaskSpec):
+        self.data_dir = Path(data_dir)
+        self.spec = spec
+        self.name = f"local files in {self.data_dir}"
+        if not spec.local:
+            raise ConfigError(f"task {spec.name!r} ({spec.path}) declares no [local] source")
+        self.stats: dict[str, dict] = {}
+
+    def path(self, lang: str, split: str) -> Path:
+        return self.data_dir / self.spec.local[split].format(lang=lang)
+
+    def available_languages(self) -> set[str]:
+        pattern = self.spec.local["train"]
+        prefix, _, suffix = pattern.partition("{lang}")
+        folder = (self.data_dir / prefix).parent
+        name_prefix = Path(prefix).name if not prefix.endswith("/") else ""
+        langs = set()
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.name.startswith(name_prefix) and p.name.endswith(suffix):
+                    lang = p.name[len(name_prefix):len(p.name) - len(suffix)]
+                    if lang and self.path(lang, "eval").is_file():
+                        langs.add(lang)
+        return langs
+
+    def load(self, lang: str, split: str) -> list[Sentence]:
+        p = self.path(lang, split)
+        if not p.is_file():
+            raise UnknownLanguageError(f"--langs: no {split} file for {lang!r}: looked for {p}")
+        sentences, stats = read_panx(p, label_set=self.spec.labels)
+        self.stats[f"{lang}/{split}"] = {"file": str(p), "sentences": stats.n_sentences, "repaired_tags": stats.n_repaired}
+        return sentences
+
+    def describe(self, lang: str, split: str) -> str:
+        return str(self.path(lang, split))
+
+
+class HubSource(NERSource):
+    """The task's hub data set through ``datasets.load_dataset(path, config)``."""
+
+    def __init__(self, spec: TaskSpec, registry: LanguageRegistry):
+        if not spec.hub:
+            raise ConfigError(f"task {spec.name!r} ({spec.path}) declares no [hub] source")
+        self.spec = spec
+        self.registry = registry
+        self.name = f"the Hugging Face hub data set {spec.hub['path']}"
+        self.stats: dict[str, dict] = {}
+
+    def available_languages(self) -> set[str]:
+        return set(self.registry.with_source("wikiann"))
+
+    def load(self, lang: str, split: str) -> list[Sentence]:
+        import datasets
+        from .readers import repair_iob2
+
+        hub = self.spec.hub
+        split_name = hub["train_split" if split == "train" else "eval_split"]
+        try:
+            ds = datasets.load_dataset(hub["path"], hub["config"].format(lang=lang), split=split_name)
+        except Exception as e:  # network, missing config: say where we looked
+            raise UnknownLanguageError(
+                f"--langs: could not load {lang!r} from {hub['path']} (config {hub['config'].format(lang=lang)!r}, "
+                f"split {split_name!r}): {e}. Without hub access use --data-dir with local files.") from e
+        feature = ds.features[hub["tags_column"]].feature
+        names = getattr(feature, "names", None)
+        out, repaired = [], 0
+        for i, row in enumerate(ds):
+            tags = [names[t] if names else t for t in row[hub["tags_column"]]]
+            bad = [t for t in tags if t not in self.spec.labels]
+            if bad:
+                raise DataFormatError(f"{hub['path']}/{lang}/{split_name}", i + 1, f"unknown tag {bad[0]!r}",
+                                      f"one of {', '.join(self.spec.labels)}")
+            fixed, changed = repair_iob2(tags)
+            repaired += len(changed)
+            out.append(Sentence(tokens=tuple(row[hub["tokens_column"]]), tags=tuple(fixed), line=i + 1))
+        if repaired:
+            logger.warning("%s/%s/%s: repaired %d I- tags that did not continue an entity", hub["path"], lang, split_name, repaired)
+        self.stats[f"{lang}/{split}"] = {"file": f"{hub['path']}:{lang}:{split_name}", "sentences": len(out), "repaired_tags": repaired}
+        return out
+
+    def describe(self, lang: str, split: str) -> str:
+        return f"{self.spec.hub['path']} config {lang}"
+
+
+def make_source(args: DataArguments, spec: TaskSpec, registry: LanguageRegistry) -> NERSource:
+    """The labeled-data source that ``args.source`` selects."""
+    if args.source == "local":
+        return LocalSource(args.data_dir, spec)
+    return HubSource(spec, registry)
+
+
+def words_of(tokenizer, texts: Sequence[str]) -> list[list[tuple[str, int, int]]]:
+    """Split raw texts into words the way the tokenizer does (normaliser + pre-tokenizer).
+
+    Returns, per text, ``(word, start, end)`` with character offsets into the
+    text. CJK characters become single words (BERT's ``handle_chinese_chars``).
+    Characters the normaliser removes (control characters) belong to no word.
+    """
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for i, text in enumerate(texts):
+        word_ids = enc.word_ids(i)
+        offsets = enc["offset_mapping"][i]
+        spans: dict[int, list[int]] = {}
+        order = []
+        for wid, (s, e) in zip(word_ids, offsets):
+            if wid is None:
+                continue
+            if wid not in spans:
+                spans[wid] = [s, e]
+                order.append(wid)
+            else:
+                spans[wid][1] = max(spans[wid][1], e)
+        out.append([(text[s:e], s, e) for s, e in (spans[w] for w in order) if e > s])
+    return out
+
+
+def read_unlabeled(path: Path, limit: int, rng: random.Random) -> list[str]:
+    """Non-empty lines of a UTF-8 text file (one sentence per line), seeded sample of ``limit`` (-1: all).
+
+    Raises:
+        DataFormatError: the file is not UTF-8 (names the line).
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataFormatError(path, line, "not UTF-8 text", "UTF-8 encoded sentences, one per line") from e
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    if 0 <= limit < len(lines):
+        lines = rng.sample(lines, limit)
+    return lines
+
+
+def _sample(rng: random.Random, items: list, n: int) -> list:
+    return list(items) if n < 0 or n >= len(items) else rng.sample(items, n)
+
+
+def build_language_data(lang: str, source: NERSource, args: DataArguments, tokenizer,
+                        registry: LanguageRegistry, use_unlabeled: bool = True) -> LanguageData:
+    """Build every split of one language (see the module docstring).
+
+    Raises:
+        UnknownLanguageError: the language's files are missing (names where it looked).
+        DataFormatError: a malformed file.
+        ConfigError: the transfer set would be empty.
+    """
+    rng = random.Random(f"{args.seed}:{lang}")
+    train = source.load(lang, "train")
+    evaluation = source.load(lang, "eval")
+    n = len(train)
+    idx = list(range(n))
+    rng.shuffle(idx)
+    n_val = min(args.validation_per_lang, max(1, n // 5))
+    if n_val < args.validation_per_lang:
+        logger.warning("%s: only %d train sentences; validation split reduced to %d", lang, n, n_val)
+    val_idx, rest = idx[:n_val], idx[n_val:]
+    n_lab = min(args.labeled_per_lang, len(rest))
+    lab_idx = rest[:n_lab]
+    n_teacher = len(rest) if args.teacher_labeled_per_lang < 0 else min(args.teacher_labeled_per_lang, len(rest))
+    teacher_idx = rest[:max(n_teacher, n_lab)]
+    transfer_idx = rest[n_lab:]
+    if args.transfer_per_lang >= 0:
+        transfer_idx = transfer_idx[: args.transfer_per_lang]
+    transfer_words = [list(train[i].tokens) for i in transfer_idx]
+    unl_counts: dict[str, int] = {}
+    if use_unlabeled and args.unlabeled_per_lang != 0 and args.data_dir and lang in registry:
+        for path in unlabeled_files(Path(args.data_dir), registry.get(lang)):
+            lines = read_unlabeled(path, args.unlabeled_per_lang, rng)
+            words = [[w for w, _, _ in ws] for ws in words_of(tokenizer, lines)]
+            kept = [w for w in words if w]
+            if len(kept) != len(words):
+                logger.info("%s: %d lines of %s had no words after normalisation", lang, len(words) - len(kept), path)
+            transfer_words.extend(kept)
+            unl_counts[path.parent.name] = len(kept)
+    if not transfer_words:
+        raise ConfigError(f"--langs {lang}: the transfer set is empty (train has {n} sentences, "
+                          f"labeled budget {n_lab}, validation {n_val}, no unlabeled text found)")
+    eval_sel = sorted(_sample(rng, list(range(len(evaluation))), args.eval_per_lang))
+    pick = lambda ids: [(train[i].tokens, train[i].tags) for i in ids]  # noqa: E731
+    counts = {
+        "train_sentences": n,
+        "validation": len(val_idx),
+        "labeled": len(lab_idx),
+        "teacher_labeled": len(teacher_idx),
+        "transfer_from_train": len(transfer_idx),
+        "transfer_unlabeled": unl_counts,
+        "transfer": len(transfer_words),
+        "eval_sentences": len(evaluation),
+        "n_eval": len(eval_sel),
+        "eval_file": source.describe(lang, "eval"),
+    }
+    return LanguageData(
+        lang=lang,
+        labeled=_to_dataset(lang, pick(lab_idx)),
+        validation=_to_dataset(lang, pick(val_idx)),
+        teacher_labeled=_to_dataset(lang, pick(teacher_idx)),
+        transfer=_to_dataset(lang, [(w, []) for w in transfer_words]),
+        evaluation=_to_dataset(lang, [(evaluation[i].tokens, evaluation[i].tags) for i in eval_sel]),
+        counts=counts,
+    )
+
+
+def resolve_languages(spec_str: str, source: NERSource, registry: LanguageRegistry) -> tuple[list[str], list[str]]:
+    """Resolve ``--langs`` against the languages the source has; warn about group members it lacks."""
+    available = source.available_languages()
+    if not available:
+        raise UnknownLanguageError(f"--langs: {source.name} has no labeled data for any language")
+    selected, missing = registry.resolve(spec_str, available=available, source=source.name)
+    if missing:
+        logger.warning("--langs %s: %d languages have no labeled data in %s and are skipped: %s",
+                       spec_str, len(missing), source.name, ", ".join(missing))
+    return selected, missing

@@ -1,0 +1,33 @@
+"""Error types raised on bad input.
+
+Every message names the file and line (or the option) and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class XDistillError(Exception):
+    """Base class for errors that the CLI reports without a traceback."""
+
+
+class DataFormatError(XDistillError, ValueError):
+    """A data file is malformed: the message is ``FILE:LINE: problem; expected ...``."""
+
+    def __init__(self, path, line: int | None, problem: str, expected: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        self.expected = expected
+        where = f"{self.path}:{line}" if line is not None else self.path
+        msg = f"{where}: {problem}"
+        if expected:
+            msg += f"; expected {expected}"
+        super().__init__(msg)
+
+
+class ConfigError(XDistillError, ValueError):
+    """A command-line option or config value is invalid: the message names the option."""
+
+
+class UnknownLanguageError(ConfigError):
+    """A language code is not in the registry or has no data where we looked."""

@@ -1,0 +1,369 @@
+"""Distillation losses (pure functions, no state).
+
+Shapes used below: ``B`` batch, ``T`` sequence length (tokens), ``C`` classes,
+``D`` hidden size. Token-level tensors are ``(B, T, C)`` / ``(B, T, D)`` with a
+``(B, T)`` mask; sequence-level tensors are ``(B, C)`` / ``(B, D)`` with a
+``(B,)`` mask.
+
+Conventions shared by every function here:
+
+* **The class / feature axis is always the last axis.** Softmax and the
+  per-position reductions run over ``dim=-1`` (as in TextBrewer's
+  ``losses.py``). torchdistill's ``KDLoss`` uses ``dim=1``, which for token
+  logits ``(B, T, C)`` would normalise over the *sequence*; that is a bug we do
+  not reproduce.
+* **Mask semantics:** ``mask`` is bool or 0/1 (any dtype); ``True``/non-zero
+  marks a position that *counts*. Masked-out positions have no effect on the
+  value (even if they hold ``inf``/``nan``) and receive zero gradient. A loss is
+  first computed per position, then averaged over the counted positions with
+  :func:`masked_mean`. ``mask=None`` counts every position.
+* **All-masked batches** give a loss of exactly ``0.0`` that is still attached to
+  the graph (``loss.backward()`` works, all gradients are zero), so a training
+  step on a batch made only of padding does not crash.
+* **The teacher is never differentiated:** teacher tensors are ``detach()``-ed.
+  They may come in a different floating dtype (e.g. a float16 teacher); they are
+  cast to the computation dtype.
+* **Computation dtype** is the student's dtype promoted to at least float32
+  (``torch.promote_types(student.dtype, torch.float32)``): float32/float64
+  students compute in their own dtype, float16/bfloat16 students compute (and
+  return the loss) in float32 so softmax and squared sums do not overflow.
+* Bad shapes raise :class:`ValueError` naming the shapes; bad ``kind`` /
+  ``temperature`` raise :class:`xdistill.errors.ConfigError` (a
+  ``ValueError`` subclass) naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from xdistill.errors import ConfigError
+
+__all__ = [
+    "LOSS_KINDS",
+    "masked_mean",
+    "mse_loss",
+    "kl_div_loss",
+    "cross_entropy_loss",
+    "representation_loss",
+    "logits_loss",
+]
+
+#: Accepted values of the ``kind`` argument of :func:`representation_loss` and
+#: :func:`logits_loss`.
+LOSS_KINDS = ("mse", "kl")
+
+
+# --------------------------------------------------------------------------- #
+# helpers
+# --------------------------------------------------------------------------- #
+def _compute_dtype(t: Tensor) -> torch.dtype:
+    if not t.is_floating_point():
+        raise ValueError(f"expected a floating-point tensor, got dtype {t.dtype}")
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def _check_pair(student: Tensor, teacher: Tensor, what: str) -> None:
+    if student.shape != teacher.shape:
+        raise ValueError(
+            f"{what}: student shape {tuple(student.shape)} does not match "
+            f"teacher shape {tuple(teacher.shape)}"
+        )
+    if student.dim() not in (2, 3):
+        raise ValueError(
+            f"{what}: expected (B, T, C) or (B, C) tensors, got shape {tuple(student.shape)}"
+        )
+
+
+def _check_mask(mask: Tensor | None, positions: torch.Size, what: str) -> None:
+    if mask is not None and mask.shape != positions:
+        raise ValueError(
+            f"{what}: mask shape {tuple(mask.shape)} does not match the position "
+            f"shape {tuple(positions)} (the input shape without its last axis)"
+        )
+
+
+def _zero_masked(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Replace the rows of ``x`` (``(..., F)``) at masked-out positions by 0.
+
+    Done on the inputs, not only on the per-position losses, so that ``inf`` /
+    ``nan`` in padding can poison neither the value nor the gradient
+    (``0 * nan`` in a backward pass would otherwise give ``nan``).
+    """
+    if mask is None:
+        return x
+    keep = (mask.to(device=x.device) != 0).unsqueeze(-1)
+    return torch.where(keep, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
+def _check_temperature(temperature: float) -> float:
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise ConfigError(f"temperature must be a number > 0, got {temperature!r}") from None
+    if not (t > 0.0) or not math.isfinite(t):
+        raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in LOSS_KINDS:
+        raise ConfigError(
+            f"unknown loss kind {kind!r}; choose one of: {', '.join(LOSS_KINDS)}"
+        )
+    return kind
+
+
+# --------------------------------------------------------------------------- #
+# public API
+# --------------------------------------------------------------------------- #
+def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``values`` over the positions where ``mask`` is true.
+
+    Args:
+        values: per-position losses, ``(B, T)`` or ``(B,)`` (any shape works).
+        mask: same shape as ``values``, bool or 0/1; true/non-zero = counted.
+            ``None`` counts every position (plain ``values.mean()``).
+
+    Returns:
+        A 0-dim tensor. Masked-out entries are replaced by 0 before summing
+        (``torch.where``), so they cannot affect the value even when they hold
+        ``inf``/``nan``, and they receive zero gradient.
+
+        If ``mask`` selects nothing, the result is ``0.0`` *with* a
+        ``grad_fn`` (when ``values`` requires grad): the sum of zeros divided by
+        ``max(count, 1)``. We deliberately do not raise, so that a training step
+        on an all-padding batch is a no-op instead of a crash or a NaN.
+
+    Raises:
+        ValueError: if ``mask`` is given and its shape differs from ``values``.
+
+    Source: standard padding-aware averaging (TextBrewer ``losses.py`` style).
+    """
+    if mask is None:
+        if values.numel() == 0:
+            return values.sum() * 0.0
+        return values.mean()
+    if mask.shape != values.shape:
+        raise ValueError(
+            f"masked_mean: mask shape {tuple(mask.shape)} does not match "
+            f"values shape {tuple(values.shape)}"
+        )
+    keep = mask.to(device=values.device) != 0
+    zeros = torch.zeros((), dtype=values.dtype, device=values.device)
+    total = torch.where(keep, values, zeros).sum()
+    count = keep.sum().clamp(min=1).to(values.dtype)
+    return total / count
+
+
+def mse_loss(student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error, averaged over the feature axis and the counted positions.
+
+    ``loss = masked_mean( mean_d (student[..., d] - teacher[..., d])**2 , mask )``
+
+    Args:
+        student: ``(B, T, D)`` or ``(B, D)``; receives gradient.
+        teacher: same shape as ``student``; detached; any float dtype
+            (e.g. float16), cast to the computation dtype.
+        mask: ``(B, T)`` for ``(B, T, D)`` inputs, ``(B,)`` for ``(B, D)``
+            inputs, or ``None``; bool or 0/1, true = counted.
+
+    Returns:
+        0-dim tensor (computation dtype, see module docstring). ``0.0`` with a
+        ``grad_fn`` if the mask selects nothing.
+
+    Raises:
+        ValueError: if ``student`` and ``teacher`` shapes differ (the message
+            names both), if they are not 2-D/3-D, or if ``mask`` has the wrong
+            shape.
+
+    Source: XtremeDistil (Mukherjee & Hassan Awadallah, ACL 2020), sec. 3.2 --
+    MSE is used both for the representation loss (stage 1) and the logit loss
+    (stage 2, following Ba & Caruana 2014).
+    """
+    _check_pair(student, teacher, "mse_loss")
+    _check_mask(mask, student.shape[:-1], "mse_loss")
+    dtype = _compute_dtype(student)
+    s = _zero_masked(student.to(dtype), mask)
+    t = _zero_masked(teacher.detach().to(device=student.device, dtype=dtype), mask)
+    per_position = (s - t).pow(2).mean(dim=-1)
+    return masked_mean(per_position, mask)
+
+
+def kl_div_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Temperature-scaled KL(p_teacher || p_student), softmax over the last axis.
+
+    With ``p = softmax(logits / T, dim=-1)`` per position::
+
+        kl[pos] = sum_c p_t[c] * (log p_t[c] - log p_s[c])
+        loss    = T**2 * masked_mean(kl, mask)
+
+    Classes where ``p_t == 0`` contribute exactly 0 (the ``0 log 0 = 0``
+    convention), so teacher logits of ``-inf`` are allowed.
+
+    Args:
+        student_logits: ``(B, T, C)`` or ``(B, C)``; receives gradient.
+        teacher_logits: same shape; detached; any float dtype (e.g. float16).
+        mask: ``(B, T)`` / ``(B,)`` / ``None``; bool or 0/1, true = counted.
+        temperature: ``T > 0``. The ``T**2`` factor keeps gradient magnitudes
+            comparable across temperatures.
+
+    Returns:
+        0-dim tensor, ``>= 0``; ``0.0`` with a ``grad_fn`` if nothing is counted.
+
+    Raises:
+        ValueError: on a shape mismatch (message names both shapes) or a bad
+            mask shape.
+        ConfigError (a ValueError): if ``temperature`` is not a finite
+            number > 0.
+
+    Source: Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural
+    Network", sec. 2 (soft targets at temperature T, gradients scaled by T**2).
+    """
+    t_val = _check_temperature(temperature)
+    _check_pair(student_logits, teacher_logits, "kl_div_loss")
+    _check_mask(mask, student_logits.shape[:-1], "kl_div_loss")
+    dtype = _compute_dtype(student_logits)
+    s = _zero_masked(student_logits.to(dtype), mask) / t_val
+    t = _zero_masked(teacher_logits.detach().to(device=student_logits.device, dtype=dtype), mask) / t_val
+    log_p_s = F.log_softmax(s, dim=-1)
+    log_p_t = F.log_softmax(t, dim=-1)
+    p_t = log_p_t.exp()
+    zero = torch.zeros((), dtype=dtype, device=s.device)
+    terms = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), zero)
+    per_position = terms.sum(dim=-1)
+    return masked_mean(per_position, mask) * (t_val**2)
+
+
+def cross_entropy_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
+    """Cross-entropy with hard labels, averaged over the non-ignored positions.
+
+    Args:
+        logits: ``(B, T, C)`` (token classification) or ``(B, C)`` (sequence
+            classification); softmax over the last axis.
+        labels: integer class ids, ``(B, T)`` or ``(B,)`` respectively;
+            positions equal to ``ignore_index`` (padding, sub-word
+            continuations) are not counted.
+        ignore_index: label value to skip (default ``-100``, the Hugging Face
+            convention).
+
+    Returns:
+        0-dim tensor; ``0.0`` with a ``grad_fn`` if every label is ignored
+        (``torch.nn.functional.cross_entropy`` would return NaN there).
+
+    Raises:
+        ValueError: if ``labels.shape != logits.shape[:-1]`` (message names both
+            shapes), if ``logits`` is not 2-D/3-D, or if ``labels`` is not an
+            integer tensor. Out-of-range class ids raise torch's own error.
+
+    Source: standard supervised loss on gold labels (used alongside the
+    distillation losses in XtremeDistil sec. 3.2, stage 3 fine-tuning).
+    """
+    if logits.dim() not in (2, 3):
+        raise ValueError(
+            f"cross_entropy_loss: expected logits (B, T, C) or (B, C), got shape {tuple(logits.shape)}"
+        )
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"cross_entropy_loss: labels shape {tuple(labels.shape)} does not match "
+            f"logits shape {tuple(logits.shape)} without its class axis"
+        )
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"cross_entropy_loss: labels must be integer class ids, got dtype {labels.dtype}")
+    dtype = _compute_dtype(logits)
+    num_classes = logits.shape[-1]
+    labels = labels.to(device=logits.device, dtype=torch.long)
+    counted = labels != ignore_index
+    per_position = F.cross_entropy(
+        _zero_masked(logits.to(dtype), counted).reshape(-1, num_classes),
+        labels.reshape(-1),
+        ignore_index=ignore_index,
+        reduction="none",
+    ).reshape(labels.shape)
+    return masked_mean(per_position, counted)
+
+
+def representation_loss(
+    student_hidden: Tensor,
+    teacher_hidden: Tensor,
+    mask: Tensor | None = None,
+    kind: str = "mse",
+    temperature: float = 1.0,
+) -> Tensor:
+    """XtremeDistil stage-1 representation loss.
+
+    ``student_hidden`` must already be projected into the teacher's space by
+    the caller, i.e. ``GELU(W h_student + b)`` (the projection is a model
+    parameter, not part of this pure function).
+
+    * ``kind="mse"``: :func:`mse_loss` over the hidden axis
+      (``temperature`` is validated but unused).
+    * ``kind="kl"``: :func:`kl_div_loss` between softmax-normalised
+      representations, softmax over the hidden axis ``D`` at ``temperature``.
+
+    Args:
+        student_hidden: projected student states, ``(B, T, D)`` or ``(B, D)``.
+        teacher_hidden: teacher layer-``l`` hidden states, same shape
+            (detached; may be float16).
+        mask: ``(B, T)`` / ``(B,)`` / ``None``; bool or 0/1, true = counted.
+        kind: one of :data:`LOSS_KINDS`.
+        temperature: ``> 0``; only used by ``kind="kl"``.
+
+    Raises:
+        ConfigError (a ValueError): unknown ``kind`` (message lists the
+            choices) or bad ``temperature``.
+        ValueError: shape mismatch (both shapes named) or bad mask shape.
+
+    Source: XtremeDistil (Mukherjee & Hassan Awadallah, ACL 2020), sec. 3.2,
+    "representation loss" (stage 1 of the stage-wise optimisation).
+    """
+    _check_kind(kind)
+    t_val = _check_temperature(temperature)
+    if kind == "mse":
+        return mse_loss(student_hidden, teacher_hidden, mask)
+    return kl_div_loss(student_hidden, teacher_hidden, mask, temperature=t_val)
+
+
+def logits_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor | None = None,
+    kind: str = "mse",
+    temperature: float = 1.0,
+) -> Tensor:
+    """XtremeDistil stage-2 logit loss.
+
+    * ``kind="mse"`` (the paper's choice, after Ba & Caruana 2014, "Do Deep
+      Nets Really Need to be Deep?"): :func:`mse_loss` between raw logits,
+      averaged over classes and counted positions (``temperature`` is
+      validated but unused).
+    * ``kind="kl"``: :func:`kl_div_loss` at ``temperature`` (Hinton et al. 2015).
+
+    Args:
+        student_logits: ``(B, T, C)`` or ``(B, C)``.
+        teacher_logits: same shape (detached; may be float16).
+        mask: ``(B, T)`` / ``(B,)`` / ``None``; bool or 0/1, true = counted.
+        kind: one of :data:`LOSS_KINDS`.
+        temperature: ``> 0``; only used by ``kind="kl"``.
+
+    Raises:
+        ConfigError (a ValueError): unknown ``kind`` (message lists the
+            choices) or bad ``temperature``.
+        ValueError: shape mismatch (both shapes named) or bad mask shape.
+
+    Source: XtremeDistil (Mukherjee & Hassan Awadallah, ACL 2020), sec. 3.2,
+    "logit loss" (stage 2).
+    """
+    _check_kind(kind)
+    t_val = _check_temperature(temperature)
+    if kind == "mse":
+        return mse_loss(student_logits, teacher_logits, mask)
+    return kl_div_loss(student_logits, teacher_logits, mask, temperature=t_val)

@@ -1,0 +1,131 @@
+"""The BiLSTM student of XtremeDistil (Mukherjee & Hassan Awadallah 2020, sec. 3.1).
+
+Word embeddings over the teacher's WordPiece vocabulary pruned to the tokens
+seen in the training and transfer data, initialised by SVD of the teacher's
+input embeddings to E dimensions; a BiLSTM with H units per direction; a tag
+classifier on the BiLSTM states; and a projection GELU(W h + b) to the
+teacher's hidden size for the representation loss. Positions align 1:1 with
+the teacher's WordPiece tokens: the model maps teacher ids to its own through
+a vocabulary buffer, so it takes the teacher tokenizer's output unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .base import Student, StudentOutput
+
+PAD, UNK = 0, 1
+
+
+def prune_vocabulary(rows: Iterable[Sequence[int]], teacher_vocab_size: int, pad_id: int, unk_id: int,
+                     keep_ids: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the teacher token ids seen in ``rows`` (plus ``keep_ids``, e.g. special tokens).
+
+    Returns ``(kept, vocab_map)``: ``kept[s]`` is the teacher id of student id
+    ``s`` (student 0 = padding, 1 = unknown), and ``vocab_map`` ``(V_teacher,)``
+    maps every teacher id to its student id (unseen ids -> 1).
+    """
+    seen = np.zeros(teacher_vocab_size, dtype=bool)
+    for r in rows:
+        seen[np.asarray(r, dtype=np.int64)] = True
+    for i in keep_ids:
+        seen[i] = True
+    seen[pad_id] = seen[unk_id] = False
+    kept = np.concatenate([[pad_id, unk_id], np.flatnonzero(seen)]).astype(np.int64)
+    vocab_map = np.full(teacher_vocab_size, UNK, dtype=np.int64)
+    vocab_map[kept] = np.arange(len(kept))
+    return kept, vocab_map
+
+
+def svd_embeddings(teacher_embeddings: torch.Tensor, kept: Sequence[int], dim: int, seed: int = 0) -> torch.Tensor:
+    """SVD initialisation of the student embeddings (XtremeDistil sec. 3.1).
+
+    ``teacher_embeddings`` ``(V_teacher, D)``; the kept rows ``W`` ``(V_s, D)`` are
+    factorised ``W = U S V^T`` and projected onto the top ``dim`` right singular
+    vectors, ``W V[:, :dim] = U[:, :dim] S[:dim]`` ``(V_s, dim)``: the best
+    rank-``dim`` approximation of the teacher's embeddings in ``dim`` coordinates.
+    If ``dim`` exceeds the rank available (min(V_s, D)), the remaining columns
+    are small random values. Row 0 (padding) is zero.
+    """
+    w = teacher_embeddings.detach().float()[torch.as_tensor(np.asarray(kept))]
+    _, s, vh = torch.linalg.svd(w, full_matrices=False)
+    k = min(dim, vh.size(0))
+    out = torch.empty(w.size(0), dim)
+    out[:, :k] = w @ vh[:k].T
+    if dim > k:
+        g = torch.Generator().manual_seed(seed)
+        out[:, k:] = torch.randn(w.size(0), dim - k, generator=g) * out[:, :k].std() * 0.1
+    out[PAD] = 0.0
+    return out
+
+
+class BiLSTMStudent(Student):
+    """BiLSTM student.
+
+    Config keys: ``teacher_vocab_size``, ``student_vocab_size``, ``embedding_dim`` (E),
+    ``hidden_size`` (H), ``num_labels`` (C), ``teacher_hidden_size`` (D),
+    ``dropout``, ``pooling`` (``"none"`` for token tasks; ``"max"`` for sequence tasks).
+
+    ``forward``: ``input_ids`` ``(B, T)`` teacher ids -> logits ``(B, T, C)`` and
+    projected states ``(B, T, D)`` (or ``(B, C)`` and ``(B, D)`` with pooling).
+    Layer groups, top down: ``classifier`` / ``projection``, ``encoder``, ``embeddings``.
+    """
+
+    kind = "bilstm"
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        c = self.config
+        self.register_buffer("vocab_map", torch.full((c["teacher_vocab_size"],), UNK, dtype=torch.long))
+        self.embeddings = nn.Embedding(c["student_vocab_size"], c["embedding_dim"], padding_idx=PAD)
+        self.dropout = nn.Dropout(c.get("dropout", 0.0))
+        self.encoder = nn.LSTM(c["embedding_dim"], c["hidden_size"], batch_first=True, bidirectional=True)
+        self.classifier = nn.Linear(2 * c["hidden_size"], c["num_labels"])
+        self.projection = nn.Linear(2 * c["hidden_size"], c["teacher_hidden_size"])
+        self.pooling = c.get("pooling", "none")
+
+    @classmethod
+    def from_config(cls, config: dict) -> "BiLSTMStudent":
+        return cls(config)
+
+    @classmethod
+    def build(cls, *, vocab_map: np.ndarray, student_vocab_size: int, embedding_dim: int, hidden_size: int,
+              num_labels: int, teacher_hidden_size: int, dropout: float, pooling: str = "none",
+              init_embeddings: torch.Tensor | None = None, seed: int = 0) -> "BiLSTMStudent":
+        """A new student; ``init_embeddings`` ``(V_s, E)`` (e.g. from :func:`svd_embeddings`) or random."""
+        torch.manual_seed(seed)
+        m = cls({"teacher_vocab_size": int(len(vocab_map)), "student_vocab_size": int(student_vocab_size),
+                 "embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_labels": num_labels,
+                 "teacher_hidden_size": teacher_hidden_size, "dropout": dropout, "pooling": pooling})
+        m.vocab_map.copy_(torch.as_tensor(vocab_map))
+        if init_embeddings is not None:
+            with torch.no_grad():
+                m.embeddings.weight.copy_(init_embeddings)
+        return m
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
+        ids = self.vocab_map[input_ids]
+        x = self.dropout(self.embeddings(ids))
+        lengths = attention_mask.sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        h, _ = self.encoder(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.size(1))
+        h = self.dropout(h)
+        if self.pooling == "max":
+            h = h.masked_fill(~attention_mask.bool().unsqueeze(-1), -1e4).max(1).values
+        return StudentOutput(logits=self.classifier(h), projected=torch.nn.functional.gelu(self.projection(h)))
+
+    def unfreeze_groups(self, stage: str) -> list[str]:
+        top = "projection" if stage == "representation" else "classifier"
+        return [top, "encoder", "embeddings"]
+
+    def group_parameters(self, group: str) -> list[nn.Parameter]:
+        if group not in ("projection", "classifier", "encoder", "embeddings"):
+            raise KeyError(f"unknown layer group {group!r}")
+        return list(getattr(self, group).parameters())

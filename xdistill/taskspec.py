@@ -1,0 +1,91 @@
+"""Declarative task specs (``tasks/*.toml``).
+
+A task file names its adapter type, label set, metric and data sources; the
+pipeline reads it instead of branching on task names. Unknown keys and wrong
+types raise :class:`~xdistill.errors.ConfigError` naming the file and key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import ConfigError
+
+_SCHEMA: dict[str, dict[str, type | tuple]] = {
+    "": {"name": str, "type": str, "description": str, "labels": list, "metric": str,
+         "hub": dict, "local": dict, "defaults": dict},
+    "hub": {"path": str, "config": str, "tokens_column": str, "tags_column": str,
+            "train_split": str, "eval_split": str},
+    "local": {"format": str, "train": str, "eval": str, "unlabeled": bool},
+    "defaults": {"max_length": int},
+}
+_REQUIRED = ("name", "type", "labels", "metric")
+TASK_TYPES = ("token-classification",)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A parsed task file. ``labels`` is the label set in model output order."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    metric: str
+    description: str = ""
+    hub: dict = field(default_factory=dict)
+    local: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def tasks_dir() -> Path:
+    """The folder of the packaged task files (source checkout first, then the installed package)."""
+    here = Path(__file__).resolve().parent.parent / "tasks"
+    if here.is_dir():
+        return here
+    return Path(str(resources.files("xdistill._tasks")))
+
+
+def _check(path: Path, table: str, data: dict) -> None:
+    schema = _SCHEMA[table]
+    for key, value in data.items():
+        dotted = f"{table}.{key}" if table else key
+        if key not in schema:
+            raise ConfigError(f"{path}: unknown key {dotted!r}; expected one of {', '.join(sorted(schema))}")
+        if not isinstance(value, schema[key]) or (schema[key] is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: key {dotted!r} must be {schema[key].__name__}, got {type(value).__name__}")
+        if schema[key] is dict:
+            _check(path, key, value)
+
+
+def load_task(name_or_path: str | Path) -> TaskSpec:
+    """Load ``tasks/NAME.toml`` or a task file by path.
+
+    Raises:
+        ConfigError: missing file, invalid TOML, unknown key, wrong type, missing key or unknown type.
+    """
+    p = Path(name_or_path)
+    if p.suffix != ".toml":
+        p = tasks_dir() / f"{name_or_path}.toml"
+    if not p.is_file():
+        known = sorted(x.stem for x in tasks_dir().glob("*.toml"))
+        raise ConfigError(f"task {name_or_path!r}: no file {p}; known tasks: {', '.join(known)}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not a valid UTF-8 TOML file: {e}") from e
+    _check(p, "", data)
+    for key in _REQUIRED:
+        if key not in data:
+            raise ConfigError(f"{p}: missing key {key!r}")
+    if data["type"] not in TASK_TYPES:
+        raise ConfigError(f"{p}: key 'type' must be one of {', '.join(TASK_TYPES)}, got {data['type']!r}")
+    labels = data["labels"]
+    if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
+        raise ConfigError(f"{p}: key 'labels' must be a non-empty list of distinct strings")
+    return TaskSpec(name=data["name"], type=data["type"], labels=tuple(labels), metric=data["metric"],
+                    description=data.get("description", ""), hub=data.get("hub", {}),
+                    local=data.get("local", {}), defaults=data.get("defaults", {}), path=str(p))
