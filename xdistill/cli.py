@@ -76,11 +76,18 @@ def cmd_ner(argv: list[str]) -> int:
         torch.set_num_threads(rargs.threads)
     from .pipeline import run
 
-    report = run(load_task("wikiann"), dargs, targs, sargs, dist, rargs)
+    report = run(load_task(rargs.task), dargs, targs, sargs, dist, rargs)
     m = report["mean"]
     print(json.dumps({"output_dir": rargs.output_dir, "mean": m, "minutes": report["timing"]["total_seconds"] / 60,
                       "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))
     return 0
+
+
+def _check_max_length(value: int | None) -> None:
+    from .errors import ConfigError
+
+    if value is not None and value < 8:
+        raise ConfigError(f"--max-length: expected at least 8 tokens, got {value}")
 
 
 def cmd_evaluate(argv: list[str]) -> int:
@@ -90,6 +97,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--format", default="auto", choices=["auto", "panx", "conll"])
     p.add_argument("--max-length", type=int, default=None)
     a = p.parse_args(argv)
+    _check_max_length(a.max_length)
     _setup_logging()
     from .inference import load_model
 
@@ -105,6 +113,7 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--batch-lines", type=int, default=256, help="lines tagged per batch when reading stdin")
     a = p.parse_args(argv)
+    _check_max_length(a.max_length)
     _setup_logging()
     from .inference import load_model
 
@@ -147,6 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     except XDistillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
+    except OSError as e:  # missing file, a folder given as a file, no permission
         print(f"error: {e}", file=sys.stderr)
         return 2

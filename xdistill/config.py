@@ -78,8 +78,8 @@ class DataArguments:
             if not Path(self.data_dir).is_dir():
                 raise ConfigError(f"--data-dir: {self.data_dir} is not a directory")
         _check_positive(self, "labeled_per_lang", "validation_per_lang")
-        if self.max_length < 8:
-            raise ConfigError(f"--max-length: expected at least 8, got {self.max_length}")
+        if not 8 <= self.max_length <= 512:
+            raise ConfigError(f"--max-length: expected 8 to 512 tokens, got {self.max_length}")
         for n in ("teacher_labeled_per_lang", "transfer_per_lang", "unlabeled_per_lang", "eval_per_lang"):
             v = getattr(self, n)
             if v < -1:
@@ -180,6 +180,7 @@ class DistillArguments:
 class RunArguments:
     """Where outputs go and how the run behaves."""
 
+    task: str = field(default="wikiann", metadata={"help": "Task: a name in tasks/ (wikiann) or the path of a task file (.toml), e.g. one that points [local] at CoNLL files."})
     output_dir: str = field(default="runs/ner", metadata={"help": "Output folder: report.json, report.md, student/, teacher/, cache/, checkpoints/."})
     preset: str = field(default="cpu", metadata={"help": "smoke, cpu or paper: defaults for every other option."})
     resume: bool = field(default=False, metadata={"help": "Continue an interrupted run from its last finished step."})

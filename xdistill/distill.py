@@ -14,7 +14,8 @@ unfrozen from the top down, one step each, and every step trains until early
 stopping on the validation split (held out of train): stage 1 on the
 representation loss of the validation rows, stages 2 and 3 on the task metric.
 The best state of each step is kept. After every step the student and the
-progress are checkpointed; ``resume`` skips finished steps. Teacher outputs
+progress are checkpointed (``student.pt``, ``progress.json``; the state at the
+end of each stage also as ``stage-NAME.pt``); ``resume`` skips finished steps. Teacher outputs
 come from the cache (:mod:`xdistill.cache`), never from the teacher.
 """
 
@@ -192,7 +193,7 @@ class Distiller:
                 if bi in check_at:
                     score, metric = self.validate(step.stage)
                     epochs_done = epoch + (bi + 1) / len(batches)
-                    history.append({"epoch": round(epochs_done, 3), "score": score, "loss": float(loss)})
+                    history.append({"epoch": round(epochs_done, 3), "score": score, "loss": float(loss.detach())})
                     if score > best + 1e-6:
                         best, bad = score, 0
                         best_state = copy.deepcopy(self.student.state_dict())
@@ -231,6 +232,8 @@ class Distiller:
             res = self.train_step(step, max_epochs)
             done.append(asdict(res))
             atomic_torch_save(self.student.state_dict(), self.dir / "student.pt")
+            if step is steps[-1] or steps[steps.index(step) + 1].stage != step.stage:
+                atomic_torch_save(self.student.state_dict(), self.dir / f"stage-{step.stage}.pt")
             atomic_write_json(progress_path, {"steps": [s.name for s in steps], "done": done})
             if on_step:
                 on_step(res)

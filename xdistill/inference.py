@@ -92,7 +92,7 @@ def load_model(directory: str | Path, max_length: int | None = None) -> Inferenc
         spec = TaskSpec(name=cfg.get("task", "task"), type=cfg.get("task_type", "token-classification"),
                         labels=tuple(cfg["labels"]), metric="seqeval")
         tok = AutoTokenizer.from_pretrained(d)
-        return InferenceModel("student", model, tok, make_adapter(spec), max_length or int(cfg.get("max_length", 128)), str(d))
+        return InferenceModel("student", model, tok, make_adapter(spec), max_length if max_length is not None else int(cfg.get("max_length", 128)), str(d))
     if (d / "config.json").is_file():
         cfg = AutoConfig.from_pretrained(d)
         labels = tuple(cfg.id2label[i] for i in range(len(cfg.id2label)))
@@ -101,6 +101,6 @@ def load_model(directory: str | Path, max_length: int | None = None) -> Inferenc
         model = adapter.auto_model_class.from_pretrained(d)
         model.eval()
         tok = AutoTokenizer.from_pretrained(d)
-        ml = max_length or min(512, int(getattr(cfg, "max_position_embeddings", 512)))
+        ml = max_length if max_length is not None else min(512, int(getattr(cfg, "max_position_embeddings", 512)))
         return InferenceModel("teacher", model, tok, adapter, ml, str(d))
     raise ConfigError(f"--model {d}: no student (config.json with \"xdistill_student\") or transformers checkpoint (config.json) here")

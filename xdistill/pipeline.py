@@ -20,6 +20,7 @@ from .adapters import TaskAdapter, make_adapter
 from .adapters.base import Encoded
 from .cache import inputs_fingerprint, teacher_outputs
 from .config import DataArguments, DistillArguments, RunArguments, StudentArguments, TeacherArguments
+from .errors import ConfigError
 from .data.ner import LanguageData, build_language_data, make_source, resolve_languages
 from .distill import DistillData, Distiller, make_schedule, student_logits
 from .languages import LanguageRegistry
@@ -108,8 +109,9 @@ def run(spec: TaskSpec, dargs: DataArguments, targs: TeacherArguments, sargs: St
     teacher_desc = (f"{len(splits['teacher_labeled'])} labeled sentences "
                     f"({'all of train minus validation' if dargs.teacher_labeled_per_lang < 0 else f'up to {dargs.teacher_labeled_per_lang}'} per language)")
     with timer.phase("teacher"):
-        setup = {"task": spec.name, "langs": langs, "teacher": asdict(targs), "seed": dargs.seed,
-                 "data": {k: v for k, v in asdict(dargs).items() if k not in ("data_dir",)},
+        # What the teacher's training depends on: its options and the exact rows it trains and selects on.
+        setup = {"task": spec.name, "labels": list(adapter.labels), "seed": dargs.seed,
+                 "teacher": {k: v for k, v in asdict(targs).items() if k not in ("teacher_layer", "label_tokens_per_batch")},
                  "teacher_data": inputs_fingerprint(enc["teacher_labeled"]), "validation": inputs_fingerprint(enc["validation"])}
         trainer = TeacherTrainer(adapter, targs, out, dargs.seed, setup)
         teacher, tinfo = trainer.prepare(tokenizer, enc["teacher_labeled"], enc["validation"], rargs.resume, teacher_desc)
@@ -117,6 +119,10 @@ def run(spec: TaskSpec, dargs: DataArguments, targs: TeacherArguments, sargs: St
 
     with timer.phase("teacher_labeling"):
         layer = targs.teacher_layer
+        n_layers = int(getattr(teacher.config, "num_hidden_layers", 0))
+        if not -(n_layers + 1) <= layer <= n_layers:
+            raise ConfigError(f"--teacher-layer {layer}: the teacher has {n_layers} layers; expected -{n_layers + 1}..{n_layers} "
+                              "(0 is the embedding output, -1 the last layer)")
         common = dict(model=teacher, adapter=adapter, cache_root=cache_root, teacher_fingerprint=tinfo.fingerprint,
                       layer=layer, pad_id=pad_id, max_tokens=targs.label_tokens_per_batch)
         transfer_out, label_stats = teacher_outputs(encoded=enc["transfer"], name="transfer", **common)

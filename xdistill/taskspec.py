@@ -78,6 +78,9 @@ def load_task(name_or_path: str | Path) -> TaskSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not a valid UTF-8 TOML file: {e}") from e
     _check(p, "", data)
+    fmt = data.get("local", {}).get("format")
+    if fmt is not None and fmt not in ("auto", "panx", "conll"):
+        raise ConfigError(f"{p}: key 'local.format' must be one of auto, panx, conll, got {fmt!r}")
     for key in _REQUIRED:
         if key not in data:
             raise ConfigError(f"{p}: missing key {key!r}")

@@ -69,6 +69,8 @@ class TokenClassificationAdapter(TaskAdapter):
         Labels are aligned to first subwords; an example with no tags (transfer
         text) gets -100 everywhere.
         """
+        if max_length < 3:
+            raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
         budget = max_length - 2
         cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         cache: dict[str, list[int]] = {}

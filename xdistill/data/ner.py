@@ -32,7 +32,7 @@ from ..config import DataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
 from ..languages import LanguageRegistry, unlabeled_files
 from ..taskspec import TaskSpec
-from .readers import Sentence, read_panx
+from .readers import Sentence, read_ner_file
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ class NERSource:
 
 
 class LocalSource(NERSource):
-    """PAN-X files below ``data_dir`` as named by the task spec's ``[local]`` table."""
+    """Labeled files below ``data_dir`` as named by the task spec's ``[local]`` table:
+    PAN-X (``token<TAB>tag``) or CoNLL columns (``format = "panx" | "conll" | "auto"``)."""
 
     def __init__(self, data_dir: str | Path, spec: TaskSpec):
         self.data_dir = Path(data_dir)
@@ -107,7 +108,7 @@ class LocalSource(NERSource):
         p = self.path(lang, split)
         if not p.is_file():
             raise UnknownLanguageError(f"--langs: no {split} file for {lang!r}: looked for {p}")
-        sentences, stats = read_panx(p, label_set=self.spec.labels)
+        sentences, stats = read_ner_file(p, format=self.spec.local.get("format", "auto"), label_set=self.spec.labels)
         self.stats[f"{lang}/{split}"] = {"file": str(p), "sentences": stats.n_sentences, "repaired_tags": stats.n_repaired}
         return sentences
 

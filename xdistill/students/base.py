@@ -98,9 +98,10 @@ def is_student_dir(directory: str | Path) -> bool:
     if not p.is_file():
         return False
     try:
-        return bool(json.loads(p.read_text()).get(STUDENT_MARKER))
+        data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
+    return isinstance(data, dict) and bool(data.get(STUDENT_MARKER))
 
 
 def load_student(directory: str | Path) -> tuple[Student, dict]:
@@ -120,10 +121,19 @@ def load_student(directory: str | Path) -> tuple[Student, dict]:
     kind = cfg.get("kind")
     if kind not in STUDENT_KINDS:
         raise ConfigError(f"{d / STUDENT_CONFIG}: unknown student kind {kind!r}; expected one of {', '.join(STUDENT_KINDS)}")
+    weights = d / STUDENT_WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(f"--model {d}: {STUDENT_WEIGHTS} is missing")
     model = STUDENT_KINDS[kind].from_config(cfg)
-    state = load_file(str(d / STUDENT_WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError(f"{d / STUDENT_WEIGHTS}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    state = load_file(str(weights))
+    expected = model.state_dict()
+    wrong = [f"{k}: {tuple(v.shape)} vs config {tuple(expected[k].shape)}" for k, v in state.items()
+             if k in expected and v.shape != expected[k].shape]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if wrong or missing or unexpected:
+        raise ConfigError(f"{weights}: weights do not match {d / STUDENT_CONFIG} (shape mismatches {wrong}, "
+                          f"missing {missing}, unexpected {unexpected})")
+    model.load_state_dict(state)
     model.eval()
     return model, cfg

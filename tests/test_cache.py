@@ -1,0 +1,285 @@
+"""The teacher-output cache: keys, compute-then-reuse, stored values, interrupted runs, stats."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_models as tm
+from xdistill.cache import CACHE_FORMAT, TeacherOutputs, cache_key, inputs_fingerprint, teacher_outputs
+
+SETTINGS = {"layer": -1, "dtype": "float16", "level": "token", "name": "transfer"}
+
+# Transfer text of varied lengths (so batches get padding), tags dropped.
+TRANSFER = tm.SENTENCES + [(["Anna", "and", "Bob", "visited", "the", "big", "Schweiz", "and", "Paris", "."], [])]
+
+
+class CountingModel:
+    """Wraps a model and counts forward calls (what ``teacher_outputs`` uses: config, eval, __call__)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.config = model.config
+        self.calls = 0
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def __call__(self, *args, **kw):
+        self.calls += 1
+        return self.model(*args, **kw)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with tm.single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return tm.wikiann_adapter()
+
+
+@pytest.fixture(scope="module")
+def teacher(tok):
+    return tm.make_teacher(len(tok))
+
+
+@pytest.fixture(scope="module")
+def enc(adapter, tok):
+    return tm.encode(adapter, tok, TRANSFER, labeled=False)
+
+
+def run(model, adapter, enc, root, tok, layer=-1, fingerprint="fp0", max_tokens=40, name="transfer"):
+    return teacher_outputs(model, adapter, enc, root, fingerprint, layer=layer, pad_id=tok.pad_token_id,
+                           max_tokens=max_tokens, name=name)
+
+
+# --------------------------------------------------------------------------- cache_key
+
+
+def test_cache_key_is_stable(enc):
+    k = cache_key("fp0", enc, SETTINGS)
+    assert k == cache_key("fp0", copy.deepcopy(enc), dict(reversed(list(SETTINGS.items()))))
+    assert len(k) == 20 and all(c in "0123456789abcdef" for c in k)
+    assert inputs_fingerprint(enc) == inputs_fingerprint(copy.deepcopy(enc))
+
+
+def test_cache_key_changes_with_teacher_fingerprint(enc):
+    assert cache_key("fp0", enc, SETTINGS) != cache_key("fp1", enc, SETTINGS)
+
+
+def test_cache_key_changes_with_any_input_id(enc):
+    base = cache_key("fp0", enc, SETTINGS)
+    seen = {base}
+    for r in range(len(enc)):
+        for pos in range(len(enc.input_ids[r])):
+            other = copy.deepcopy(enc)
+            other.input_ids[r][pos] += 1
+            k = cache_key("fp0", other, SETTINGS)
+            assert k not in seen, (r, pos)
+            seen.add(k)
+
+
+def test_cache_key_changes_with_rows_added_removed_or_reordered(enc):
+    base = cache_key("fp0", enc, SETTINGS)
+    dropped = copy.deepcopy(enc)
+    dropped.input_ids.pop()
+    swapped = copy.deepcopy(enc)
+    swapped.input_ids[0], swapped.input_ids[1] = swapped.input_ids[1], swapped.input_ids[0]
+    added = copy.deepcopy(enc)
+    added.input_ids.append([2, 3])
+    keys = {base, cache_key("fp0", dropped, SETTINGS), cache_key("fp0", swapped, SETTINGS),
+            cache_key("fp0", added, SETTINGS)}
+    assert len(keys) == 4
+
+
+@pytest.mark.parametrize("change", [{"layer": 1}, {"layer": -2}, {"dtype": "float32"}, {"level": "sequence"},
+                                    {"name": "validation"}, {"extra": True}])
+def test_cache_key_changes_with_any_setting(enc, change):
+    assert cache_key("fp0", enc, SETTINGS) != cache_key("fp0", enc, {**SETTINGS, **change})
+
+
+def test_cache_key_ignores_labels_and_word_index(enc):
+    other = copy.deepcopy(enc)
+    other.labels = [[0] * len(x) for x in other.labels]
+    other.word_index = [[-1] * len(x) for x in other.word_index]
+    assert cache_key("fp0", enc, SETTINGS) == cache_key("fp0", other, SETTINGS)
+
+
+# --------------------------------------------------------------------------- compute, then reuse
+
+
+def test_teacher_outputs_computes_then_reuses(tmp_path, teacher, adapter, enc, tok):
+    model = CountingModel(teacher)
+    out1, stats1 = run(model, adapter, enc, tmp_path, tok)
+    assert stats1["cached"] is False
+    calls = model.calls
+    assert calls >= 2  # max_tokens=40 splits the rows into several batches
+
+    out2, stats2 = run(model, adapter, enc, tmp_path, tok)
+    assert stats2["cached"] is True
+    assert model.calls == calls  # not one more forward pass
+    assert out2.path == out1.path
+    np.testing.assert_array_equal(np.asarray(out2.logits_flat), np.asarray(out1.logits_flat))
+    np.testing.assert_array_equal(np.asarray(out2.hidden_flat), np.asarray(out1.hidden_flat))
+    np.testing.assert_array_equal(out2.offsets, out1.offsets)
+    for k in ("seconds", "real_tokens", "tokens_per_second", "padding_fraction", "rows", "batches"):
+        assert stats2[k] == stats1[k]
+
+    # one cache folder, named NAME-KEY, with its files; no temporary folder left
+    entries = sorted(p.name for p in tmp_path.iterdir())
+    assert entries == [out1.path.name]
+    assert out1.path.name == "transfer-" + cache_key("fp0", enc, SETTINGS)
+    assert {p.name for p in out1.path.iterdir()} == {"logits.npy", "hidden.npy", "offsets.npy", "meta.json"}
+    meta = json.loads((out1.path / "meta.json").read_text())
+    assert meta["teacher"] == "fp0" and meta["settings"] == SETTINGS and meta["teacher_layers"] == 2
+
+
+def test_another_teacher_layer_or_fingerprint_is_recomputed(tmp_path, teacher, adapter, enc, tok):
+    model = CountingModel(teacher)
+    out_a, _ = run(model, adapter, enc, tmp_path, tok)
+    n = model.calls
+    out_b, stats_b = run(model, adapter, enc, tmp_path, tok, layer=1)
+    assert stats_b["cached"] is False and model.calls > n
+    n = model.calls
+    out_c, stats_c = run(model, adapter, enc, tmp_path, tok, fingerprint="fp-other")
+    assert stats_c["cached"] is False and model.calls > n
+    assert len({out_a.path, out_b.path, out_c.path}) == 3
+    # the same logits under another layer setting, different hidden states
+    np.testing.assert_array_equal(np.asarray(out_a.logits_flat), np.asarray(out_b.logits_flat))
+    assert not np.array_equal(np.asarray(out_a.hidden_flat), np.asarray(out_b.hidden_flat))
+
+
+# --------------------------------------------------------------------------- stored values
+
+
+@pytest.mark.parametrize("layer", [-1, 1])
+def test_stored_arrays_match_the_model(tmp_path, teacher, adapter, enc, tok, layer):
+    out, _ = run(teacher, adapter, enc, tmp_path, tok, layer=layer)
+    assert isinstance(out, TeacherOutputs)
+    assert len(out) == len(enc)
+    assert out.logits_flat.dtype == np.float16 and out.hidden_flat.dtype == np.float16
+    assert isinstance(out.logits_flat, np.memmap) and isinstance(out.hidden_flat, np.memmap)
+    assert out.offsets[0] == 0 and out.offsets[-1] == enc.lengths.sum()
+    for i, ids in enumerate(enc.input_ids):
+        lg, hd = out.logits(i), out.hidden(i)
+        assert lg.shape == (len(ids), 7)
+        assert hd.shape == (len(ids), 32)
+        ref_lg, ref_hd = tm.reference_outputs(teacher, ids, layer)
+        np.testing.assert_allclose(lg.astype(np.float32), ref_lg, rtol=1e-2, atol=3e-3)
+        np.testing.assert_allclose(hd.astype(np.float32), ref_hd, rtol=1e-2, atol=3e-3)
+
+
+def test_layer_selects_that_hidden_state(tmp_path, teacher, adapter, enc, tok):
+    """layer=1 is the first transformer layer's output, not the last one's (they differ)."""
+    out1, _ = run(teacher, adapter, enc, tmp_path, tok, layer=1)
+    ids = enc.input_ids[0]
+    _, last = tm.reference_outputs(teacher, ids, -1)
+    _, first = tm.reference_outputs(teacher, ids, 1)
+    stored = out1.hidden(0).astype(np.float32)
+    assert np.abs(first - last).max() > 0.1
+    assert np.abs(stored - first).max() < 0.02 < np.abs(stored - last).max()
+
+
+def test_batch_pads_rows_with_zeros(tmp_path, teacher, adapter, enc, tok):
+    out, _ = run(teacher, adapter, enc, tmp_path, tok)
+    rows = [0, len(enc) - 1]
+    width = int(max(enc.lengths[r] for r in rows)) + 2
+    lg, hd = out.batch(rows, width)
+    assert lg.dtype == torch.float32 and lg.shape == (2, width, 7) and hd.shape == (2, width, 32)
+    for j, r in enumerate(rows):
+        n = int(enc.lengths[r])
+        np.testing.assert_array_equal(lg[j, :n].numpy(), out.logits(r).astype(np.float32))
+        assert torch.all(lg[j, n:] == 0) and torch.all(hd[j, n:] == 0)
+
+
+# --------------------------------------------------------------------------- interrupted runs
+
+
+def test_leftover_tmp_folder_is_not_a_cache(tmp_path, teacher, adapter, enc, tok):
+    done, _ = run(teacher, adapter, enc, tmp_path / "a", tok)
+    root = tmp_path / "b"
+    root.mkdir()
+    # A complete-looking folder under the temporary name of another (killed) process, with wrong values.
+    leftover = root / f"{done.path.name}.tmp99999999"
+    shutil.copytree(done.path, leftover)
+    lg = np.load(leftover / "logits.npy", mmap_mode="r+")
+    lg[:] = 0
+    lg.flush()
+    del lg
+    model = CountingModel(teacher)
+    out, stats = run(model, adapter, enc, root, tok)
+    assert stats["cached"] is False
+    assert model.calls > 0
+    assert out.path == root / done.path.name
+    np.testing.assert_array_equal(np.asarray(out.logits_flat), np.asarray(done.logits_flat))
+
+
+def test_own_stale_tmp_folder_is_replaced(tmp_path, teacher, adapter, enc, tok):
+    """A half-written folder under this process's temporary name is cleared, then renamed when complete."""
+    key = cache_key("fp0", enc, SETTINGS)
+    stale = tmp_path / f"transfer-{key}.tmp{os.getpid()}"
+    stale.mkdir()
+    (stale / "logits.npy").write_bytes(b"half written")
+    out, stats = run(teacher, adapter, enc, tmp_path, tok)
+    assert stats["cached"] is False
+    assert not stale.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [f"transfer-{key}"]
+    assert out.logits(0).shape == (len(enc.input_ids[0]), 7)
+
+
+def test_final_folder_without_meta_is_recomputed(tmp_path, teacher, adapter, enc, tok):
+    key = cache_key("fp0", enc, SETTINGS)
+    broken = tmp_path / f"transfer-{key}"
+    broken.mkdir()
+    (broken / "logits.npy").write_bytes(b"garbage")
+    model = CountingModel(teacher)
+    out, stats = run(model, adapter, enc, tmp_path, tok)
+    assert stats["cached"] is False and model.calls > 0
+    assert (out.path / "meta.json").is_file()
+    ref_lg, _ = tm.reference_outputs(teacher, enc.input_ids[0], -1)
+    np.testing.assert_allclose(out.logits(0).astype(np.float32), ref_lg, rtol=1e-2, atol=3e-3)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def test_stats_report_tokens_per_second_and_padding(tmp_path, teacher, adapter, enc, tok):
+    _, stats = run(teacher, adapter, enc, tmp_path, tok, max_tokens=40)
+    assert stats["rows"] == len(enc)
+    assert stats["real_tokens"] == int(enc.lengths.sum())
+    assert stats["tokens_per_second"] is not None and stats["tokens_per_second"] > 0
+    assert stats["seconds"] > 0
+    assert 0.0 < stats["padding_fraction"] < 1.0  # rows of different lengths share batches
+    assert stats["batches"] >= 2
+
+
+def test_padding_fraction_is_zero_for_equal_lengths(tmp_path, teacher, adapter, tok):
+    same = tm.encode(adapter, tok, [(["Anna", "visited", "Berlin"], []), (["Bob", "visited", "Paris"], []),
+                                    (["Carl", "met", "Anna"], [])], labeled=False)
+    assert len(set(same.lengths.tolist())) == 1
+    _, stats = run(teacher, adapter, same, tmp_path, tok, max_tokens=1000, name="validation")
+    assert stats["padding_fraction"] == 0.0
+    assert stats["batches"] == 1
+
+
+def test_format_version_is_part_of_the_key(enc, monkeypatch):
+    from xdistill import cache
+
+    k = cache_key("fp0", enc, SETTINGS)
+    monkeypatch.setattr(cache, "CACHE_FORMAT", CACHE_FORMAT + 1)
+    assert cache.cache_key("fp0", enc, SETTINGS) != k

@@ -1,0 +1,146 @@
+"""The data layer: per-language splits, the hub source (through datasets), unlabeled text."""
+
+from __future__ import annotations
+
+import random
+
+import datasets
+import pytest
+
+from xdistill.config import DataArguments
+from xdistill.data import ner
+from xdistill.errors import ConfigError, DataFormatError, UnknownLanguageError
+from xdistill.languages import LanguageRegistry
+from xdistill.taskspec import load_task
+
+SPEC = load_task("wikiann")
+
+
+def _write_panx(path, n, tag="B-PER"):
+    lines = []
+    for i in range(n):
+        lines += [f"Word{i}\t{tag}", f"rest{i}\tO", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+@pytest.fixture
+def local_dir(tmp_path):
+    (tmp_path / "wikiann").mkdir()
+    _write_panx(tmp_path / "wikiann" / "train-en.tsv", 50)
+    _write_panx(tmp_path / "wikiann" / "dev-en.tsv", 20, "B-LOC")
+    _write_panx(tmp_path / "wikiann" / "train-de.tsv", 30)
+    _write_panx(tmp_path / "wikiann" / "dev-de.tsv", 10)
+    (tmp_path / "unlabeled" / "leipzig").mkdir(parents=True)
+    (tmp_path / "unlabeled" / "leipzig" / "en.txt").write_text("Angela Merkel visited Paris.\n\nA second line, here.\n")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import BertTokenizer
+
+    d = tmp_path_factory.mktemp("tok")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Angela", "Merkel", "visited", "Paris", ".", ",", "A", "second",
+             "line", "here", "Word", "rest", "##0", "##1", "##2", "##3", "##4", "##5", "##6", "##7", "##8", "##9"]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return BertTokenizer(vocab=str(d / "vocab.txt"), do_lower_case=False, strip_accents=False)
+
+
+def _args(local_dir, **kw):
+    base = dict(data_dir=str(local_dir), source="local", labeled_per_lang=10, teacher_labeled_per_lang=20,
+                validation_per_lang=5, transfer_per_lang=-1, unlabeled_per_lang=-1, eval_per_lang=8, seed=1)
+    base.update(kw)
+    return DataArguments(**base)
+
+
+def test_splits_are_disjoint_and_sized(local_dir, tokenizer):
+    reg = LanguageRegistry.load()
+    args = _args(local_dir)
+    src = ner.make_source(args, SPEC, reg)
+    assert src.available_languages() == {"en", "de"}
+    d = ner.build_language_data("en", src, args, tokenizer, reg, use_unlabeled=True)
+    c = d.counts
+    assert (c["validation"], c["labeled"], c["teacher_labeled"], c["n_eval"]) == (5, 10, 20, 8)
+    assert c["transfer_from_train"] == 50 - 5 - 10
+    assert c["transfer_unlabeled"] == {"leipzig": 2}
+    assert c["transfer"] == 35 + 2
+    val = {tuple(t) for t in d.validation["tokens"]}
+    lab = {tuple(t) for t in d.labeled["tokens"]}
+    teach = {tuple(t) for t in d.teacher_labeled["tokens"]}
+    transfer = {tuple(t) for t in d.transfer["tokens"]}
+    assert not val & lab and not val & teach and not val & transfer and not lab & transfer
+    assert lab <= teach
+    assert all(tags == [] for tags in d.transfer["tags"])
+    assert ("Angela", "Merkel", "visited", "Paris", ".") in transfer
+    # same seed -> same sample
+    d2 = ner.build_language_data("en", src, args, tokenizer, reg)
+    assert d2.labeled["tokens"] == d.labeled["tokens"]
+
+
+def test_missing_language_and_empty_transfer(local_dir, tokenizer):
+    reg = LanguageRegistry.load()
+    args = _args(local_dir)
+    src = ner.make_source(args, SPEC, reg)
+    with pytest.raises(UnknownLanguageError, match="train-fr.tsv"):
+        ner.build_language_data("fr", src, args, tokenizer, reg)
+    with pytest.raises(UnknownLanguageError, match="fr"):
+        ner.resolve_languages("en,fr", src, reg)
+    selected, missing = ner.resolve_languages("xtremedistil41", src, reg)
+    assert selected == ["de", "en"] and "fr" in missing
+    tight = _args(local_dir, labeled_per_lang=100, teacher_labeled_per_lang=100, unlabeled_per_lang=0)
+    with pytest.raises(ConfigError, match="transfer set is empty"):
+        ner.build_language_data("de", src, tight, tokenizer, reg)
+
+
+def test_malformed_file_names_file_and_line(local_dir, tokenizer):
+    reg = LanguageRegistry.load()
+    (local_dir / "wikiann" / "train-de.tsv").write_text("Berlin\tB-LOC\nonlycolumn\n")
+    args = _args(local_dir)
+    with pytest.raises(DataFormatError, match=r"train-de\.tsv:2"):
+        ner.build_language_data("de", ner.make_source(args, SPEC, reg), args, tokenizer, reg)
+
+
+def test_unlabeled_file_encoding_error(tmp_path):
+    p = tmp_path / "xx.txt"
+    p.write_bytes("ok\n".encode() + "caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"xx\.txt:2"):
+        ner.read_unlabeled(p, -1, random.Random(0))
+
+
+def test_words_of_gives_offsets(tokenizer):
+    text = "Angela Merkel visited Paris."
+    words = ner.words_of(tokenizer, [text])[0]
+    assert [w for w, _, _ in words] == ["Angela", "Merkel", "visited", "Paris", "."]
+    assert all(text[s:e] == w for w, s, e in words)
+
+
+def test_hub_source_converts_classlabels(monkeypatch):
+    """The hub path calls datasets.load_dataset(path, config, split=...) and maps ClassLabel ids to tags."""
+    features = datasets.Features({
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(SPEC.labels))),
+        "langs": datasets.Sequence(datasets.Value("string")),
+    })
+    fake = datasets.Dataset.from_dict({"tokens": [["Paris", "is", "big"], ["Karl", "Ove"]],
+                                       "ner_tags": [[5, 0, 0], [2, 2]], "langs": [["fr"] * 3, ["fr"] * 2]},
+                                      features=features)
+    calls = []
+
+    def fake_load(path, name=None, split=None, **kw):
+        calls.append((path, name, split))
+        return fake
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    src = ner.HubSource(SPEC, LanguageRegistry.load())
+    sents = src.load("fr", "train")
+    assert calls == [("unimelb-nlp/wikiann", "fr", "train")]
+    assert sents[0].tags == ("B-LOC", "O", "O")
+    assert sents[1].tags == ("B-PER", "I-PER")  # I- at start repaired to B-
+    assert "fr" in src.available_languages()
+
+    def failing(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", failing)
+    with pytest.raises(UnknownLanguageError, match="unimelb-nlp/wikiann"):
+        src.load("fr", "eval")

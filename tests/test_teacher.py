@@ -1,0 +1,306 @@
+"""The teacher: weights fingerprint, tokenizer loading, checkpoint handling, prepare/reuse."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tiny_models as tm
+from xdistill.config import DataArguments, TeacherArguments
+from xdistill.errors import ConfigError
+from xdistill.teacher import (TEACHER_META, TeacherInfo, TeacherTrainer, load_tokenizer, predict_logits,
+                              weights_fingerprint)
+
+SCRATCH_SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,
+                     teacher_epochs=1.0, teacher_batch_size=4, teacher_lr=1e-3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with tm.single_thread():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_data_dir_env(monkeypatch):
+    monkeypatch.delenv("XDISTILL_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return tm.wikiann_adapter()
+
+
+@pytest.fixture(scope="module")
+def enc(adapter, tok):
+    return tm.encode(adapter, tok, tm.SENTENCES)
+
+
+def hub_data_args() -> DataArguments:
+    return DataArguments(source="hub")
+
+
+def logits_of(model, enc, tok) -> list[np.ndarray]:
+    return predict_logits(model, enc, tok.pad_token_id)
+
+
+def no_training(*args, **kw):
+    raise AssertionError("the teacher was fine-tuned but should not have been")
+
+
+# --------------------------------------------------------------------------- weights_fingerprint
+
+
+def test_fingerprint_is_stable_and_changes_with_any_weight(tok):
+    model = tm.make_teacher(len(tok))
+    fp = weights_fingerprint(model)
+    assert len(fp) == 16
+    assert weights_fingerprint(copy.deepcopy(model)) == fp
+    for name in ("classifier.bias", "bert.encoder.layer.1.output.dense.weight", "bert.embeddings.word_embeddings.weight"):
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            other.get_parameter(name).view(-1)[0] += 1e-3
+        assert weights_fingerprint(other) != fp, name
+
+
+def test_fingerprint_differs_between_seeds(tok):
+    assert weights_fingerprint(tm.make_teacher(len(tok), seed=0)) != weights_fingerprint(tm.make_teacher(len(tok), seed=1))
+
+
+def test_fingerprint_of_bfloat16_model(tok):
+    model = tm.make_teacher(len(tok)).to(torch.bfloat16)
+    fp = weights_fingerprint(model)
+    assert len(fp) == 16
+    assert fp != weights_fingerprint(tm.make_teacher(len(tok)))
+
+
+def test_prepare_accepts_a_bfloat16_checkpoint(tmp_path, tok, adapter, enc, monkeypatch):
+    tm.make_teacher(len(tok)).to(torch.bfloat16).save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.setattr(TeacherTrainer, "_fine_tune", no_training)
+    trainer = TeacherTrainer(adapter, TeacherArguments(teacher=str(tmp_path / "ckpt")), tmp_path / "out", 0, {})
+    _, info = trainer.prepare(tok, enc, enc, False, "d")
+    assert info.fine_tuned_here is False
+
+
+# --------------------------------------------------------------------------- load_tokenizer
+
+
+def test_load_tokenizer_from_a_bare_vocab_folder(tmp_path):
+    tm.write_vocab(tmp_path / "vocab_only")
+    tok = load_tokenizer(TeacherArguments(tokenizer=str(tmp_path / "vocab_only")), hub_data_args())
+    assert len(tok) == len(tm.VOCAB)
+    assert tok.is_fast
+    # cased, accents kept, WordPiece continuation pieces
+    assert tok.tokenize("Anna Zürich visited xyz") == ["Anna", "Zürich", "visited", "x", "##y", "##z"]
+    assert tok.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]"]) == [0, 1, 2, 3]
+    assert tok.pad_token_id == 0 and tok.cls_token_id == 2 and tok.sep_token_id == 3
+    ids = tok("Anna visited Berlin")["input_ids"]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    assert tok.unk_token_id not in ids
+
+
+def test_scratch_teacher_finds_the_tokenizer_under_data_dir(tmp_path):
+    tm.write_vocab(tmp_path / "tokenizers" / "bert-base-multilingual-cased")
+    tok = load_tokenizer(TeacherArguments(), DataArguments(data_dir=str(tmp_path)))
+    assert len(tok) == len(tm.VOCAB)
+
+
+def test_scratch_teacher_without_any_tokenizer_is_a_config_error():
+    with pytest.raises(ConfigError, match="--tokenizer"):
+        load_tokenizer(TeacherArguments(), hub_data_args())
+
+
+def test_a_too_small_vocab_is_a_config_error(tmp_path):
+    tm.write_vocab(tmp_path / "tiny", tm.SPECIALS)
+    with pytest.raises(ConfigError, match="vocab.txt"):
+        load_tokenizer(TeacherArguments(tokenizer=str(tmp_path / "tiny")), hub_data_args())
+
+
+def test_load_tokenizer_from_a_saved_folder(tmp_path, tok):
+    tok.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "tokenizer_config.json").is_file()
+    for targs in (TeacherArguments(tokenizer=str(tmp_path / "saved")), TeacherArguments(teacher=str(tmp_path / "saved"))):
+        loaded = load_tokenizer(targs, hub_data_args())
+        assert len(loaded) == len(tok)
+        text = "Carl met Anna in Zürich , qxz"
+        assert loaded(text)["input_ids"] == tok(text)["input_ids"]
+
+
+# --------------------------------------------------------------------------- _build: checkpoints
+
+
+def trainer_for(adapter, path, out) -> TeacherTrainer:
+    return TeacherTrainer(adapter, TeacherArguments(teacher=str(path)), out, 0, {"test": 1})
+
+
+def test_checkpoint_with_the_task_labels_is_used_as_is(tmp_path, tok, adapter, enc, monkeypatch):
+    original = tm.make_teacher(len(tok))
+    original.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    monkeypatch.setattr(TeacherTrainer, "_fine_tune", no_training)
+    trainer = trainer_for(adapter, tmp_path / "ckpt", tmp_path / "out")
+
+    model, needs_training = trainer._build(tok)
+    assert needs_training is False
+    model, info = trainer.prepare(tok, enc, enc, False, "8 labeled sentences")
+    assert isinstance(info, TeacherInfo)
+    assert info.fine_tuned_here is False
+    assert info.trained_from_scratch is False
+    assert info.source == str(tmp_path / "ckpt")
+    assert info.best_validation_f1 is None
+    assert "none" in info.labeled_data  # the report must not claim it saw our labeled data
+    assert info.hidden_size == 32 and info.num_layers == 2
+    assert info.fingerprint == weights_fingerprint(original)
+    for a, b in zip(logits_of(model, enc, tok), logits_of(original, enc, tok)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    saved = tmp_path / "out" / "teacher"
+    assert (saved / TEACHER_META).is_file() and (saved / "config.json").is_file()
+    assert json.loads((saved / TEACHER_META).read_text())["info"]["fine_tuned_here"] is False
+
+
+def test_checkpoint_with_labels_in_another_order_is_permuted(tmp_path, tok, adapter, enc):
+    order = ["I-LOC", "O", "B-ORG", "B-PER", "I-ORG", "B-LOC", "I-PER"]
+    ckpt = tm.make_teacher(len(tok), labels=order)
+    ckpt.save_pretrained(tmp_path / "ckpt")
+    model, needs_training = trainer_for(adapter, tmp_path / "ckpt", tmp_path / "out")._build(tok)
+    assert needs_training is False
+    assert [model.config.id2label[i] for i in range(7)] == list(tm.LABELS)
+    assert model.config.label2id == {lab: i for i, lab in enumerate(tm.LABELS)}
+    ours, theirs = logits_of(model, enc, tok), logits_of(ckpt, enc, tok)
+    for a, b in zip(ours, theirs):
+        for j, lab in enumerate(tm.LABELS):
+            np.testing.assert_allclose(a[:, j], b[:, order.index(lab)], atol=1e-5, err_msg=lab)
+    # the permutation matters: without it the logits would differ
+    assert not np.allclose(ours[0], theirs[0], atol=1e-3)
+    # decoded tags name the same labels
+    assert adapter.decode(ours, enc) == [[order[k] for k in np.asarray(t)] for t in
+                                         _word_argmax(theirs, enc)]
+
+
+def _word_argmax(logits, enc):
+    out = [[None] * n for n in enc.n_words]
+    for row, lg in enumerate(logits):
+        for pos, w in enumerate(enc.word_index[row]):
+            if w >= 0:
+                out[enc.example[row]][w] = int(lg[pos].argmax())
+    return out
+
+
+@pytest.mark.parametrize("labels", [("O", "B-MISC", "I-MISC"),
+                                    ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-MISC", "I-MISC")])
+def test_checkpoint_with_other_labels_is_a_config_error(tmp_path, tok, adapter, labels):
+    tm.make_teacher(len(tok), labels=labels).save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ConfigError) as ei:
+        trainer_for(adapter, tmp_path / "ckpt", tmp_path / "out")._build(tok)
+    msg = str(ei.value)
+    assert "--teacher" in msg
+    assert "B-MISC" in msg  # the checkpoint's labels
+    assert "B-LOC" in msg  # the task's labels
+
+
+def test_base_checkpoint_with_default_labels_needs_training(tmp_path, tok, adapter):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    base = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=37, max_position_embeddings=64))
+    assert set(base.config.id2label.values()) == {"LABEL_0", "LABEL_1"}
+    base.save_pretrained(tmp_path / "base")
+    model, needs_training = trainer_for(adapter, tmp_path / "base", tmp_path / "out")._build(tok)
+    assert needs_training is True
+    assert model.num_labels == 7
+    assert model.classifier.out_features == 7
+    assert [model.config.id2label[i] for i in range(7)] == list(tm.LABELS)
+    # the encoder comes from the checkpoint
+    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight, base.embeddings.word_embeddings.weight)
+
+
+def test_folder_without_a_checkpoint_is_a_config_error(tmp_path, tok, adapter):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="--teacher"):
+        trainer_for(adapter, tmp_path / "empty", tmp_path / "out")._build(tok)
+
+
+# --------------------------------------------------------------------------- prepare: scratch teacher, reuse
+
+
+SETUP = {"task": "wikiann", "langs": ["xx"], "seed": 0, "teacher_data": "abc"}
+
+
+@pytest.fixture(scope="module")
+def scratch_run(tmp_path_factory, tok, adapter, enc):
+    """One real (tiny, one epoch) fine-tuning of a scratch teacher; shared by the tests below."""
+    out = tmp_path_factory.mktemp("run")
+    validation = tm.encode(adapter, tok, tm.SENTENCES[:3])
+    trainer = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, SETUP)
+    model, info = trainer.prepare(tok, enc, validation, False, "8 labeled sentences")
+    return out, model, info, validation
+
+
+def test_scratch_teacher_is_trained_and_saved(scratch_run, tok):
+    out, model, info, _ = scratch_run
+    assert info.trained_from_scratch is True
+    assert info.fine_tuned_here is True
+    assert info.source == "scratch"
+    assert info.hidden_size == 32 and info.num_layers == 1
+    assert info.architecture == "BertForTokenClassification"
+    assert info.parameters == sum(p.numel() for p in model.parameters())
+    assert info.labeled_data == "8 labeled sentences"
+    assert isinstance(info.best_validation_f1, float)
+    assert info.fingerprint == weights_fingerprint(model)
+    assert model.config.vocab_size == len(tok)
+    assert [model.config.id2label[i] for i in range(7)] == list(tm.LABELS)
+    saved = out / "teacher"
+    assert saved.is_dir() and not (out / "teacher.tmp").exists()
+    meta = json.loads((saved / TEACHER_META).read_text())
+    assert set(meta) == {"setup_key", "info"}
+    assert meta["info"]["fingerprint"] == info.fingerprint
+    assert (saved / "config.json").is_file() and (saved / "tokenizer_config.json").is_file()
+
+
+def test_same_setup_reuses_the_saved_teacher(scratch_run, tok, adapter, enc, monkeypatch):
+    out, model, info, validation = scratch_run
+
+    def no_build(*a, **k):
+        raise AssertionError("the saved teacher should have been reused")
+
+    monkeypatch.setattr(TeacherTrainer, "_build", no_build)
+    monkeypatch.setattr(TeacherTrainer, "_fine_tune", no_training)
+    again = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, dict(reversed(list(SETUP.items()))))
+    model2, info2 = again.prepare(tok, enc, validation, False, "8 labeled sentences")
+    assert info2 == info
+    assert weights_fingerprint(model2) == info.fingerprint
+    for a, b in zip(logits_of(model2, enc, tok), logits_of(model, enc, tok)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_other_setup_does_not_reuse_the_saved_teacher(scratch_run, tok, adapter, enc, monkeypatch, tmp_path):
+    import shutil
+
+    out0, _, info, validation = scratch_run
+    out = tmp_path / "copy"
+    shutil.copytree(out0 / "teacher", out / "teacher")  # leave the shared run untouched
+    calls = []
+
+    def fake_fine_tune(self, model, tokenizer, train, validation, resume):
+        calls.append(len(train))
+        return 12.5
+
+    monkeypatch.setattr(TeacherTrainer, "_fine_tune", fake_fine_tune)
+    other = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, {**SETUP, "teacher_data": "xyz"})
+    _, info2 = other.prepare(tok, enc, validation, False, "8 labeled sentences")
+    assert calls == [len(enc)]
+    assert info2.best_validation_f1 == 12.5
+    meta = json.loads((out / "teacher" / TEACHER_META).read_text())
+    assert meta["setup_key"] == other.setup_key != TeacherTrainer(adapter, TeacherArguments(), out, 0, SETUP).setup_key
+    assert info2.fingerprint != info.fingerprint  # a fresh scratch model, not the saved one
