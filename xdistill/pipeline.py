@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +143,7 @@ def run(spec: TaskSpec, dargs: DataArguments, targs: TeacherArguments, sargs: St
         bdata = DistillData(transfer=None, transfer_teacher=None, labeled=enc["labeled"], validation=enc["validation"],
                             validation_teacher=None, validation_gold=validation_gold)
         bsteps = make_schedule(baseline, ["labeled"], gradual=False)
-        bdist = Distiller(baseline, adapter, dist, bdata, out / "checkpoints" / "baseline", pad_id, dargs.seed, name="baseline")
+        bdist = Distiller(baseline, adapter, replace(dist, patience=dist.baseline_patience), bdata, out / "checkpoints" / "baseline", pad_id, dargs.seed, name="baseline")
         baseline_schedule = bdist.run(bsteps, dist.baseline_max_epochs, resume=rargs.resume)
 
     with timer.phase("evaluation"):
