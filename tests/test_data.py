@@ -88,8 +88,12 @@ def test_missing_language_and_empty_transfer(local_dir, tokenizer):
     selected, missing = ner.resolve_languages("xtremedistil41", src, reg)
     assert selected == ["de", "en"] and "fr" in missing
     tight = _args(local_dir, labeled_per_lang=100, teacher_labeled_per_lang=100, unlabeled_per_lang=0)
+    de = ner.build_language_data("de", src, tight, tokenizer, reg)
+    assert len(de.transfer) == 0 and de.counts["labeled"] == 30 - 5
     with pytest.raises(ConfigError, match="transfer set is empty"):
-        ner.build_language_data("de", src, tight, tokenizer, reg)
+        ner.check_transfer_set({"de": de})
+    en = ner.build_language_data("en", src, _args(local_dir), tokenizer, reg)
+    ner.check_transfer_set({"de": de, "en": en})  # one language with transfer text is enough
 
 
 def test_malformed_file_names_file_and_line(local_dir, tokenizer):

@@ -50,7 +50,7 @@ def hub_data_args() -> DataArguments:
 
 
 def logits_of(model, enc, tok) -> list[np.ndarray]:
-    return predict_logits(model, enc, tok.pad_token_id)
+    return predict_logits(model, tm.wikiann_adapter(), enc, tok.pad_token_id)
 
 
 def no_training(*args, **kw):

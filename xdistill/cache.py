@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .adapters.base import Encoded, TaskAdapter
-from .batching import bucket_batches, collate, padding_fraction
+from .batching import bucket_batches, padding_fraction
 from .utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -92,11 +92,6 @@ class TeacherOutputs:
                    offsets=np.load(path / "offsets.npy"), meta=meta)
 
 
-def rows_per_example(adapter: TaskAdapter, lengths: np.ndarray) -> np.ndarray:
-    """How many cached positions each row has: its length for token tasks, 1 for sequence tasks."""
-    return lengths if adapter.level == "token" else np.ones_like(lengths)
-
-
 @torch.no_grad()
 def teacher_outputs(model, adapter: TaskAdapter, encoded: Encoded, cache_root: Path, teacher_fingerprint: str,
                     layer: int, pad_id: int, max_tokens: int, name: str) -> tuple[TeacherOutputs, dict]:
@@ -115,7 +110,7 @@ def teacher_outputs(model, adapter: TaskAdapter, encoded: Encoded, cache_root: P
         logger.info("teacher outputs for %s read from cache %s", name, path)
         return out, dict(out.meta["stats"], cached=True)
     lengths = encoded.lengths
-    per_row = rows_per_example(adapter, lengths)
+    per_row = adapter.positions_per_row(lengths)
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(per_row, out=offsets[1:])
     n_layers = getattr(model.config, "num_hidden_layers", None)
@@ -131,7 +126,7 @@ def teacher_outputs(model, adapter: TaskAdapter, encoded: Encoded, cache_root: P
     model.eval()
     t0 = time.perf_counter()
     for rows in tqdm(batches, desc=f"teacher labels {name}", mininterval=30, disable=None):
-        b = collate(encoded, rows, pad_id, sequence_level=adapter.level == "sequence")
+        b = adapter.collate(encoded, rows, pad_id)
         out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
         hs = out.hidden_states[layer]
         lg_rows, hd_rows = adapter.teacher_outputs(out.logits, hs, [len(encoded.input_ids[r]) for r in rows])

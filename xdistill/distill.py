@@ -34,7 +34,7 @@ import torch
 
 from . import losses
 from .adapters.base import Encoded, TaskAdapter
-from .batching import bucket_batches, collate
+from .batching import bucket_batches
 from .cache import TeacherOutputs
 from .config import DistillArguments
 from .students.base import Student
@@ -107,10 +107,10 @@ def student_logits(student: Student, adapter: TaskAdapter, encoded: Encoded, pad
     out: list = [None] * len(encoded)
     lengths = encoded.lengths
     for rows in bucket_batches(lengths, batch_size=batch_size):
-        b = collate(encoded, rows, pad_id, sequence_level=adapter.level == "sequence")
+        b = adapter.collate(encoded, rows, pad_id)
         lg = student(b["input_ids"], b["attention_mask"]).logits
-        for j, r in enumerate(rows):
-            out[r] = lg[j, : lengths[r]].numpy() if adapter.level == "token" else lg[j].numpy()
+        for r, x in zip(rows, adapter.row_logits(lg, [int(lengths[r]) for r in rows])):
+            out[r] = x
     student.train(was)
     return out
 
@@ -128,18 +128,15 @@ class Distiller:
         self.pad_id = pad_id
         self.seed = seed
         self.name = name
-        self.sequence_level = adapter.level == "sequence"
 
     # -- losses -------------------------------------------------------------------------------
     def _loss(self, stage: str, encoded: Encoded, teacher: TeacherOutputs | None, rows) -> torch.Tensor:
-        b = collate(encoded, rows, self.pad_id, sequence_level=self.sequence_level)
+        b = self.adapter.collate(encoded, rows, self.pad_id)
         out = self.student(b["input_ids"], b["attention_mask"])
         if stage == "labeled":
             return losses.cross_entropy_loss(out.logits, b["labels"])
         mask = self.adapter.distill_mask(b["attention_mask"])
-        t_logits, t_hidden = teacher.batch(rows, b["input_ids"].size(1) if not self.sequence_level else 1)
-        if self.sequence_level:
-            t_logits, t_hidden = t_logits[:, 0], t_hidden[:, 0]
+        t_logits, t_hidden = self.adapter.teacher_batch(teacher, rows, b["input_ids"].size(1))
         if stage == "representation":
             return losses.representation_loss(out.projected, t_hidden, mask, kind=self.args.representation_loss,
                                                temperature=self.args.temperature)

@@ -41,7 +41,7 @@ class InferenceModel:
 
         if self.kind == "student":
             return student_logits(self.model, self.adapter, encoded, self.tokenizer.pad_token_id)
-        return predict_logits(self.model, encoded, self.tokenizer.pad_token_id)
+        return predict_logits(self.model, self.adapter, encoded, self.tokenizer.pad_token_id)
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """IOB2 tag per word for each sentence (a list of words)."""

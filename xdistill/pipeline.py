@@ -21,7 +21,7 @@ from .adapters.base import Encoded
 from .cache import inputs_fingerprint, teacher_outputs
 from .config import DataArguments, DistillArguments, RunArguments, StudentArguments, TeacherArguments
 from .errors import ConfigError
-from .data.ner import LanguageData, build_language_data, make_source, resolve_languages
+from .data.ner import LanguageData, build_language_data, check_transfer_set, make_source, resolve_languages
 from .distill import DistillData, Distiller, make_schedule, student_logits
 from .languages import LanguageRegistry
 from .report import MBERT_BASE_PARAMETERS, write_report
@@ -48,6 +48,7 @@ def load_data(spec: TaskSpec, dargs: DataArguments, tokenizer, registry: Languag
         c = data[lang].counts
         logger.info("%s: train %d, validation %d, labeled %d, teacher labeled %d, transfer %d, eval %d",
                     lang, c["train_sentences"], c["validation"], c["labeled"], c["teacher_labeled"], c["transfer"], c["n_eval"])
+    check_transfer_set(data)
     return data, missing, source
 
 
@@ -65,7 +66,7 @@ def build_student(sargs: StudentArguments, adapter: TaskAdapter, tokenizer, teac
     return BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=sargs.embedding_dim,
                                hidden_size=sargs.hidden_size, num_labels=adapter.num_labels,
                                teacher_hidden_size=teacher.config.hidden_size, dropout=sargs.dropout,
-                               pooling="none" if adapter.level == "token" else "max", init_embeddings=emb, seed=seed)
+                               pooling=adapter.student_pooling, init_embeddings=emb, seed=seed)
 
 
 def evaluate_per_language(adapter: TaskAdapter, eval_enc: dict[str, Encoded], gold: dict[str, list], logits_fn) -> dict:
@@ -148,7 +149,7 @@ def run(spec: TaskSpec, dargs: DataArguments, targs: TeacherArguments, sargs: St
 
     with timer.phase("evaluation"):
         scores = {
-            "teacher": evaluate_per_language(adapter, eval_enc, eval_gold, lambda e: predict_logits(teacher, e, pad_id)),
+            "teacher": evaluate_per_language(adapter, eval_enc, eval_gold, lambda e: predict_logits(teacher, adapter, e, pad_id)),
             "student": evaluate_per_language(adapter, eval_enc, eval_gold, lambda e: student_logits(student, adapter, e, pad_id)),
             "baseline": evaluate_per_language(adapter, eval_enc, eval_gold, lambda e: student_logits(baseline, adapter, e, pad_id)),
         }

@@ -255,15 +255,16 @@ class TeacherTrainer:
 
 
 @torch.no_grad()
-def predict_logits(model, encoded: Encoded, pad_id: int, max_tokens: int = 8192) -> list[np.ndarray]:
-    """Per-row logits ``(T_i, C)`` of a token-classification model (teacher) over encoded rows."""
-    from .batching import bucket_batches, collate
+def predict_logits(model, adapter: TaskAdapter, encoded: Encoded, pad_id: int, max_tokens: int = 8192) -> list[np.ndarray]:
+    """Per-row logits (``(T_i, C)`` or ``(C,)``) of a ``transformers`` model (the teacher), in row order."""
+    from .batching import bucket_batches
 
     model.eval()
     out: list[np.ndarray | None] = [None] * len(encoded)
-    for rows in bucket_batches(encoded.lengths, max_tokens=max_tokens):
-        b = collate(encoded, rows, pad_id)
+    lengths = encoded.lengths
+    for rows in bucket_batches(lengths, max_tokens=max_tokens, batch_size=256):
+        b = adapter.collate(encoded, rows, pad_id)
         logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-        for j, r in enumerate(rows):
-            out[r] = logits[j, : len(encoded.input_ids[r])].float().numpy()
+        for r, x in zip(rows, adapter.row_logits(logits, [int(lengths[r]) for r in rows])):
+            out[r] = x
     return out  # type: ignore[return-value]

@@ -103,3 +103,23 @@ class TaskAdapter(ABC):
     @abstractmethod
     def teacher_outputs(self, logits: torch.Tensor, hidden: torch.Tensor, lengths: Sequence[int]) -> tuple[list, list]:
         """Per-row teacher logits and representation to cache, from a batch's ``(B, T, C)`` logits and ``(B, T, D)`` hidden states."""
+
+    @abstractmethod
+    def positions_per_row(self, lengths: np.ndarray) -> np.ndarray:
+        """How many cached teacher positions each row has (its length, or 1 for sequence tasks)."""
+
+    @abstractmethod
+    def collate(self, encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """Batch tensors: ``input_ids``/``attention_mask`` ``(B, T)`` and ``labels`` ``(B, T)`` or ``(B,)``."""
+
+    @abstractmethod
+    def row_logits(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
+        """Split a batch's model logits into per-row arrays (``(T_i, C)`` or ``(C,)``)."""
+
+    @abstractmethod
+    def teacher_batch(self, teacher, rows: Sequence[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached teacher logits and hidden states for ``rows``, shaped like the student's outputs
+        (``(B, T, C)``/``(B, T, D)`` padded to ``width``, or ``(B, C)``/``(B, D)``)."""
+
+    #: Pooling of the student's states: ``"none"`` keeps one output per position.
+    student_pooling: str = "none"

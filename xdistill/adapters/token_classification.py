@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data.readers import entity_types
+from ..batching import collate
 from .base import Encoded, TaskAdapter
 
 logger = logging.getLogger(__name__)
@@ -155,3 +156,17 @@ class TokenClassificationAdapter(TaskAdapter):
     def teacher_outputs(self, logits: torch.Tensor, hidden: torch.Tensor, lengths: Sequence[int]):
         """Per row: logits ``(T_i, C)`` and hidden states ``(T_i, D)`` up to the row's length."""
         return ([logits[i, :n] for i, n in enumerate(lengths)], [hidden[i, :n] for i, n in enumerate(lengths)])
+
+    def positions_per_row(self, lengths: np.ndarray) -> np.ndarray:
+        return np.asarray(lengths)
+
+    def collate(self, encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+        return collate(encoded, rows, pad_id, sequence_level=False)
+
+    def row_logits(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
+        """Per row ``(T_i, C)`` float32 arrays."""
+        return [logits[j, :n].float().numpy() for j, n in enumerate(lengths)]
+
+    def teacher_batch(self, teacher, rows: Sequence[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, width, C)`` logits and ``(B, width, D)`` hidden states."""
+        return teacher.batch(rows, width)

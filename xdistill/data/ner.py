@@ -24,9 +24,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-
-from datasets import Dataset
+from datasets import Dataset, Features, Sequence, Value
 
 from ..config import DataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
@@ -51,12 +49,15 @@ class LanguageData:
     counts: dict = field(default_factory=dict)
 
 
-def _to_dataset(lang: str, sentences: Sequence[tuple[Sequence[str], Sequence[str]]]) -> Dataset:
+FEATURES = Features({"tokens": Sequence(Value("string")), "tags": Sequence(Value("string")), "lang": Value("string")})
+
+
+def _to_dataset(lang: str, sentences) -> Dataset:
     return Dataset.from_dict({
         "tokens": [list(t) for t, _ in sentences],
         "tags": [list(g) for _, g in sentences],
         "lang": [lang] * len(sentences),
-    })
+    }, features=FEATURES)
 
 
 class NERSource:
@@ -223,10 +224,13 @@ def build_language_data(lang: str, source: NERSource, args: DataArguments, token
                         registry: LanguageRegistry, use_unlabeled: bool = True) -> LanguageData:
     """Build every split of one language (see the module docstring).
 
+    A language whose train split is used up by validation and the labeled
+    budget, and that has no unlabeled text, gets an empty transfer split and a
+    warning; :func:`check_transfer_set` rejects a run whose whole transfer set is empty.
+
     Raises:
         UnknownLanguageError: the language's files are missing (names where it looked).
         DataFormatError: a malformed file.
-        ConfigError: the transfer set would be empty.
     """
     rng = random.Random(f"{args.seed}:{lang}")
     train = source.load(lang, "train")
@@ -257,8 +261,8 @@ def build_language_data(lang: str, source: NERSource, args: DataArguments, token
             transfer_words.extend(kept)
             unl_counts[path.parent.name] = len(kept)
     if not transfer_words:
-        raise ConfigError(f"--langs {lang}: the transfer set is empty (train has {n} sentences, "
-                          f"labeled budget {n_lab}, validation {n_val}, no unlabeled text found)")
+        logger.warning("%s: no transfer text for this language (train has %d sentences: %d validation, %d in the "
+                       "labeled budget; no unlabeled text found); it contributes labeled data only", lang, n, n_val, n_lab)
     eval_sel = sorted(_sample(rng, list(range(len(evaluation))), args.eval_per_lang))
     pick = lambda ids: [(train[i].tokens, train[i].tags) for i in ids]  # noqa: E731
     counts = {
@@ -294,3 +298,13 @@ def resolve_languages(spec_str: str, source: NERSource, registry: LanguageRegist
         logger.warning("--langs %s: %d languages have no labeled data in %s and are skipped: %s",
                        spec_str, len(missing), source.name, ", ".join(missing))
     return selected, missing
+
+
+def check_transfer_set(data: dict[str, LanguageData]) -> None:
+    """Raise ConfigError when no language has transfer text (nothing to distil on)."""
+    if not any(len(d.transfer) for d in data.values()):
+        detail = ", ".join(f"{lang}: train {d.counts['train_sentences']}, labeled {d.counts['labeled']}, "
+                           f"validation {d.counts['validation']}" for lang, d in data.items())
+        raise ConfigError("--langs: the transfer set is empty: every sentence of train is in the labeled budget or the "
+                          f"validation split and no unlabeled text was found ({detail}); lower --labeled-per-lang "
+                          "or add unlabeled text")
