@@ -21,7 +21,7 @@ TRANSFER = tm.SENTENCES + [(["Anna", "and", "Bob", "visited", "the", "big", "Sch
 
 
 class CountingModel:
-    """Wraps a model and counts forward calls (what ``teacher_outputs`` uses: config, eval, __call__)."""
+    """Wraps a model and counts forward calls (what ``teacher_outputs`` uses: config, parameters, eval, __call__)."""
 
     def __init__(self, model):
         self.model = model
@@ -31,6 +31,9 @@ class CountingModel:
     def eval(self):
         self.model.eval()
         return self
+
+    def parameters(self):
+        return self.model.parameters()
 
     def __call__(self, *args, **kw):
         self.calls += 1

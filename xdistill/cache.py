@@ -123,13 +123,15 @@ def teacher_outputs(model, adapter: TaskAdapter, encoded: Encoded, cache_root: P
     hidden_mm = np.lib.format.open_memmap(tmp / "hidden.npy", mode="w+", dtype=np.float16,
                                           shape=(int(offsets[-1]), hidden_size))
     batches = bucket_batches(lengths, max_tokens=max_tokens)
+    device = next(model.parameters()).device
     model.eval()
     t0 = time.perf_counter()
     for rows in tqdm(batches, desc=f"teacher labels {name}", mininterval=30, disable=None):
         b = adapter.collate(encoded, rows, pad_id)
-        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
-        hs = out.hidden_states[layer]
-        lg_rows, hd_rows = adapter.teacher_outputs(out.logits, hs, [len(encoded.input_ids[r]) for r in rows])
+        out = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                    output_hidden_states=True)
+        hs = out.hidden_states[layer].float().cpu()
+        lg_rows, hd_rows = adapter.teacher_outputs(out.logits.float().cpu(), hs, [len(encoded.input_ids[r]) for r in rows])
         for r, lg, hd in zip(rows, lg_rows, hd_rows):
             a, z = offsets[r], offsets[r + 1]
             logits_mm[a:z] = lg.reshape(z - a, -1).to(torch.float16).numpy()

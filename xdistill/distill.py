@@ -106,9 +106,10 @@ def student_logits(student: Student, adapter: TaskAdapter, encoded: Encoded, pad
     student.eval()
     out: list = [None] * len(encoded)
     lengths = encoded.lengths
+    device = next(student.parameters()).device
     for rows in bucket_batches(lengths, batch_size=batch_size):
         b = adapter.collate(encoded, rows, pad_id)
-        lg = student(b["input_ids"], b["attention_mask"]).logits
+        lg = student(b["input_ids"].to(device), b["attention_mask"].to(device)).logits.cpu()
         for r, x in zip(rows, adapter.row_logits(lg, [int(lengths[r]) for r in rows])):
             out[r] = x
     student.train(was)
@@ -131,12 +132,13 @@ class Distiller:
 
     # -- losses -------------------------------------------------------------------------------
     def _loss(self, stage: str, encoded: Encoded, teacher: TeacherOutputs | None, rows) -> torch.Tensor:
-        b = self.adapter.collate(encoded, rows, self.pad_id)
+        dev = next(self.student.parameters()).device
+        b = {k: v.to(dev) for k, v in self.adapter.collate(encoded, rows, self.pad_id).items()}
         out = self.student(b["input_ids"], b["attention_mask"])
         if stage == "labeled":
             return losses.cross_entropy_loss(out.logits, b["labels"])
         mask = self.adapter.distill_mask(b["attention_mask"])
-        t_logits, t_hidden = self.adapter.teacher_batch(teacher, rows, b["input_ids"].size(1))
+        t_logits, t_hidden = (t.to(dev) for t in self.adapter.teacher_batch(teacher, rows, b["input_ids"].size(1)))
         if stage == "representation":
             return losses.representation_loss(out.projected, t_hidden, mask, kind=self.args.representation_loss,
                                                temperature=self.args.temperature)
@@ -219,7 +221,7 @@ class Distiller:
             if prog.get("steps") == [s.name for s in steps]:
                 done = prog["done"]
                 if done:
-                    state = torch.load(self.dir / "student.pt", map_location="cpu")
+                    state = torch.load(self.dir / "student.pt", map_location=next(self.student.parameters()).device)
                     self.student.load_state_dict(state)
                     logger.info("%s: resuming after %s (%d of %d steps done)", self.name, done[-1]["step"], len(done), len(steps))
             else:

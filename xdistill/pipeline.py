@@ -63,10 +63,18 @@ def build_student(sargs: StudentArguments, adapter: TaskAdapter, tokenizer, teac
     emb = None
     if init == "svd":
         emb = svd_embeddings(teacher.get_input_embeddings().weight, kept, sargs.embedding_dim, seed=seed)
-    return BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=sargs.embedding_dim,
+    student = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=sargs.embedding_dim,
                                hidden_size=sargs.hidden_size, num_labels=adapter.num_labels,
                                teacher_hidden_size=teacher.config.hidden_size, dropout=sargs.dropout,
                                pooling=adapter.student_pooling, init_embeddings=emb, seed=seed)
+    return student.to(compute_device())
+
+
+def compute_device() -> torch.device:
+    """The device ``accelerate`` picks for this process (a GPU when there is one, else the CPU)."""
+    from accelerate import PartialState
+
+    return PartialState().device
 
 
 def evaluate_per_language(adapter: TaskAdapter, eval_enc: dict[str, Encoded], gold: dict[str, list], logits_fn) -> dict:
@@ -159,7 +167,7 @@ def run(spec: TaskSpec, dargs: DataArguments, targs: TeacherArguments, sargs: St
         extra = {"task": spec.name, "task_type": spec.type, "labels": list(adapter.labels), "max_length": dargs.max_length,
                  "languages": langs, "teacher": tinfo.source, "teacher_trained_from_scratch": tinfo.trained_from_scratch}
         student.eval()
-        student.save(student_dir, tokenizer=tokenizer, extra=extra)
+        student.save(student_dir, tokenizer=tokenizer, extra=extra)  # save() moves tensors to the CPU
 
     timing = {
         "seconds": {k: round(v, 1) for k, v in timer.seconds.items()},

@@ -260,11 +260,12 @@ def predict_logits(model, adapter: TaskAdapter, encoded: Encoded, pad_id: int, m
     from .batching import bucket_batches
 
     model.eval()
+    device = next(model.parameters()).device
     out: list[np.ndarray | None] = [None] * len(encoded)
     lengths = encoded.lengths
     for rows in bucket_batches(lengths, max_tokens=max_tokens, batch_size=256):
         b = adapter.collate(encoded, rows, pad_id)
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits.cpu()
         for r, x in zip(rows, adapter.row_logits(logits, [int(lengths[r]) for r in rows])):
             out[r] = x
     return out  # type: ignore[return-value]

@@ -53,7 +53,7 @@ def svd_embeddings(teacher_embeddings: torch.Tensor, kept: Sequence[int], dim: i
     If ``dim`` exceeds the rank available (min(V_s, D)), the remaining columns
     are small random values. Row 0 (padding) is zero.
     """
-    w = teacher_embeddings.detach().float()[torch.as_tensor(np.asarray(kept))]
+    w = teacher_embeddings.detach().float().cpu()[torch.as_tensor(np.asarray(kept))]
     _, s, vh = torch.linalg.svd(w, full_matrices=False)
     k = min(dim, vh.size(0))
     out = torch.empty(w.size(0), dim)
