@@ -50,7 +50,9 @@ def test_report_fields(smoke_run):
     assert tm["peak_rss_mib"] > 0 and tm["teacher_tokens_per_second"] > 0 and 0 <= tm["padding_fraction"] < 1
     # the schedule ran all 9 steps of Algorithm 1 (3 stages x 3 unfreezing steps)
     assert [x["step"] for x in r["schedule"]] == [f"{s}:{k}" for s in ("representation", "logits", "labeled") for k in (1, 2, 3)]
-    assert r["data"]["per_language"]["en"]["labeled"] == 100
+    assert r["data"]["per_group"]["en"]["labeled"] == 100
+    assert r["groups"] == r["languages"]
+    assert [m["model"] for m in r["models"]][:2] == ["teacher", "student (no distillation)"]
     assert "teacher_saw" in r["data"] and "student_saw" in r["data"]
     md = (out / "report.md").read_text()
     assert "| en" in md and "scratch" in md

@@ -130,10 +130,10 @@ def test_missing_required_key(tmp_path, key):
 
 
 def test_unknown_task_type(tmp_path):
-    msg, p = load_error(tmp_path, VALID.replace('"token-classification"', '"sequence-classification"'))
+    msg, p = load_error(tmp_path, VALID.replace('"token-classification"', '"span-extraction"'))
     assert str(p) in msg
     assert "'type'" in msg
-    assert "'sequence-classification'" in msg
+    assert "'span-extraction'" in msg
     for t in TASK_TYPES:
         assert t in msg
 

@@ -157,7 +157,7 @@ def test_checkpoint_with_the_task_labels_is_used_as_is(tmp_path, tok, adapter, e
     assert info.fine_tuned_here is False
     assert info.trained_from_scratch is False
     assert info.source == str(tmp_path / "ckpt")
-    assert info.best_validation_f1 is None
+    assert info.best_validation_score is None
     assert "none" in info.labeled_data  # the report must not claim it saw our labeled data
     assert info.hidden_size == 32 and info.num_layers == 2
     assert info.fingerprint == weights_fingerprint(original)
@@ -256,14 +256,14 @@ def test_scratch_teacher_is_trained_and_saved(scratch_run, tok):
     assert info.architecture == "BertForTokenClassification"
     assert info.parameters == sum(p.numel() for p in model.parameters())
     assert info.labeled_data == "8 labeled sentences"
-    assert isinstance(info.best_validation_f1, float)
+    assert isinstance(info.best_validation_score, float)
     assert info.fingerprint == weights_fingerprint(model)
     assert model.config.vocab_size == len(tok)
     assert [model.config.id2label[i] for i in range(7)] == list(tm.LABELS)
     saved = out / "teacher"
     assert saved.is_dir() and not (out / "teacher.tmp").exists()
     meta = json.loads((saved / TEACHER_META).read_text())
-    assert set(meta) == {"setup_key", "info"}
+    assert set(meta) == {"setup_key", "info", "task"}
     assert meta["info"]["fingerprint"] == info.fingerprint
     assert (saved / "config.json").is_file() and (saved / "tokenizer_config.json").is_file()
 
@@ -300,7 +300,7 @@ def test_other_setup_does_not_reuse_the_saved_teacher(scratch_run, tok, adapter,
     other = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, {**SETUP, "teacher_data": "xyz"})
     _, info2 = other.prepare(tok, enc, validation, False, "8 labeled sentences")
     assert calls == [len(enc)]
-    assert info2.best_validation_f1 == 12.5
+    assert info2.best_validation_score == 12.5
     meta = json.loads((out / "teacher" / TEACHER_META).read_text())
     assert meta["setup_key"] == other.setup_key != TeacherTrainer(adapter, TeacherArguments(), out, 0, SETUP).setup_key
     assert info2.fingerprint != info.fingerprint  # a fresh scratch model, not the saved one

@@ -23,6 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,26 @@ from .utils import atomic_write_json
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+
+
+class TeacherOutputsView:
+    """Rows ``rows`` of a :class:`TeacherOutputs`, with the same ``batch``/``logits``/``hidden`` interface."""
+
+    def __init__(self, base: TeacherOutputs, rows: np.ndarray):
+        self.base = base
+        self.index = rows
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def logits(self, i: int) -> np.ndarray:
+        return self.base.logits(int(self.index[i]))
+
+    def hidden(self, i: int) -> np.ndarray:
+        return self.base.hidden(int(self.index[i]))
+
+    def batch(self, rows, width: int):
+        return self.base.batch([int(self.index[r]) for r in rows], width)
 
 
 def inputs_fingerprint(encoded: Encoded) -> str:
@@ -83,6 +104,10 @@ class TeacherOutputs:
             lg[j, : b - a] = self.logits_flat[a:b]
             hd[j, : b - a] = self.hidden_flat[a:b]
         return torch.from_numpy(lg), torch.from_numpy(hd)
+
+    def rows(self, rows: Sequence[int]) -> "TeacherOutputsView":
+        """A view of some rows, renumbered 0..len(rows)-1 (e.g. one transfer set out of their union)."""
+        return TeacherOutputsView(self, np.asarray(rows, dtype=np.int64))
 
     @classmethod
     def open(cls, path: Path) -> "TeacherOutputs":

@@ -18,8 +18,9 @@ from .errors import XDistillError
 
 COMMANDS = {
     "ner": "distil a NER student on WikiANN (XtremeDistil multi-stage)",
+    "classify": "distil a text-classification student (IMDB by default; XtremeDistil + generation-distillation)",
     "evaluate": "score a saved student or teacher on a labeled file (JSON)",
-    "predict": "tag raw text, one sentence per line (JSON lines)",
+    "predict": "tag (NER) or classify raw text, one text per line (JSON lines)",
 }
 
 
@@ -42,20 +43,20 @@ def _setup_logging(log_file: Path | None = None) -> None:
 
 
 def parse_distill_args(argv: list[str], task: str):
-    """Parse ``ner`` options into the config dataclasses (preset defaults first)."""
+    """Parse ``ner``/``classify`` options into the config dataclasses (preset defaults first)."""
     from transformers import HfArgumentParser
 
-    from .config import ALL_ARGUMENT_CLASSES, PRESETS
+    from .config import ALL_ARGUMENT_CLASSES, CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS, PRESETS
     from .errors import ConfigError
 
+    classes, presets = (CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS) if task == "classify" else (ALL_ARGUMENT_CLASSES, PRESETS)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="cpu")
     known, _ = pre.parse_known_args(argv)
-    if known.preset not in PRESETS:
-        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {known.preset!r}")
-    parser = HfArgumentParser(ALL_ARGUMENT_CLASSES, prog=f"python -m xdistill {task}",
-                              description=COMMANDS[task])
-    parser.set_defaults(**PRESETS[known.preset], preset=known.preset)
+    if known.preset not in presets:
+        raise ConfigError(f"--preset: expected one of {', '.join(presets)}, got {known.preset!r}")
+    parser = HfArgumentParser(classes, prog=f"python -m xdistill {task}", description=COMMANDS[task])
+    parser.set_defaults(**presets[known.preset], preset=known.preset)
     try:
         return parser.parse_args_into_dataclasses(args=argv)
     except ValueError as e:  # raised by HfArgumentParser for leftovers, or by __post_init__
@@ -76,7 +77,12 @@ def cmd_ner(argv: list[str]) -> int:
         torch.set_num_threads(rargs.threads)
     from .pipeline import run
 
-    report = run(load_task(rargs.task), dargs, targs, sargs, dist, rargs)
+    spec = load_task(rargs.task)
+    if spec.type != "token-classification":
+        from .errors import ConfigError
+        raise ConfigError(f"--task {rargs.task}: a {spec.type} task; `ner` needs a token-classification task "
+                          "(use `classify` for text classification)")
+    report = run(spec, dargs, targs, sargs, dist, rargs)
     m = report["mean"]
     print(json.dumps({"output_dir": rargs.output_dir, "mean": m, "minutes": report["timing"]["total_seconds"] / 60,
                       "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))
@@ -90,11 +96,35 @@ def _check_max_length(value: int | None) -> None:
         raise ConfigError(f"--max-length: expected at least 8 tokens, got {value}")
 
 
+def cmd_classify(argv: list[str]) -> int:
+    from .taskspec import load_task
+
+    # ``--task imdb`` is the classify alias of ``--task`` (a name in tasks/ or a task file)
+    dargs, gargs, targs, sargs, dist, rargs = parse_distill_args(argv, "classify")
+    _setup_logging(Path(rargs.output_dir) / "run.log")
+    import torch
+
+    if rargs.threads:
+        torch.set_num_threads(rargs.threads)
+    from .errors import ConfigError
+    from .pipeline import run
+
+    spec = load_task(rargs.task)
+    if spec.type != "sequence-classification":
+        raise ConfigError(f"--task {rargs.task}: a {spec.type} task; `classify` needs a sequence-classification task "
+                          "(use `ner` for token classification)")
+    report = run(spec, dargs, targs, sargs, dist, rargs, gargs)
+    print(json.dumps({"output_dir": rargs.output_dir, "mean": report["mean"], "minutes": report["timing"]["total_seconds"] / 60,
+                      "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))
+    return 0
+
+
 def cmd_evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m xdistill evaluate", description=COMMANDS["evaluate"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
-    p.add_argument("--data", required=True, help="labeled file: PAN-X .tsv (token<TAB>tag) or CoNLL columns")
-    p.add_argument("--format", default="auto", choices=["auto", "panx", "conll"])
+    p.add_argument("--data", required=True, help="labeled file: NER: PAN-X .tsv (token<TAB>tag) or CoNLL columns; "
+                                                 "classification: CSV or JSON lines with the task's text and label columns")
+    p.add_argument("--format", default="auto", choices=["auto", "panx", "conll", "csv", "jsonl"])
     p.add_argument("--max-length", type=int, default=None)
     a = p.parse_args(argv)
     _check_max_length(a.max_length)
@@ -109,7 +139,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 def cmd_predict(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m xdistill predict", description=COMMANDS["predict"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
-    p.add_argument("--text", action="append", help="a sentence to tag (repeatable); default: lines of stdin")
+    p.add_argument("--text", action="append", help="a text to tag or classify (repeatable); default: lines of stdin")
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--batch-lines", type=int, default=256, help="lines tagged per batch when reading stdin")
     a = p.parse_args(argv)
@@ -120,7 +150,7 @@ def cmd_predict(argv: list[str]) -> int:
     model = load_model(a.model, a.max_length)
 
     def emit(lines):
-        for r in model.tag_text(lines):
+        for r in model.predict(lines):
             print(json.dumps(r, ensure_ascii=False))
 
     if a.text:
@@ -137,7 +167,7 @@ def cmd_predict(argv: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"ner": cmd_ner, "evaluate": cmd_evaluate, "predict": cmd_predict}
+HANDLERS = {"ner": cmd_ner, "classify": cmd_classify, "evaluate": cmd_evaluate, "predict": cmd_predict}
 
 
 def main(argv: list[str] | None = None) -> int:

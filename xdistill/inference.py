@@ -16,8 +16,6 @@ from typing import Sequence
 import numpy as np
 
 from .adapters import make_adapter
-from .data.ner import words_of
-from .data.readers import read_ner_file
 from .errors import ConfigError
 from .students.base import is_student_dir, load_student
 from .taskspec import TaskSpec
@@ -44,36 +42,45 @@ class InferenceModel:
         return predict_logits(self.model, self.adapter, encoded, self.tokenizer.pad_token_id)
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        """IOB2 tag per word for each sentence (a list of words)."""
+        """IOB2 tag per word for each sentence (a list of words); token-classification models only."""
         ds = {"tokens": [list(s) for s in sentences], "tags": [[] for _ in sentences]}
         enc = self.adapter.encode(ds, self.tokenizer, self.max_length)
         return self.adapter.decode(self.logits(enc), enc)
 
+    def predict(self, texts: Sequence[str]) -> list[dict]:
+        """Raw texts -> one dict per text: entity spans (NER) or class and probability (classification)."""
+        return self.adapter.predict_texts(self, list(texts))
+
     def tag_text(self, texts: Sequence[str]) -> list[dict]:
-        """Entity spans in raw texts: ``{"text", "entities": [{"text", "type", "start", "end"}]}`` (character offsets)."""
-        words = words_of(self.tokenizer, texts)
-        tags = self.tag_words([[w for w, _, _ in ws] for ws in words]) if words else []
-        out = []
-        for text, ws, tg in zip(texts, words, tags):
-            ents, cur = [], None
-            for (w, s, e), t in zip(ws, tg):
-                if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur["type"] != t[2:])):
-                    cur = {"type": t[2:], "start": s, "end": e}
-                    ents.append(cur)
-                elif t.startswith("I-"):
-                    cur["end"] = e
-                else:
-                    cur = None
-            out.append({"text": text, "entities": [{"text": text[x["start"]:x["end"]], **x} for x in ents]})
-        return out
+        """Alias of :meth:`predict` for NER models."""
+        return self.predict(texts)
 
     def evaluate_file(self, path: str | Path, fmt: str = "auto") -> dict:
-        """Score the model on a labeled file (PAN-X or CoNLL); metrics in percent."""
-        sentences, stats = read_ner_file(path, format=fmt, label_set=self.adapter.labels)
-        preds = self.tag_words([s.tokens for s in sentences])
-        scores = self.adapter.score(preds, [list(s.tags) for s in sentences])
-        return {"model": self.path, "model_kind": self.kind, "data": str(path), "sentences": stats.n_sentences,
-                "tokens": stats.n_tokens, "repaired_tags": stats.n_repaired, **scores}
+        """Score the model on a labeled file; metrics in percent.
+
+        NER: PAN-X or CoNLL files; classification: CSV or JSON lines with the task file's columns.
+        """
+        ds, counts = self.adapter.read_labeled_file(path, fmt)
+        enc = self.adapter.encode(ds, self.tokenizer, self.max_length)
+        preds = self.adapter.decode(self.logits(enc), enc)
+        scores = self.adapter.score(preds, self.adapter.gold(ds))
+        return {"model": self.path, "model_kind": self.kind, "data": str(path), **counts, **scores}
+
+
+def _spec_for(cfg: dict, labels: tuple[str, ...], task_type: str) -> TaskSpec:
+    """The saved task file when it is still there (columns, cleaning), else a minimal spec."""
+    from .taskspec import load_task
+
+    for ref in (cfg.get("task_file"), cfg.get("task")):
+        if ref:
+            try:
+                spec = load_task(ref)
+            except Exception:
+                continue
+            if spec.labels == labels and spec.type == task_type:
+                return spec
+    return TaskSpec(name=cfg.get("task", "task"), type=task_type, labels=labels,
+                    metric="seqeval" if task_type == "token-classification" else "accuracy")
 
 
 def load_model(directory: str | Path, max_length: int | None = None) -> InferenceModel:
@@ -89,14 +96,17 @@ def load_model(directory: str | Path, max_length: int | None = None) -> Inferenc
         raise ConfigError(f"--model: {d} is not a directory")
     if is_student_dir(d):
         model, cfg = load_student(d)
-        spec = TaskSpec(name=cfg.get("task", "task"), type=cfg.get("task_type", "token-classification"),
-                        labels=tuple(cfg["labels"]), metric="seqeval")
+        spec = _spec_for(cfg, tuple(cfg["labels"]), cfg.get("task_type", "token-classification"))
         tok = AutoTokenizer.from_pretrained(d)
         return InferenceModel("student", model, tok, make_adapter(spec), max_length if max_length is not None else int(cfg.get("max_length", 128)), str(d))
     if (d / "config.json").is_file():
         cfg = AutoConfig.from_pretrained(d)
         labels = tuple(cfg.id2label[i] for i in range(len(cfg.id2label)))
-        spec = TaskSpec(name="teacher", type="token-classification", labels=labels, metric="seqeval")
+        archs = " ".join(cfg.architectures or [])
+        task_type = "sequence-classification" if "SequenceClassification" in archs else "token-classification"
+        meta = d / "xdistill_teacher.json"
+        saved = json.loads(meta.read_text()).get("task", {}) if meta.is_file() else {}
+        spec = _spec_for(saved, labels, task_type)
         adapter = make_adapter(spec)
         model = adapter.auto_model_class.from_pretrained(d)
         model.eval()

@@ -17,44 +17,57 @@ def _table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
 
 
 def render_markdown(r: dict) -> str:
-    """The report as Markdown: summary, per-language F1, models, timing, schedule."""
-    lines = [f"# xdistill report: {r['task']} ({r['preset']} preset)", "", f"Command: `{r['command']}`", ""]
-    t = r["teacher"]
-    lines += ["## Models", ""]
-    models = pd.DataFrame([
-        {"model": "teacher", "description": t["description"], "parameters": t["parameters"],
-         "compression vs mBERT-base": MBERT_BASE_PARAMETERS / t["parameters"], "labeled data seen": r["data"]["teacher_saw"]},
-        {"model": "student (distilled)", "description": f"BiLSTM E={r['student']['embedding_dim']} H={r['student']['hidden_size']}",
-         "parameters": r["student"]["parameters"], "compression vs mBERT-base": r["student"]["compression_vs_mbert_base"],
-         "labeled data seen": r["data"]["student_saw"]},
-        {"model": "baseline (no distillation)", "description": r["baseline"]["description"],
-         "parameters": r["baseline"]["parameters"], "compression vs mBERT-base": MBERT_BASE_PARAMETERS / r["baseline"]["parameters"],
-         "labeled data seen": r["data"]["baseline_saw"]},
-    ]).set_index("model")
-    lines += [_table(models, ".1f"), ""]
-    lines += [f"Student compression against the teacher: {r['student']['compression_vs_teacher']:.1f}x; "
-              f"against mBERT-base (177.3M): {r['student']['compression_vs_mbert_base']:.1f}x.", ""]
+    """The report as Markdown: models, mean and per-group scores, generation, timing, schedule."""
+    k = r["metric"]
+    lines = [f"# xdistill report: {r['task']} ({r['preset']} preset)", "", f"Command: `{r['command']}`", "",
+             f"Metric: {r['metric_description']}. Teacher: {r['teacher']['description']}.", ""]
+    models = pd.DataFrame(r["models"]).set_index("model")
+    keep = [c for c in ["description", "transfer", "parameters", "compression_vs_teacher", "compression_vs_mbert_base",
+                        k, "macro_f1", "precision", "recall"] if c in models.columns]
+    lines += ["## Models", "", _table(models[keep], ".2f"), ""]
+    d = r["data"]
+    lines += ["## Data each model saw", "", f"- Teacher: {d['teacher_saw']}", f"- Student: {d['student_saw']}",
+              f"- Baseline: {d['baseline_saw']}", f"- Validation: {d['validation']}", f"- Source: {d['source']}", ""]
+    if d.get("missing"):
+        lines += [f"Requested but without labeled data in {d['source']}: {', '.join(d['missing'])}.", ""]
     m = r["mean"]
-    lines += ["## Mean over languages", "",
-              f"Metric: {r['metric']}.", "",
-              _table(pd.DataFrame([{"teacher": m["teacher_f1"], "student": m["student_f1"], "baseline": m["baseline_f1"],
-                                    "student / teacher": m["student_to_teacher"], "distillation gain": m["distillation_gain"]}],
-                                  index=["mean"])), ""]
-    per_lang = pd.DataFrame(r["languages"]).T[["teacher_f1", "student_f1", "baseline_f1", "n_eval"]]
-    per_lang["n_eval"] = per_lang["n_eval"].astype(int)
-    lines += ["## Per language", "", _table(per_lang), ""]
-    if r["data"].get("languages_missing"):
-        lines += [f"Requested but without labeled data in {r['data']['source']}: {', '.join(r['data']['languages_missing'])}.", ""]
+    mean_row = {key: v for key, v in m.items() if isinstance(v, float)}
+    lines += ["## Mean over groups" if len(r["groups"]) > 1 else "## Summary", "",
+              _table(pd.DataFrame([mean_row], index=["mean"])), ""]
+    per = pd.DataFrame(r["groups"]).T
+    per["n_eval"] = per["n_eval"].astype(int)
+    lines += ["## Per " + ("language" if "languages" in r else "group"), "", _table(per), ""]
+    g = r.get("generation")
+    if g:
+        lines += ["## Generated transfer text (generation-distillation)", "",
+                  f"Generator: {g['generator']}; trained on {g['train_texts']} texts. Sampled {g['sampled']}, kept "
+                  f"{g['kept']} (removed: {g['removed_length']} by length, {g['removed_duplicate']} exact duplicates, "
+                  f"{g['removed_near_duplicate']} near duplicates, {g['removed_eval_overlap']} near the evaluation split); "
+                  f"mean length {g['mean_words']:.1f} words.", ""]
+        gv = m.get("generated_vs_unlabeled")
+        if gv:
+            lines += ["Generated text against unlabeled text (difference in mean " + k + "): "
+                      + ", ".join(f"{v}: {x:+.2f}" for v, x in gv.items()) + ".", ""]
+        lines += ["Samples:", ""] + [f"> {s[:300]}" for s in g["samples"][:3]] + [""]
+    enc = d.get("encoding", {})
+    trunc = {n: e for n, e in enc.items() if e.get("examples_truncated")}
+    if trunc:
+        lines += ["## Truncation", "", _table(pd.DataFrame(trunc).T[["examples", "examples_truncated", "tokens_cut"]], ".0f"), ""]
     tm = r["timing"]
-    phases = pd.DataFrame({"seconds": tm["seconds"]}).assign(minutes=lambda d: d["seconds"] / 60)
+    phases = pd.DataFrame({"seconds": tm["seconds"]}).assign(minutes=lambda x: x["seconds"] / 60)
     lines += ["## Timing", "", _table(phases), "",
               f"Total {tm['total_seconds'] / 60:.1f} min; peak RSS {tm['peak_rss_mib']:.0f} MiB; {tm['threads']} threads.",
               f"Teacher labeling: {tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
               f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}.", ""]
-    sched = pd.DataFrame([{k: s[k] for k in ("step", "epochs", "updates", "best_score", "metric", "seconds")}
-                          for s in r["schedule"] + [dict(x, step="baseline " + x["step"]) for x in r["baseline_schedule"]]])
-    if not sched.empty:
-        lines += ["## Schedule (XtremeDistil Algorithm 1, gradual unfreezing)", "", _table(sched.set_index("step"), ".3f"), ""]
+    rows = []
+    for variant, sched in r.get("schedules", {"": r["schedule"]}).items():
+        rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")},
+                  "student": variant} for s in sched]
+    rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")}, "student": "baseline"}
+             for s in r["baseline_schedule"]]
+    if rows:
+        lines += ["## Schedule (XtremeDistil Algorithm 1, gradual unfreezing)", "",
+                  _table(pd.DataFrame(rows).set_index(["student", "step"]), ".3f"), ""]
     return "\n".join(lines)
 
 

@@ -16,14 +16,18 @@ from .errors import ConfigError
 
 _SCHEMA: dict[str, dict[str, type | tuple]] = {
     "": {"name": str, "type": str, "description": str, "labels": list, "metric": str,
-         "hub": dict, "local": dict, "defaults": dict},
-    "hub": {"path": str, "config": str, "tokens_column": str, "tags_column": str,
-            "train_split": str, "eval_split": str},
-    "local": {"format": str, "train": str, "eval": str, "unlabeled": bool},
+         "hub": dict, "local": dict, "defaults": dict, "cleaning": dict},
+    "hub": {"path": str, "config": str, "tokens_column": str, "tags_column": str, "text_column": str,
+            "label_column": str, "train_split": str, "eval_split": str, "unlabeled_split": str},
+    "local": {"format": str, "train": str, "eval": str, "unlabeled": (bool, str), "text_column": str,
+              "label_column": str, "label_values": dict},
+    "label_values": {},
+    "cleaning": {"replace": list},
     "defaults": {"max_length": int},
 }
 _REQUIRED = ("name", "type", "labels", "metric")
-TASK_TYPES = ("token-classification",)
+TASK_TYPES = ("token-classification", "sequence-classification")
+FORMATS = {"token-classification": ("auto", "panx", "conll"), "sequence-classification": ("csv", "jsonl")}
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class TaskSpec:
     hub: dict = field(default_factory=dict)
     local: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
+    cleaning: dict = field(default_factory=dict)
     path: str = ""
 
 
@@ -49,16 +54,29 @@ def tasks_dir() -> Path:
     return Path(str(resources.files("xdistill._tasks")))
 
 
+def _type_name(t) -> str:
+    return " or ".join(x.__name__ for x in t) if isinstance(t, tuple) else t.__name__
+
+
 def _check(path: Path, table: str, data: dict) -> None:
     schema = _SCHEMA[table]
     for key, value in data.items():
         dotted = f"{table}.{key}" if table else key
+        if table == "label_values":  # free keys: raw label value -> label name
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: key 'local.label_values.{key}' must be str, got {type(value).__name__}")
+            continue
         if key not in schema:
             raise ConfigError(f"{path}: unknown key {dotted!r}; expected one of {', '.join(sorted(schema))}")
-        if not isinstance(value, schema[key]) or (schema[key] is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: key {dotted!r} must be {schema[key].__name__}, got {type(value).__name__}")
-        if schema[key] is dict:
+        allowed = schema[key]
+        if not isinstance(value, allowed) or (allowed is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: key {dotted!r} must be {_type_name(allowed)}, got {type(value).__name__}")
+        if allowed is dict:
             _check(path, key, value)
+    if table == "cleaning":
+        for pair in data.get("replace", []):
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair) and pair[0]):
+                raise ConfigError(f"{path}: key 'cleaning.replace' must be a list of [old, new] string pairs, got {pair!r}")
 
 
 def load_task(name_or_path: str | Path) -> TaskSpec:
@@ -78,17 +96,24 @@ def load_task(name_or_path: str | Path) -> TaskSpec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not a valid UTF-8 TOML file: {e}") from e
     _check(p, "", data)
-    fmt = data.get("local", {}).get("format")
-    if fmt is not None and fmt not in ("auto", "panx", "conll"):
-        raise ConfigError(f"{p}: key 'local.format' must be one of auto, panx, conll, got {fmt!r}")
     for key in _REQUIRED:
         if key not in data:
             raise ConfigError(f"{p}: missing key {key!r}")
     if data["type"] not in TASK_TYPES:
         raise ConfigError(f"{p}: key 'type' must be one of {', '.join(TASK_TYPES)}, got {data['type']!r}")
+    unl = data.get("local", {}).get("unlabeled")
+    want = bool if data["type"] == "token-classification" else str
+    if unl is not None and not isinstance(unl, want) and unl is not False:
+        raise ConfigError(f"{p}: key 'local.unlabeled' must be {want.__name__} for a {data['type']} task "
+                          f"({'use the registry files' if want is bool else 'a file path'}), got {type(unl).__name__}")
+    fmt = data.get("local", {}).get("format")
+    if fmt is not None and fmt not in FORMATS[data["type"]]:
+        raise ConfigError(f"{p}: key 'local.format' must be one of {', '.join(FORMATS[data['type']])} "
+                          f"for a {data['type']} task, got {fmt!r}")
     labels = data["labels"]
     if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
         raise ConfigError(f"{p}: key 'labels' must be a non-empty list of distinct strings")
     return TaskSpec(name=data["name"], type=data["type"], labels=tuple(labels), metric=data["metric"],
                     description=data.get("description", ""), hub=data.get("hub", {}),
-                    local=data.get("local", {}), defaults=data.get("defaults", {}), path=str(p))
+                    local=data.get("local", {}), defaults=data.get("defaults", {}),
+                    cleaning=data.get("cleaning", {}), path=str(p))

@@ -50,7 +50,7 @@ class TeacherInfo:
     path: str                   # where the fine-tuned teacher is saved
     fingerprint: str            # hash of the weights: keys the teacher-output cache
     labeled_data: str = ""
-    best_validation_f1: float | None = None
+    best_validation_score: float | None = None
 
 
 def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
@@ -100,14 +100,15 @@ def _is_default_labels(id2label: dict) -> bool:
 
 
 class _EncodedDataset(torch.utils.data.Dataset):
-    def __init__(self, enc: Encoded):
+    def __init__(self, enc: Encoded, adapter: TaskAdapter):
         self.enc = enc
+        self.adapter = adapter
 
     def __len__(self):
         return len(self.enc)
 
     def __getitem__(self, i):
-        return {"input_ids": self.enc.input_ids[i], "labels": self.enc.labels[i]}
+        return self.adapter.trainer_example(self.enc, i)
 
 
 def _permute_classifier(model, order: list[int]) -> None:
@@ -204,18 +205,19 @@ class TeacherTrainer:
             hidden_size=int(getattr(cfg, "hidden_size", 0)), num_layers=int(getattr(cfg, "num_hidden_layers", 0)),
             path=str(self.saved_dir), fingerprint=weights_fingerprint(model),
             labeled_data=labeled_desc if needs_training else "none here (checkpoint used as is)",
-            best_validation_f1=best)
+            best_validation_score=best)
         tmp = self.saved_dir.with_name("teacher.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / TEACHER_META, {"setup_key": self.setup_key, "info": asdict(info)})
+        atomic_write_json(tmp / TEACHER_META, {"setup_key": self.setup_key, "info": asdict(info),
+                                               "task": {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}})
         shutil.rmtree(self.saved_dir, ignore_errors=True)
         tmp.rename(self.saved_dir)
         return model, info
 
     def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool) -> float | None:
-        from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, Trainer, TrainingArguments
+        from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
         t = self.targs
         ckpt_dir = self.out_dir / "checkpoints" / "teacher"
@@ -226,31 +228,24 @@ class TeacherTrainer:
             warmup_steps=0.1, weight_decay=0.01, optim="adamw_torch_fused",
             eval_strategy=strategy, save_strategy=strategy,
             eval_steps=t.teacher_eval_steps or None, save_steps=t.teacher_eval_steps or None,
-            load_best_model_at_end=True, metric_for_best_model="f1", greater_is_better=True,
+            load_best_model_at_end=True, metric_for_best_model=self.adapter.primary_metric, greater_is_better=True,
             save_total_limit=2, train_sampling_strategy="group_by_length", logging_steps=50,
             report_to=[], seed=self.seed, dataloader_num_workers=0, disable_tqdm=True,
         )
         adapter = self.adapter
 
         def compute_metrics(p):
-            logits, labels = p.predictions, p.label_ids
-            preds = logits.argmax(-1)
-            gold_seqs, pred_seqs = [], []
-            for pr, lb in zip(preds, labels):
-                keep = lb != -100
-                gold_seqs.append([adapter.labels[i] for i in lb[keep]])
-                pred_seqs.append([adapter.labels[i] for i in pr[keep]])
-            return {"f1": adapter.score(pred_seqs, gold_seqs)["f1"]}
+            return adapter.trainer_metrics(p.predictions, p.label_ids)
 
         trainer = Trainer(
-            model=model, args=args, train_dataset=_EncodedDataset(train), eval_dataset=_EncodedDataset(validation),
-            data_collator=DataCollatorForTokenClassification(tokenizer), compute_metrics=compute_metrics,
+            model=model, args=args, train_dataset=_EncodedDataset(train, adapter), eval_dataset=_EncodedDataset(validation, adapter),
+            data_collator=adapter.trainer_collator(tokenizer), compute_metrics=compute_metrics,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
         )
         has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
         trainer.train(resume_from_checkpoint=True if (resume and has_ckpt) else None)
         best = trainer.state.best_metric
-        logger.info("teacher fine-tuned: best validation F1 %.2f", best if best is not None else float("nan"))
+        logger.info("teacher fine-tuned: best validation %s %.2f", adapter.primary_metric, best if best is not None else float("nan"))
         return None if best is None else float(best)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ..taskspec import TaskSpec
 from .base import Encoded, TaskAdapter
+from .sequence_classification import SequenceClassificationAdapter
 from .token_classification import TokenClassificationAdapter
 
 ADAPTERS: dict[str, type[TaskAdapter]] = {
     "token-classification": TokenClassificationAdapter,
+    "sequence-classification": SequenceClassificationAdapter,
 }
 
 
@@ -24,4 +26,5 @@ def make_adapter(spec: TaskSpec) -> TaskAdapter:
         raise ConfigError(f"{spec.path or spec.name}: task type {spec.type!r} has no adapter; expected one of {', '.join(ADAPTERS)}") from None
 
 
-__all__ = ["ADAPTERS", "Encoded", "TaskAdapter", "TokenClassificationAdapter", "make_adapter"]
+__all__ = ["ADAPTERS", "Encoded", "SequenceClassificationAdapter", "TaskAdapter", "TokenClassificationAdapter",
+           "make_adapter"]

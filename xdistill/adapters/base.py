@@ -45,6 +45,24 @@ class Encoded:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
 
+    @staticmethod
+    def concat(parts: Sequence["Encoded"]) -> "Encoded":
+        """Rows of ``parts`` in order, examples renumbered; stats summed where numeric."""
+        out = Encoded([], [], [], [], [])
+        for p in parts:
+            base = len(out.n_words)
+            out.input_ids += p.input_ids
+            out.labels += p.labels
+            out.word_index += p.word_index
+            out.example += [e + base for e in p.example]
+            out.n_words += p.n_words
+            for k, v in p.stats.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "max_length":
+                    out.stats[k] = out.stats.get(k, 0) + v
+                else:
+                    out.stats.setdefault(k, v)
+        return out
+
     def subset_examples(self, keep: Sequence[int]) -> "Encoded":
         """Rows of the given examples (renumbered 0..len(keep)-1)."""
         remap = {e: i for i, e in enumerate(keep)}
@@ -121,5 +139,34 @@ class TaskAdapter(ABC):
         """Cached teacher logits and hidden states for ``rows``, shaped like the student's outputs
         (``(B, T, C)``/``(B, T, D)`` padded to ``width``, or ``(B, C)``/``(B, D)``)."""
 
-    #: Pooling of the student's states: ``"none"`` keeps one output per position.
-    student_pooling: str = "none"
+    @abstractmethod
+    def student_pooling(self, requested: str) -> str:
+        """The student's pooling for this task: ``"none"`` (one output per position) or ``requested``."""
+
+    @abstractmethod
+    def trainer_example(self, encoded: Encoded, i: int) -> dict:
+        """Row ``i`` as a ``transformers.Trainer`` example (``input_ids``, ``labels``)."""
+
+    @abstractmethod
+    def trainer_collator(self, tokenizer):
+        """A ``transformers`` data collator for :meth:`trainer_example` rows."""
+
+    @abstractmethod
+    def trainer_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Validation metrics for ``Trainer`` (``compute_metrics``): includes :attr:`primary_metric`."""
+
+    @abstractmethod
+    def texts(self, dataset) -> list[str]:
+        """Plain text of each example (for a generator's training data and overlap filters)."""
+
+    @abstractmethod
+    def unlabeled_dataset(self, texts: Sequence[str]):
+        """A split of unlabeled examples made from raw texts (generated transfer text)."""
+
+    @abstractmethod
+    def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
+        """Predictions for raw texts with an :class:`~xdistill.inference.InferenceModel` (one dict per text)."""
+
+    @abstractmethod
+    def read_labeled_file(self, path, fmt: str) -> tuple[Any, dict]:
+        """A labeled evaluation file as a split (``datasets.Dataset``-like) and its read counts."""

@@ -170,3 +170,63 @@ class TokenClassificationAdapter(TaskAdapter):
     def teacher_batch(self, teacher, rows: Sequence[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, width, C)`` logits and ``(B, width, D)`` hidden states."""
         return teacher.batch(rows, width)
+
+    def student_pooling(self, requested: str) -> str:
+        return "none"
+
+    def trainer_example(self, encoded: Encoded, i: int) -> dict:
+        return {"input_ids": encoded.input_ids[i], "labels": encoded.labels[i]}
+
+    def trainer_collator(self, tokenizer):
+        from transformers import DataCollatorForTokenClassification
+        return DataCollatorForTokenClassification(tokenizer)
+
+    def trainer_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Entity F1 over first-subword positions of each window."""
+        preds = logits.argmax(-1)
+        gold_seqs, pred_seqs = [], []
+        for pr, lb in zip(preds, labels):
+            keep = lb != IGNORE
+            gold_seqs.append([self.labels[i] for i in lb[keep]])
+            pred_seqs.append([self.labels[i] for i in pr[keep]])
+        return {"f1": self.score(pred_seqs, gold_seqs)["f1"]}
+
+    def texts(self, dataset) -> list[str]:
+        return [" ".join(t) for t in dataset["tokens"]]
+
+    def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
+        """Entity spans per text: ``{"text", "entities": [{"text", "type", "start", "end"}]}`` (character offsets)."""
+        from ..data.ner import words_of
+
+        words = words_of(model.tokenizer, texts) if texts else []
+        ds = {"tokens": [[w for w, _, _ in ws] for ws in words], "tags": [[] for _ in words]}
+        enc = self.encode(ds, model.tokenizer, model.max_length)
+        tags = self.decode(model.logits(enc), enc)
+        out = []
+        for text, ws, tg in zip(texts, words, tags):
+            ents, cur = [], None
+            for (w, s, e), t in zip(ws, tg):
+                if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur["type"] != t[2:])):
+                    cur = {"type": t[2:], "start": s, "end": e}
+                    ents.append(cur)
+                elif t.startswith("I-"):
+                    cur["end"] = e
+                else:
+                    cur = None
+            out.append({"text": text, "entities": [{"text": text[x["start"]:x["end"]], **x} for x in ents]})
+        return out
+
+    def read_labeled_file(self, path, fmt: str):
+        """A PAN-X or CoNLL file (``fmt``: auto, panx, conll) as ``{"tokens", "tags"}``."""
+        from ..data.readers import read_ner_file
+
+        sentences, stats = read_ner_file(path, format=fmt, label_set=self.labels)
+        ds = {"tokens": [list(s.tokens) for s in sentences], "tags": [list(s.tags) for s in sentences]}
+        return ds, {"sentences": stats.n_sentences, "tokens": stats.n_tokens, "repaired_tags": stats.n_repaired}
+
+    def unlabeled_dataset(self, texts: Sequence[str]):
+        from datasets import Dataset
+
+        from ..data.ner import FEATURES
+        return Dataset.from_dict({"tokens": [t.split() for t in texts], "tags": [[] for _ in texts],
+                                  "lang": ["generated"] * len(texts)}, features=FEATURES)

@@ -308,3 +308,25 @@ def check_transfer_set(data: dict[str, LanguageData]) -> None:
         raise ConfigError("--langs: the transfer set is empty: every sentence of train is in the labeled budget or the "
                           f"validation split and no unlabeled text was found ({detail}); lower --labeled-per-lang "
                           "or add unlabeled text")
+
+
+def build_ner_data(spec: TaskSpec, args: DataArguments, registry: LanguageRegistry, tokenizer):
+    """Splits of every requested language, as a :class:`~xdistill.data.tasks.TaskData`."""
+    from .tasks import TaskData
+
+    source = make_source(args, spec, registry)
+    langs, missing = resolve_languages(args.langs, source, registry)
+    logger.info("languages (%d): %s", len(langs), ", ".join(langs))
+    data = {}
+    for lang in langs:
+        data[lang] = build_language_data(lang, source, args, tokenizer, registry,
+                                         use_unlabeled=bool(spec.local.get("unlabeled", False)))
+        c = data[lang].counts
+        logger.info("%s: train %d, validation %d, labeled %d, teacher labeled %d, transfer %d, eval %d",
+                    lang, c["train_sentences"], c["validation"], c["labeled"], c["teacher_labeled"], c["transfer"], c["n_eval"])
+    check_transfer_set(data)
+    teacher = ("all of train minus validation" if args.teacher_labeled_per_lang < 0
+               else f"up to {args.teacher_labeled_per_lang} per language")
+    return TaskData(groups=data, missing=missing, source=source.name, requested=args.langs,
+                    student_budget=f"up to {args.labeled_per_lang} per language", teacher_budget=teacher,
+                    group_name="languages")

@@ -70,7 +70,7 @@ class BiLSTMStudent(Student):
 
     Config keys: ``teacher_vocab_size``, ``student_vocab_size``, ``embedding_dim`` (E),
     ``hidden_size`` (H), ``num_labels`` (C), ``teacher_hidden_size`` (D),
-    ``dropout``, ``pooling`` (``"none"`` for token tasks; ``"max"`` for sequence tasks).
+    ``dropout``, ``pooling`` (``"none"`` for token tasks; ``"max"`` or ``"attention"`` for sequence tasks).
 
     ``forward``: ``input_ids`` ``(B, T)`` teacher ids -> logits ``(B, T, C)`` and
     projected states ``(B, T, D)`` (or ``(B, C)`` and ``(B, D)`` with pooling).
@@ -89,6 +89,11 @@ class BiLSTMStudent(Student):
         self.classifier = nn.Linear(2 * c["hidden_size"], c["num_labels"])
         self.projection = nn.Linear(2 * c["hidden_size"], c["teacher_hidden_size"])
         self.pooling = c.get("pooling", "none")
+        if self.pooling not in ("none", "max", "attention"):
+            raise ValueError(f"pooling must be none, max or attention, got {self.pooling!r}")
+        # Attention pooling (a learned query, Yang et al. 2016): score_t = v . tanh(W h_t).
+        self.attention = nn.Sequential(nn.Linear(2 * c["hidden_size"], c["hidden_size"]), nn.Tanh(),
+                                       nn.Linear(c["hidden_size"], 1, bias=False)) if self.pooling == "attention" else None
 
     @classmethod
     def from_config(cls, config: dict) -> "BiLSTMStudent":
@@ -117,9 +122,19 @@ class BiLSTMStudent(Student):
         h, _ = self.encoder(packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.size(1))
         h = self.dropout(h)
-        if self.pooling == "max":
-            h = h.masked_fill(~attention_mask.bool().unsqueeze(-1), -1e4).max(1).values
+        h = self.pool(h, attention_mask)
         return StudentOutput(logits=self.classifier(h), projected=torch.nn.functional.gelu(self.projection(h)))
+
+    def pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 2H)`` states -> ``(B, T, 2H)`` (``none``) or ``(B, 2H)`` (``max``: max over real
+        positions; ``attention``: softmax-weighted sum over real positions)."""
+        if self.pooling == "none":
+            return h
+        pad = ~attention_mask.bool().unsqueeze(-1)
+        if self.pooling == "max":
+            return h.masked_fill(pad, -1e4).max(1).values
+        scores = self.attention(h).masked_fill(pad, -1e4)
+        return (torch.softmax(scores, dim=1) * h).sum(1)
 
     def unfreeze_groups(self, stage: str) -> list[str]:
         top = "projection" if stage == "representation" else "classifier"
@@ -128,4 +143,7 @@ class BiLSTMStudent(Student):
     def group_parameters(self, group: str) -> list[nn.Parameter]:
         if group not in ("projection", "classifier", "encoder", "embeddings"):
             raise KeyError(f"unknown layer group {group!r}")
-        return list(getattr(self, group).parameters())
+        params = list(getattr(self, group).parameters())
+        if group in ("projection", "classifier") and self.attention is not None:
+            params += list(self.attention.parameters())  # the pooling belongs to the head it feeds
+        return params

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Benchmark: the full NER distillation on CPU (issue: 60 minutes, peak RSS < 8 GiB on 2 cores).
+"""Benchmark: a full distillation run on CPU with the cpu preset (goal: 60 minutes, peak RSS < 8 GiB on 2 cores).
 
-Runs ``python -m xdistill ner --langs all --preset cpu --data-dir DATA`` (extra
-arguments are passed through), then reads ``OUTPUT/report.json`` and prints the
-machine, threads, per-phase minutes, peak RSS, padding fraction, mean F1s and
-whether each goal is met. Writes ``OUTPUT/benchmark.json``.
+``ner``: ``python -m xdistill ner --langs all --preset cpu --data-dir DATA``;
+``classify``: ``python -m xdistill classify --task imdb --preset cpu --data-dir DATA``
+(extra arguments are passed through). Reads ``OUTPUT/report.json`` and prints
+the machine, threads, per-phase minutes, peak RSS, padding fraction, the mean
+scores and whether each goal of the issue is met. Writes ``OUTPUT/benchmark.json``.
 
-Usage: python scripts/benchmark_ner_cpu.py [--data-dir ../shared/data] [--output-dir runs/ner-cpu] [-- extra ner args]
+Usage: python scripts/benchmark_cpu.py {ner,classify} [--data-dir ../shared/data] [--output-dir DIR] [-- extra args]
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-GOALS = {"minutes": 60.0, "peak_rss_mib": 8 * 1024, "distillation_gain": 3.0, "student_to_teacher": 0.95,
-         "padding_fraction": 0.15}
+GOALS = {"minutes": 60.0, "peak_rss_mib": 8 * 1024, "padding_fraction": 0.15}
+# per command: the least gain of the distilled student over the no-distillation student, in metric points
+GAIN = {"ner": 3.0, "classify": 5.0}
 
 
 def cpu_model() -> str:
@@ -36,13 +38,15 @@ def cpu_model() -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["ner", "classify"])
     p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR", "../shared/data"))
-    p.add_argument("--output-dir", default="runs/ner-cpu")
-    p.add_argument("--langs", default="all")
+    p.add_argument("--output-dir", default=None, help="default runs/ner-cpu or runs/classify-cpu")
     a, extra = p.parse_known_args()
     extra = [x for x in extra if x != "--"]
-    cmd = [sys.executable, "-m", "xdistill", "ner", "--langs", a.langs, "--preset", "cpu", "--data-dir", a.data_dir,
-           "--output-dir", a.output_dir, *extra]
+    out = a.output_dir or f"runs/{a.command}-cpu"
+    what = ["--langs", "all"] if a.command == "ner" else ["--task", "imdb"]
+    cmd = [sys.executable, "-m", "xdistill", a.command, *what, "--preset", "cpu", "--data-dir", a.data_dir,
+           "--output-dir", out, *extra]
     print("running:", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     rc = subprocess.call(cmd)
@@ -50,7 +54,7 @@ def main() -> int:
     if rc != 0:
         print(f"xdistill ner failed with exit status {rc}", file=sys.stderr)
         return rc
-    r = json.loads((Path(a.output_dir) / "report.json").read_text())
+    r = json.loads((Path(out) / "report.json").read_text())
     import torch
 
     tm, m = r["timing"], r["mean"]
@@ -63,20 +67,24 @@ def main() -> int:
         "peak_rss_mib": tm["peak_rss_mib"],
         "teacher_tokens_per_second": tm["teacher_tokens_per_second"],
         "padding_fraction": tm["padding_fraction"],
-        "languages": len(r["languages"]),
+        "groups": len(r["groups"]),
+        "metric": r["metric"],
         "mean": m,
+        "models": [{k: x.get(k) for k in ("model", "parameters", "compression_vs_mbert_base", r["metric"])} for x in r["models"]],
         "teacher": r["teacher"]["description"],
         "student_parameters": r["student"]["parameters"],
         "compression_vs_mbert_base": r["student"]["compression_vs_mbert_base"],
+        "generation": {k: v for k, v in (r.get("generation") or {}).items() if k != "samples"} or None,
     }
     result["goals"] = {
         "minutes <= 60": wall / 60 <= GOALS["minutes"],
         "peak RSS < 8 GiB": tm["peak_rss_mib"] < GOALS["peak_rss_mib"],
-        "distilled - baseline >= 3 F1": m["distillation_gain"] >= GOALS["distillation_gain"],
-        "student/teacher >= 0.95": (m["student_to_teacher"] or 0) >= GOALS["student_to_teacher"],
+        f"distilled - baseline >= {GAIN[a.command]:g} points": m["distillation_gain"] >= GAIN[a.command],
         "padding fraction < 15%": (tm["padding_fraction"] or 0) < GOALS["padding_fraction"],
     }
-    Path(a.output_dir, "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
+    if a.command == "ner":
+        result["goals"]["student/teacher >= 0.95 (goal, reported either way)"] = (m["student_to_teacher"] or 0) >= 0.95
+    Path(out, "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 
