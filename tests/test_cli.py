@@ -255,3 +255,12 @@ def test_evaluate_data_is_a_directory(capsys, tmp_path, student_dir):
 def test_predict_rejects_a_too_small_max_length(capsys, student_dir, max_length):
     assert main(["predict", "--model", str(student_dir), "--max-length", max_length, "--text", "Anna qxz"]) == 2
     assert "--max-length" in error_line(capsys)
+
+
+def test_command_and_task_type_must_match(capsys, tmp_path):
+    assert main(["classify", "--task", "wikiann", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")]) == 2
+    msg = error_line(capsys)
+    assert "token-classification" in msg and "`ner`" in msg
+    assert main(["ner", "--task", "imdb", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")]) == 2
+    msg = error_line(capsys)
+    assert "sequence-classification" in msg and "`classify`" in msg

@@ -42,6 +42,12 @@ def _setup_logging(log_file: Path | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _command(name: str, argv: list[str]) -> str:
+    import shlex
+
+    return " ".join(["python -m xdistill", name, *map(shlex.quote, argv)])
+
+
 def parse_distill_args(argv: list[str], task: str):
     """Parse ``ner``/``classify`` options into the config dataclasses (preset defaults first)."""
     from transformers import HfArgumentParser
@@ -49,7 +55,8 @@ def parse_distill_args(argv: list[str], task: str):
     from .config import ALL_ARGUMENT_CLASSES, CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS, PRESETS
     from .errors import ConfigError
 
-    classes, presets = (CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS) if task == "classify" else (ALL_ARGUMENT_CLASSES, PRESETS)
+    classes, presets = {"ner": (ALL_ARGUMENT_CLASSES, PRESETS),
+                        "classify": (CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS)}[task]
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="cpu")
     known, _ = pre.parse_known_args(argv)
@@ -65,11 +72,18 @@ def parse_distill_args(argv: list[str], task: str):
         raise ConfigError(str(e)) from e
 
 
-def cmd_ner(argv: list[str]) -> int:
-    from .config import TeacherArguments  # noqa: F401
+#: the task type each distillation command runs
+DISTILL_COMMANDS = {"ner": "token-classification", "classify": "sequence-classification"}
+
+
+def _distill(command: str, argv: list[str]) -> int:
+    """``ner`` / ``classify``: parse options, check the task type, run the pipeline, print a summary."""
+    from .errors import ConfigError
     from .taskspec import load_task
 
-    dargs, targs, sargs, dist, rargs = parse_distill_args(argv, "ner")
+    parsed = parse_distill_args(argv, command)
+    by_type = {type(x).__name__: x for x in parsed}
+    rargs = by_type["RunArguments"]
     _setup_logging(Path(rargs.output_dir) / "run.log")
     import torch
 
@@ -78,15 +92,24 @@ def cmd_ner(argv: list[str]) -> int:
     from .pipeline import run
 
     spec = load_task(rargs.task)
-    if spec.type != "token-classification":
-        from .errors import ConfigError
-        raise ConfigError(f"--task {rargs.task}: a {spec.type} task; `ner` needs a token-classification task "
-                          "(use `classify` for text classification)")
-    report = run(spec, dargs, targs, sargs, dist, rargs)
-    m = report["mean"]
-    print(json.dumps({"output_dir": rargs.output_dir, "mean": m, "minutes": report["timing"]["total_seconds"] / 60,
+    if spec.type != DISTILL_COMMANDS[command]:
+        other = next(k for k, v in DISTILL_COMMANDS.items() if v == spec.type) if spec.type in DISTILL_COMMANDS.values() else None
+        raise ConfigError(f"--task {rargs.task}: a {spec.type} task; `{command}` needs a {DISTILL_COMMANDS[command]} task"
+                          + (f" (use `{other}`)" if other else ""))
+    dargs = by_type.get("DataArguments") or by_type["TextDataArguments"]
+    report = run(spec, dargs, by_type["TeacherArguments"], by_type["StudentArguments"], by_type["DistillArguments"],
+                 rargs, by_type.get("GenerationArguments"), command=_command(command, argv))
+    print(json.dumps({"output_dir": rargs.output_dir, "mean": report["mean"], "minutes": report["timing"]["total_seconds"] / 60,
                       "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))
     return 0
+
+
+def cmd_ner(argv: list[str]) -> int:
+    return _distill("ner", argv)
+
+
+def cmd_classify(argv: list[str]) -> int:
+    return _distill("classify", argv)
 
 
 def _check_max_length(value: int | None) -> None:
@@ -94,29 +117,6 @@ def _check_max_length(value: int | None) -> None:
 
     if value is not None and value < 8:
         raise ConfigError(f"--max-length: expected at least 8 tokens, got {value}")
-
-
-def cmd_classify(argv: list[str]) -> int:
-    from .taskspec import load_task
-
-    # ``--task imdb`` is the classify alias of ``--task`` (a name in tasks/ or a task file)
-    dargs, gargs, targs, sargs, dist, rargs = parse_distill_args(argv, "classify")
-    _setup_logging(Path(rargs.output_dir) / "run.log")
-    import torch
-
-    if rargs.threads:
-        torch.set_num_threads(rargs.threads)
-    from .errors import ConfigError
-    from .pipeline import run
-
-    spec = load_task(rargs.task)
-    if spec.type != "sequence-classification":
-        raise ConfigError(f"--task {rargs.task}: a {spec.type} task; `classify` needs a sequence-classification task "
-                          "(use `ner` for token classification)")
-    report = run(spec, dargs, targs, sargs, dist, rargs, gargs)
-    print(json.dumps({"output_dir": rargs.output_dir, "mean": report["mean"], "minutes": report["timing"]["total_seconds"] / 60,
-                      "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))
-    return 0
 
 
 def cmd_evaluate(argv: list[str]) -> int:

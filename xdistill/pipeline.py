@@ -82,11 +82,13 @@ def _score_key(adapter: TaskAdapter) -> str:
 
 
 def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
-        dist: DistillArguments, rargs: RunArguments, gargs: GenerationArguments | None = None) -> dict:
+        dist: DistillArguments, rargs: RunArguments, gargs: GenerationArguments | None = None,
+        command: str | None = None) -> dict:
     """Run the whole distillation and write ``OUTPUT/report.json``, ``report.md`` and ``student/``.
 
     ``dargs`` is a :class:`DataArguments` (NER) or :class:`TextDataArguments` (classification);
     ``gargs`` adds generated transfer text and selects the transfer sets (one student each).
+    ``command`` is the command line recorded in the report (default: this process's arguments).
     """
     t_start = time.perf_counter()
     timer = PhaseTimer()
@@ -193,7 +195,7 @@ def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
 
     report = build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tinfo, splits, enc, students,
                           baseline, scores, schedules, baseline_schedule, generation, timer, label_stats, t_start,
-                          tokenizer, out)
+                          tokenizer, out, command)
     write_report(report, out)
     m, k = report["mean"], _score_key(adapter)
     logger.info("mean %s: teacher %.2f, student %.2f, baseline %.2f (student/teacher %.3f); total %.1f min, peak RSS %.0f MiB",
@@ -203,7 +205,8 @@ def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
 
 
 def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tinfo, splits, enc, students, baseline,
-                 scores, schedules, baseline_schedule, generation, timer, label_stats, t_start, tokenizer, out) -> dict:
+                 scores, schedules, baseline_schedule, generation, timer, label_stats, t_start, tokenizer, out,
+                 command: str | None = None) -> dict:
     """The ``report.json`` dictionary (see the README for its fields)."""
     k = _score_key(adapter)
     variants = list(students)
@@ -248,9 +251,9 @@ def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tin
 
     teacher_description = ("BERT trained from scratch with the mBERT vocabulary (not mBERT)"
                            if tinfo.trained_from_scratch else tinfo.source)
-    models = [model_row("teacher", teacher_description, tinfo.parameters, None, "teacher"),
+    models = [model_row("teacher", teacher_description, tinfo.parameters, "-", "teacher"),
               model_row("student (no distillation)", "BiLSTM, random embeddings, labeled budget only",
-                        inference_parameters(baseline), None, "baseline")]
+                        inference_parameters(baseline), "-", "baseline")]
     for v in variants:
         models.append(model_row(f"student (distilled, {v})", f"BiLSTM E={sargs.embedding_dim} H={sargs.hidden_size}",
                                 inference_parameters(students[v]), v, v))
@@ -260,7 +263,7 @@ def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tin
         "metric": k,
         "metric_description": ("seqeval entity-level micro F1, %" if spec.metric == "seqeval" else f"{k}, %"),
         "preset": rargs.preset,
-        "command": " ".join(["python -m xdistill"] + sys.argv[1:]),
+        "command": command or " ".join(["python -m xdistill"] + sys.argv[1:]),
         "data": {
             "source": td.source,
             "requested": td.requested,
