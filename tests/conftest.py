@@ -8,6 +8,7 @@ an error so CI can never pass by skipping them.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,22 @@ def _find_data_dir() -> Path | None:
         if (c / "wikiann").is_dir():
             return c
     return None
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The CLI commands replace the root logger's handlers; put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+            h.close()
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import math
 
 import numpy as np
@@ -31,22 +30,6 @@ LABELS = ("neg", "pos")
 def _one_thread():
     with tm.single_thread():
         yield
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The CLI commands replace the root logger's handlers; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-            h.close()
-    for h in handlers:
-        if h not in root.handlers:
-            root.addHandler(h)
-    root.setLevel(level)
 
 
 @pytest.fixture(scope="module")

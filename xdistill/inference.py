@@ -51,10 +51,6 @@ class InferenceModel:
         """Raw texts -> one dict per text: entity spans (NER) or class and probability (classification)."""
         return self.adapter.predict_texts(self, list(texts))
 
-    def tag_text(self, texts: Sequence[str]) -> list[dict]:
-        """Alias of :meth:`predict` for NER models."""
-        return self.predict(texts)
-
     def evaluate_file(self, path: str | Path, fmt: str = "auto") -> dict:
         """Score the model on a labeled file; metrics in percent.
 

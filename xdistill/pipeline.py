@@ -77,10 +77,6 @@ def inference_parameters(student) -> int:
     return count_parameters(student) - sum(p.numel() for p in student.projection.parameters())
 
 
-def _score_key(adapter: TaskAdapter) -> str:
-    return adapter.primary_metric
-
-
 def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
         dist: DistillArguments, rargs: RunArguments, gargs: GenerationArguments | None = None,
         command: str | None = None) -> dict:
@@ -197,7 +193,7 @@ def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
                           baseline, scores, schedules, baseline_schedule, generation, timer, label_stats, t_start,
                           tokenizer, out, command)
     write_report(report, out)
-    m, k = report["mean"], _score_key(adapter)
+    m, k = report["mean"], adapter.primary_metric
     logger.info("mean %s: teacher %.2f, student %.2f, baseline %.2f (student/teacher %.3f); total %.1f min, peak RSS %.0f MiB",
                 k, m[f"teacher_{k}"], m[f"student_{k}"], m[f"baseline_{k}"], m["student_to_teacher"] or 0,
                 report["timing"]["total_seconds"] / 60, report["timing"]["peak_rss_mib"])
@@ -208,7 +204,7 @@ def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tin
                  scores, schedules, baseline_schedule, generation, timer, label_stats, t_start, tokenizer, out,
                  command: str | None = None) -> dict:
     """The ``report.json`` dictionary (see the README for its fields)."""
-    k = _score_key(adapter)
+    k = adapter.primary_metric
     variants = list(students)
     first = students[variants[0]]
     groups = list(td.groups)

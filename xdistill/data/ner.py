@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class LanguageData:
-    """All splits of one language. Each split is a ``datasets.Dataset`` with columns
-    ``tokens`` (list of words), ``tags`` (IOB2 strings; empty lists in ``transfer``) and ``lang``."""
+    """All splits of one group (a language for NER, the task for classification). Each split is a
+    ``datasets.Dataset``: NER columns ``tokens`` (words), ``tags`` (IOB2; empty in ``transfer``) and
+    ``lang``; classification columns ``text`` and ``label`` (empty in ``transfer``)."""
 
     lang: str
     labeled: Dataset

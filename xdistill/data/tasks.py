@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..taskspec import TaskSpec
@@ -24,7 +24,6 @@ class TaskData:
     teacher_budget: str
     unit: str = "sentences"
     group_name: str | None = None  # the report's name for the groups ("languages" for NER)
-    extra: dict = field(default_factory=dict)
 
 
 def _ner(spec, args, registry, tokenizer) -> TaskData:
