@@ -439,15 +439,30 @@ def test_load_model_predict(student_dir):
     assert m.kind == "student" and m.max_length == 32
     assert isinstance(m.adapter, SequenceClassificationAdapter)
     assert m.adapter.spec.local.get("label_values") == {"0": "neg", "1": "pos"}  # the imdb task file
-    res = m.predict(["great movie", "", "a " * 100])
-    assert len(res) == 3
+    res = m.predict(["great movie", "a " * 100])
+    assert len(res) == 2
     for r in res:
         assert r["label"] in LABELS
         assert 0.5 <= r["probability"] <= 1.0
         assert set(r["probabilities"]) == set(LABELS)
         assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert r["probability"] == pytest.approx(r["probabilities"][r["label"]])
-    assert res[0]["text"] == "great movie" and res[1]["text"] == ""
+    assert res[0]["text"] == "great movie" and res[0]["tokens_cut"] == 0
+    assert res[1]["tokens_cut"] > 0  # 100 words, maximum length 32: truncated as in training, and said so
+
+
+def test_predict_empty_text_is_a_clear_error(student_dir, capsys, monkeypatch):
+    import io
+
+    from xdistill.errors import EmptyTextError
+    from xdistill.inference import load_model
+
+    with pytest.raises(EmptyTextError, match="text 2 is empty"):
+        load_model(student_dir).predict(["great movie", "  ", "bad"])
+    monkeypatch.setattr("sys.stdin", io.StringIO("good\n\nbad\n"))
+    assert main(["predict", "--model", str(student_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: stdin line 2: empty text")
 
 
 def test_cli_predict(student_dir, capsys):
@@ -459,10 +474,10 @@ def test_cli_predict(student_dir, capsys):
 
 
 def test_cli_predict_from_stdin(pos_student_dir, capsys, monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.StringIO("good film\n\nbad one\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("good film\nfine\nbad one\n"))
     assert main(["predict", "--model", str(pos_student_dir), "--batch-lines", "2"]) == 0
     lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines() if ln.strip()]
-    assert [r["text"] for r in lines] == ["good film", "", "bad one"]
+    assert [r["text"] for r in lines] == ["good film", "fine", "bad one"]
     assert all(r["label"] == "pos" and r["probability"] > 0.99 for r in lines)
 
 

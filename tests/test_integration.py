@@ -75,6 +75,26 @@ def test_saved_student_loads_and_scores(smoke_run, data_dir, capsys):
         assert line["text"][e["start"]:e["end"]] == e["text"] and e["type"] in {"PER", "ORG", "LOC"}
 
 
+def test_model_card_export_and_onnx_predict(smoke_run, data_dir, capsys):
+    """The saved student carries a model card; it exports with parity on the real dev files of its
+    languages, and ONNX Runtime (fp32) tags real text exactly as PyTorch does."""
+    out, _ = smoke_run
+    st = out / "student"
+    summary = json.loads((st / "training_summary.json").read_text())
+    assert summary["groups"] == ["en", "sw"] and summary["teacher"]["trained_from_scratch"] is True
+    card = (st / "README.md").read_text()
+    assert "not a pretrained mBERT" in card and "| student" in card and "load_model" in card
+    assert main(["export", "--model", str(st), "--format", "onnx", "--quantize", "int8", "--data-dir", str(data_dir),
+                 "--max-examples", "300"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["examples"] == 600 and res["max_abs_logit_diff_fp32"] <= 1e-3
+    assert abs(res["int8_metric_diff"]) < 10  # a smoke-sized model: the real bound is measured by the benchmark
+    assert "## ONNX export" in (st / "README.md").read_text()
+    texts = [" ".join(s.tokens) for s in __import__("xdistill.data.readers", fromlist=["x"]).read_ner_file(
+        data_dir / "wikiann" / "dev-en.tsv", format="panx")[0][:100]]
+    assert load_model(st).predict(texts) == load_model(st, runtime="onnx").predict(texts)
+
+
 def test_teacher_folder_evaluates(smoke_run, data_dir, capsys):
     out, _ = smoke_run
     assert main(["evaluate", "--model", str(out / "teacher"), "--data", str(data_dir / "wikiann" / "dev-sw.tsv")]) == 0

@@ -61,3 +61,28 @@ def test_saved_students_predict_and_evaluate(classify_run, tmp_path, capsys):
     assert main(["evaluate", "--model", str(classify_run / "student"), "--data", str(csv_path)]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["texts"] == 2 and 0 <= res["accuracy"] <= 100 and "macro_f1" in res
+
+
+def test_classifier_card_export_and_onnx_predict(classify_run, data_dir, capsys):
+    """Each saved classifier has a model card naming its transfer set; export on the real IMDB test
+    file passes parity, and ONNX Runtime classifies real reviews as PyTorch does."""
+    import gzip
+
+    import pandas as pd
+
+    from xdistill.inference import load_model
+
+    for name, transfer in (("student", "unlabeled"), ("student-generated", "generated")):
+        summary = json.loads((classify_run / name / "training_summary.json").read_text())
+        assert summary["transfer"] == transfer and summary["metric"] == "accuracy"
+        assert "accuracy" in (classify_run / name / "README.md").read_text()
+    st = classify_run / "student"
+    assert main(["export", "--model", str(st), "--quantize", "int8", "--data-dir", str(data_dir), "--max-examples", "200"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["examples"] == 200 and res["max_abs_logit_diff_fp32"] <= 1e-3 and set(res["accuracy"]) == {
+        "torch_fp32", "onnx_fp32", "onnx_int8"}
+    with gzip.open(data_dir / "imdb" / "test.csv.gz", "rt", encoding="utf-8") as f:
+        texts = pd.read_csv(f, nrows=50)["text"].tolist()
+    a, b = load_model(st).predict(texts), load_model(st, runtime="onnx").predict(texts)
+    assert [x["label"] for x in a] == [x["label"] for x in b]
+    assert max(abs(x["probability"] - y["probability"]) for x, y in zip(a, b)) < 1e-4

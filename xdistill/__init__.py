@@ -6,3 +6,10 @@ distillation (Melas-Kyriazi et al., 2019) and zero-shot distillation
 """
 
 __version__ = "0.1.0"
+
+
+def load_model(*args, **kwargs):
+    """Load a saved student or teacher for inference; see :func:`xdistill.inference.load_model`."""
+    from .inference import load_model as _load
+
+    return _load(*args, **kwargs)

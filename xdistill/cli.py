@@ -1,4 +1,4 @@
-"""Command line: ``python -m xdistill {ner,evaluate,predict} ...``.
+"""Command line: ``python -m xdistill {ner,classify,evaluate,predict,export,benchmark} ...``.
 
 ``ner`` is built from the config dataclasses with ``transformers.HfArgumentParser``;
 ``--preset`` sets the parser defaults, so any preset value can be overridden.
@@ -21,6 +21,8 @@ COMMANDS = {
     "classify": "distil a text-classification student (IMDB by default; XtremeDistil + generation-distillation)",
     "evaluate": "score a saved student or teacher on a labeled file (JSON)",
     "predict": "tag (NER) or classify raw text, one text per line (JSON lines)",
+    "export": "export a saved student to ONNX (and int8), with a parity check on real data",
+    "benchmark": "batch-inference latency of students, their teacher and mBERT-base (torch, ONNX fp32/int8)",
 }
 
 
@@ -119,6 +121,26 @@ def _check_max_length(value: int | None) -> None:
         raise ConfigError(f"--max-length: expected at least 8 tokens, got {value}")
 
 
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                   help="PyTorch, or ONNX Runtime on DIR/onnx/ (after `xdistill export`; students only)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="ONNX model: model.onnx or model.int8.onnx")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads of torch and ONNX Runtime")
+
+
+def _load_for_inference(a):
+    import torch
+
+    from .inference import load_model
+
+    if a.threads is not None:
+        if a.threads < 1:
+            from .errors import ConfigError
+            raise ConfigError(f"--threads: expected a positive integer, got {a.threads}")
+        torch.set_num_threads(a.threads)
+    return load_model(a.model, a.max_length, runtime=a.runtime, precision=a.precision, threads=a.threads)
+
+
 def cmd_evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m xdistill evaluate", description=COMMANDS["evaluate"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
@@ -126,12 +148,11 @@ def cmd_evaluate(argv: list[str]) -> int:
                                                  "classification: CSV or JSON lines with the task's text and label columns")
     p.add_argument("--format", default="auto", choices=["auto", "panx", "conll", "csv", "jsonl"])
     p.add_argument("--max-length", type=int, default=None)
+    _add_runtime_options(p)
     a = p.parse_args(argv)
     _check_max_length(a.max_length)
     _setup_logging()
-    from .inference import load_model
-
-    result = load_model(a.model, a.max_length).evaluate_file(a.data, a.format)
+    result = _load_for_inference(a).evaluate_file(a.data, a.format)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
@@ -142,32 +163,93 @@ def cmd_predict(argv: list[str]) -> int:
     p.add_argument("--text", action="append", help="a text to tag or classify (repeatable); default: lines of stdin")
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--batch-lines", type=int, default=256, help="lines tagged per batch when reading stdin")
+    _add_runtime_options(p)
     a = p.parse_args(argv)
     _check_max_length(a.max_length)
     _setup_logging()
-    from .inference import load_model
+    model = _load_for_inference(a)
 
-    model = load_model(a.model, a.max_length)
+    def emit(lines, first_line: int, source: str):
+        from .errors import ConfigError, EmptyTextError
 
-    def emit(lines):
-        for r in model.predict(lines):
+        try:
+            results = model.predict(lines)
+        except EmptyTextError as e:  # name the input line (stdin) or the --text occurrence
+            where = ", ".join(str(first_line + i) for i in e.indices[:10])
+            raise ConfigError(f"{source} {'line' if source == 'stdin' else 'number'} {where}: empty text; "
+                              "a classifier needs text to classify") from e
+        for r in results:
             print(json.dumps(r, ensure_ascii=False))
 
     if a.text:
-        emit(a.text)
+        emit(a.text, 1, "--text")
         return 0
-    buf = []
-    for line in sys.stdin:
+    buf, start = [], 1
+    for n, line in enumerate(sys.stdin, 1):
         buf.append(line.rstrip("\n"))
         if len(buf) >= a.batch_lines:
-            emit(buf)
-            buf = []
+            emit(buf, start, "stdin")
+            buf, start = [], n + 1
     if buf:
-        emit(buf)
+        emit(buf, start, "stdin")
     return 0
 
 
-HANDLERS = {"ner": cmd_ner, "classify": cmd_classify, "evaluate": cmd_evaluate, "predict": cmd_predict}
+def cmd_export(argv: list[str]) -> int:
+    import os
+
+    p = argparse.ArgumentParser(prog="python -m xdistill export", description=COMMANDS["export"])
+    p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    p.add_argument("--quantize", default=None, choices=["int8"], help="also write onnx/model.int8.onnx (dynamic int8)")
+    p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR"),
+                   help="data folder holding the task's evaluation files (default: $XDISTILL_DATA_DIR)")
+    p.add_argument("--data", action="append", default=None,
+                   help="labeled evaluation file for the parity check (repeatable; instead of --data-dir)")
+    p.add_argument("--max-examples", type=int, default=2000,
+                   help="first N examples of each evaluation file used for parity (-1: all)")
+    p.add_argument("--threads", type=int, default=None)
+    a = p.parse_args(argv)
+    _setup_logging()
+    from .errors import ConfigError
+    from .model_card import write_model_card
+    from .onnx_export import evaluation_files, export_student
+    from .students.base import is_student_dir
+
+    if a.max_examples == 0 or a.max_examples < -1:
+        raise ConfigError(f"--max-examples: expected a positive number or -1 (all), got {a.max_examples}")
+    if not is_student_dir(a.model):
+        raise ConfigError(f"--model {a.model}: no xdistill student here (expected config.json with \"xdistill_student\": true)")
+    files = a.data
+    if not files:
+        if not a.data_dir:
+            raise ConfigError("export checks parity on real data: give --data-dir (or $XDISTILL_DATA_DIR) or --data FILE")
+        from .inference import _spec_for
+
+        cfg = json.loads((Path(a.model) / "config.json").read_text(encoding="utf-8"))
+        spec = _spec_for(cfg, tuple(cfg["labels"]), cfg.get("task_type", "token-classification"))
+        files = evaluation_files(spec, cfg.get("groups") or cfg.get("languages") or [spec.name], a.data_dir)
+    parity = export_student(a.model, files, quantize=a.quantize, max_examples=None if a.max_examples == -1 else a.max_examples,
+                            threads=a.threads)
+    write_model_card(a.model)
+    k = parity["metric"]
+    print(json.dumps({"onnx": parity["fp32"]["file"], "int8": (parity["int8"] or {}).get("file"),
+                      "max_abs_logit_diff_fp32": parity["fp32"]["max_abs_logit_diff"],
+                      k: {r: v[k] for r, v in parity["scores"].items()},
+                      "int8_metric_diff": (parity["int8"] or {}).get("metric_diff"),
+                      "examples": parity["data"]["examples"], "seconds": parity["seconds"]}, indent=2))
+    return 0
+
+
+def cmd_benchmark(argv: list[str]) -> int:
+    _setup_logging()
+    from .benchmark import main as benchmark_main
+
+    return benchmark_main(argv)
+
+
+HANDLERS = {"ner": cmd_ner, "classify": cmd_classify, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "export": cmd_export, "benchmark": cmd_benchmark}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,7 +109,7 @@ def student_logits(student: Student, adapter: TaskAdapter, encoded: Encoded, pad
     device = next(student.parameters()).device
     for rows in bucket_batches(lengths, batch_size=batch_size):
         b = adapter.collate(encoded, rows, pad_id)
-        lg = student(b["input_ids"].to(device), b["attention_mask"].to(device)).logits.cpu()
+        lg = student.inference_logits(b["input_ids"].to(device), b["attention_mask"].to(device)).cpu()
         for r, x in zip(rows, adapter.row_logits(lg, [int(lengths[r]) for r in rows])):
             out[r] = x
     student.train(was)

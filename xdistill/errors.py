@@ -31,3 +31,12 @@ class ConfigError(XDistillError, ValueError):
 
 class UnknownLanguageError(ConfigError):
     """A language code is not in the registry or has no data where we looked."""
+
+
+class EmptyTextError(XDistillError, ValueError):
+    """Texts with nothing to classify; ``indices`` are their 0-based positions in the input."""
+
+    def __init__(self, indices: list[int]):
+        self.indices = list(indices)
+        shown = ", ".join(str(i + 1) for i in self.indices[:10]) + (" ..." if len(self.indices) > 10 else "")
+        super().__init__(f"text {shown} is empty (only whitespace); expected text to classify")

@@ -3,7 +3,10 @@
 :func:`load_model` returns an :class:`InferenceModel` that tokenizes words
 with the model's tokenizer, splits long sentences into windows (as in
 training, so every word gets a prediction) and returns word-level tags, entity
-spans over raw text, or scores on a labeled file.
+spans over raw text, or scores on a labeled file. A student runs in PyTorch
+(``runtime="torch"``) or in ONNX Runtime (``runtime="onnx"``, fp32 or int8,
+after ``python -m xdistill export``); everything but the logits is shared, so
+both runtimes give the same outputs up to the export's logit tolerance.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from .taskspec import TaskSpec
 
 @dataclass
 class InferenceModel:
-    """A model ready for inference: ``kind`` is ``"student"`` or ``"teacher"``."""
+    """A model ready for inference.
+
+    ``kind`` is ``"student"`` or ``"teacher"``; ``runtime`` is ``"torch"`` or ``"onnx"`` (then
+    ``model`` is an :class:`~xdistill.onnx_export.OnnxStudent`); ``precision`` is ``"fp32"`` or
+    ``"int8"`` (ONNX only).
+    """
 
     kind: str
     model: object
@@ -31,15 +39,20 @@ class InferenceModel:
     adapter: object
     max_length: int
     path: str
+    runtime: str = "torch"
+    precision: str = "fp32"
 
     def logits(self, encoded) -> list[np.ndarray]:
-        """Per-row logits ``(T_i, C)`` for encoded windows."""
+        """Per-row logits (``(T_i, C)`` for token tasks, ``(C,)`` for sequence tasks) for encoded windows."""
         from .distill import student_logits
         from .teacher import predict_logits
 
+        pad = self.tokenizer.pad_token_id
+        if self.runtime == "onnx":
+            return self.model.logits(encoded, pad)
         if self.kind == "student":
-            return student_logits(self.model, self.adapter, encoded, self.tokenizer.pad_token_id)
-        return predict_logits(self.model, self.adapter, encoded, self.tokenizer.pad_token_id)
+            return student_logits(self.model, self.adapter, encoded, pad)
+        return predict_logits(self.model, self.adapter, encoded, pad)
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """IOB2 tag per word for each sentence (a list of words); token-classification models only."""
@@ -60,7 +73,8 @@ class InferenceModel:
         enc = self.adapter.encode(ds, self.tokenizer, self.max_length)
         preds = self.adapter.decode(self.logits(enc), enc)
         scores = self.adapter.score(preds, self.adapter.gold(ds))
-        return {"model": self.path, "model_kind": self.kind, "data": str(path), **counts, **scores}
+        return {"model": self.path, "model_kind": self.kind, "runtime": f"{self.runtime}-{self.precision}",
+                "data": str(path), **counts, **scores}
 
 
 def _spec_for(cfg: dict, labels: tuple[str, ...], task_type: str) -> TaskSpec:
@@ -79,14 +93,34 @@ def _spec_for(cfg: dict, labels: tuple[str, ...], task_type: str) -> TaskSpec:
                     metric="seqeval" if task_type == "token-classification" else "accuracy")
 
 
-def load_model(directory: str | Path, max_length: int | None = None) -> InferenceModel:
+RUNTIMES = ("torch", "onnx")
+PRECISIONS = ("fp32", "int8")
+
+
+def load_model(directory: str | Path, max_length: int | None = None, runtime: str = "torch",
+               precision: str = "fp32", threads: int | None = None) -> InferenceModel:
     """Load a saved student (``xdistill`` student folder) or a teacher (``save_pretrained`` folder).
 
+    ``runtime="onnx"`` runs a student's ``onnx/model.onnx`` (``precision="fp32"``) or
+    ``onnx/model.int8.onnx`` (``"int8"``) in ONNX Runtime with ``threads`` intra-op threads
+    (default ``torch.get_num_threads()``); tokenization, windowing and decoding are the same as
+    with ``runtime="torch"``. Use it inside a service::
+
+        model = load_model("runs/ner-cpu/student", runtime="onnx")
+        model.predict(["Angela Merkel besuchte Paris."])
+
     Raises:
-        ConfigError: the folder holds neither.
+        ConfigError: the folder holds neither; an unknown runtime or precision; ``runtime="onnx"``
+            for a teacher or for a student without (matching) ONNX files.
     """
     from transformers import AutoConfig, AutoTokenizer
 
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if runtime == "torch" and precision != "fp32":
+        raise ConfigError("--precision int8 needs --runtime onnx (int8 models are ONNX Runtime files)")
     d = Path(directory)
     if not d.is_dir():
         raise ConfigError(f"--model: {d} is not a directory")
@@ -94,7 +128,16 @@ def load_model(directory: str | Path, max_length: int | None = None) -> Inferenc
         model, cfg = load_student(d)
         spec = _spec_for(cfg, tuple(cfg["labels"]), cfg.get("task_type", "token-classification"))
         tok = AutoTokenizer.from_pretrained(d)
-        return InferenceModel("student", model, tok, make_adapter(spec), max_length if max_length is not None else int(cfg.get("max_length", 128)), str(d))
+        adapter = make_adapter(spec)
+        if runtime == "onnx":
+            from .onnx_export import load_onnx_student
+
+            model = load_onnx_student(d, adapter, precision, threads)
+        ml = max_length if max_length is not None else int(cfg.get("max_length", 128))
+        return InferenceModel("student", model, tok, adapter, ml, str(d), runtime, precision)
+    if runtime == "onnx" and (d / "config.json").is_file():
+        raise ConfigError(f"--model {d}: a teacher checkpoint; --runtime onnx serves xdistill students "
+                          "(export a teacher with transformers' own ONNX tools)")
     if (d / "config.json").is_file():
         cfg = AutoConfig.from_pretrained(d)
         labels = tuple(cfg.id2label[i] for i in range(len(cfg.id2label)))

@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .generation import generate_transfer_text
 from .distill import DistillData, Distiller, make_schedule, student_logits
 from .languages import LanguageRegistry
+from .model_card import write_model_card, write_training_summary
 from .report import MBERT_BASE_PARAMETERS, write_report
 from .students.bilstm import BiLSTMStudent, prune_vocabulary, svd_embeddings
 from .taskspec import TaskSpec
@@ -56,6 +57,11 @@ def build_student(sargs: StudentArguments, adapter: TaskAdapter, tokenizer, teac
     return student.to(compute_device())
 
 
+def student_dir(out: Path, variant: str, variants: list[str]) -> Path:
+    """``OUTPUT/student`` for the first transfer set, ``OUTPUT/student-<set>`` for the others."""
+    return out / ("student" if variant == variants[0] else f"student-{variant}")
+
+
 def compute_device() -> torch.device:
     """The device ``accelerate`` picks for this process (a GPU when there is one, else the CPU)."""
     from accelerate import PartialState
@@ -70,11 +76,6 @@ def evaluate_per_language(adapter: TaskAdapter, eval_enc: dict[str, Encoded], go
         preds = adapter.decode(logits_fn(enc), enc)
         out[lang] = adapter.score(preds, gold[lang])
     return out
-
-
-def inference_parameters(student) -> int:
-    """Parameters used at inference (the stage-1 projection is training-only)."""
-    return count_parameters(student) - sum(p.numel() for p in student.projection.parameters())
 
 
 def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
@@ -182,17 +183,20 @@ def run(spec: TaskSpec, dargs, targs: TeacherArguments, sargs: StudentArguments,
 
     with timer.phase("save"):
         extra = {"task": spec.name, "task_file": spec.path, "task_type": spec.type, "labels": list(adapter.labels), "max_length": dargs.max_length,
-                 "groups": groups, "teacher": tinfo.source, "teacher_trained_from_scratch": tinfo.trained_from_scratch}
+                 "groups": groups, "teacher": tinfo.source, "teacher_trained_from_scratch": tinfo.trained_from_scratch,
+                 "teacher_path": tinfo.path}
         for variant, st in students.items():
             st.eval()
-            # save() moves tensors to the CPU; the first transfer set's student is OUTPUT/student
-            st.save(out / ("student" if variant == variants[0] else f"student-{variant}"), tokenizer=tokenizer,
-                    extra={**extra, "transfer": variant})
+            # save() moves tensors to the CPU
+            st.save(student_dir(out, variant, variants), tokenizer=tokenizer, extra={**extra, "transfer": variant})
 
     report = build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tinfo, splits, enc, students,
                           baseline, scores, schedules, baseline_schedule, generation, timer, label_stats, t_start,
                           tokenizer, out, command)
     write_report(report, out)
+    for variant in variants:  # the model card of each saved student (task, data, metrics, size)
+        write_training_summary(student_dir(out, variant, variants), report, variant)
+        write_model_card(student_dir(out, variant, variants))
     m, k = report["mean"], adapter.primary_metric
     logger.info("mean %s: teacher %.2f, student %.2f, baseline %.2f (student/teacher %.3f); total %.1f min, peak RSS %.0f MiB",
                 k, m[f"teacher_{k}"], m[f"student_{k}"], m[f"baseline_{k}"], m["student_to_teacher"] or 0,
@@ -220,7 +224,7 @@ def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tin
         "threads": torch.get_num_threads(),
         "resumed": rargs.resume,
     }
-    s_inf = inference_parameters(first)
+    s_inf = first.inference_parameters()
     n_u, n_g = len(enc["transfer"]), len(enc.get("generated", ()))
     transfer_sizes = {v: {"unlabeled": n_u, "generated": n_g, "both": n_u + n_g}[v] for v in variants}
     per_group = {}
@@ -249,10 +253,10 @@ def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tin
                            if tinfo.trained_from_scratch else tinfo.source)
     models = [model_row("teacher", teacher_description, tinfo.parameters, "-", "teacher"),
               model_row("student (no distillation)", "BiLSTM, random embeddings, labeled budget only",
-                        inference_parameters(baseline), "-", "baseline")]
+                        baseline.inference_parameters(), "-", "baseline")]
     for v in variants:
         models.append(model_row(f"student (distilled, {v})", f"BiLSTM E={sargs.embedding_dim} H={sargs.hidden_size}",
-                                inference_parameters(students[v]), v, v))
+                                students[v].inference_parameters(), v, v))
     report = {
         "task": spec.name,
         "task_type": spec.type,
@@ -288,7 +292,7 @@ def build_report(spec, adapter, td, rargs, dargs, targs, sargs, dist, gargs, tin
             "transfer": variants[0],
         },
         "baseline": {"description": "the same BiLSTM, random embeddings, trained on the labeled budget only (no teacher)",
-                     "parameters": inference_parameters(baseline)},
+                     "parameters": baseline.inference_parameters()},
         "models": models,
         "groups": per_group,
         "details": {who: {g: s[g] for g in groups} for who, s in scores.items()},

@@ -133,11 +133,25 @@ class SequenceClassificationAdapter(TaskAdapter):
         return list(dataset["text"])
 
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
-        """Per text: the class and its probability, and every class's probability."""
-        enc = self.encode(self.unlabeled_dataset([t if t.strip() else " " for t in texts]), model.tokenizer, model.max_length)
+        """Per text: the class and its probability, every class's probability, and ``tokens_cut``
+        (subwords beyond the maximum length, dropped as in training; 0 for most texts).
+
+        Raises:
+            EmptyTextError: a text is empty or only whitespace (``indices`` name them).
+        """
+        from ..errors import EmptyTextError
+
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise EmptyTextError(empty)
+        enc = self.encode(self.unlabeled_dataset(list(texts)), model.tokenizer, model.max_length)
         probs = self.probabilities(model.logits(enc))
+        budget = model.max_length - 2
+        cut = [max(0, n - budget) for n in (len(x) for x in model.tokenizer(list(texts), add_special_tokens=False)["input_ids"])] \
+            if enc.stats.get("examples_truncated") else [0] * len(texts)
         return [{"text": t, "label": self.labels[int(p.argmax())], "probability": float(p.max()),
-                 "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}} for t, p in zip(texts, probs)]
+                 "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}, "tokens_cut": c}
+                for t, p, c in zip(texts, probs, cut)]
 
     def read_labeled_file(self, path, fmt: str):
         """A CSV or JSON-lines file read with the task file's columns, label values and cleaning

@@ -60,6 +60,21 @@ class Student(nn.Module):
         """``input_ids``/``attention_mask`` ``(B, T)`` in the teacher's vocabulary -> :class:`StudentOutput`."""
 
     @abstractmethod
+    def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``forward(...).logits`` without the training-only heads: ``(B, T)`` -> ``(B, T, C)`` or ``(B, C)``."""
+
+    @abstractmethod
+    def export_module(self) -> nn.Module:
+        """An inference-only module for ``torch.onnx.export``: ``(input_ids, attention_mask)``, both
+        ``(B, T)`` int64 in the teacher's vocabulary -> logits ``(B, T, C)`` or ``(B, C)``, equal to
+        ``forward(...).logits`` on real positions, with no data-dependent Python control flow so that
+        batch size ``B`` and sequence length ``T`` stay dynamic axes. It shares this student's weights."""
+
+    @abstractmethod
+    def inference_parameters(self) -> int:
+        """Parameters used at inference (training-only heads such as the representation projection excluded)."""
+
+    @abstractmethod
     def unfreeze_groups(self, stage: str) -> list[str]:
         """Names of the layer groups trained in ``stage``, top layer first."""
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..utils import count_parameters
 from .base import Student, StudentOutput
 
 PAD, UNK = 0, 1
@@ -114,16 +115,31 @@ class BiLSTMStudent(Student):
                 m.embeddings.weight.copy_(init_embeddings)
         return m
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
+    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """BiLSTM states over a packed batch, pooled: ``(B, T, 2H)`` (``none``) or ``(B, 2H)``."""
         ids = self.vocab_map[input_ids]
         x = self.dropout(self.embeddings(ids))
         lengths = attention_mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         h, _ = self.encoder(packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.size(1))
-        h = self.dropout(h)
-        h = self.pool(h, attention_mask)
+        return self.pool(self.dropout(h), attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
+        h = self.states(input_ids, attention_mask)
         return StudentOutput(logits=self.classifier(h), projected=torch.nn.functional.gelu(self.projection(h)))
+
+    def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits only (no projection head): what ``predict``, ``evaluate`` and the benchmark run."""
+        return self.classifier(self.states(input_ids, attention_mask))
+
+    def export_module(self) -> nn.Module:
+        """The ONNX-exportable inference forward (see :class:`MaskedBiLSTM`)."""
+        return ExportableBiLSTM(self)
+
+    def inference_parameters(self) -> int:
+        """All parameters but the stage-1 projection (training-only); the vocabulary buffer is not a parameter."""
+        return count_parameters(self) - sum(p.numel() for p in self.projection.parameters())
 
     def pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(B, T, 2H)`` states -> ``(B, T, 2H)`` (``none``) or ``(B, 2H)`` (``max``: max over real
@@ -147,3 +163,63 @@ class BiLSTMStudent(Student):
         if group in ("projection", "classifier") and self.attention is not None:
             params += list(self.attention.parameters())  # the pooling belongs to the head it feeds
         return params
+
+
+class MaskedBiLSTM(nn.Module):
+    """A one-layer bidirectional LSTM over right-padded batches without ``pack_padded_sequence``.
+
+    ``forward(x, lengths)``: ``x`` ``(B, T, E)``, ``lengths`` ``(B,)`` -> ``(B, T, 2H)``. The forward
+    direction runs over the padded rows unchanged (padding comes after the real tokens, so it
+    cannot reach them); the backward direction reads each row reversed *within its length*
+    (position ``t < L`` takes ``x[L - 1 - t]``), runs forwards, and is reversed back. On the real
+    positions this equals ``nn.LSTM(bidirectional=True)`` over a packed batch; positions ``>= L``
+    hold values that callers must mask. Everything is tensor ops (``gather``, ``where``), so
+    ``torch.onnx.export`` emits two ONNX ``LSTM`` nodes with dynamic ``B`` and ``T``.
+
+    The two directions share the parameters of ``lstm`` (``weight_*_l0`` and ``weight_*_l0_reverse``).
+
+    Raises:
+        ValueError: ``lstm`` is not a one-layer, bidirectional, batch-first LSTM.
+    """
+
+    def __init__(self, lstm: nn.LSTM):
+        super().__init__()
+        if lstm.num_layers != 1 or not lstm.bidirectional or not lstm.batch_first:
+            raise ValueError("MaskedBiLSTM needs a one-layer, bidirectional, batch-first nn.LSTM")
+        self.fwd = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
+        self.bwd = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
+        for n in names:  # share, do not copy: the exported graph reads the student's own weights
+            setattr(self.fwd, f"{n}_l0", getattr(lstm, f"{n}_l0"))
+            setattr(self.bwd, f"{n}_l0", getattr(lstm, f"{n}_l0_reverse"))
+
+    @staticmethod
+    def reverse_index(lengths: torch.Tensor, width: int) -> torch.Tensor:
+        """``(B, T)`` gather index reversing each row's first ``lengths[b]`` positions (an involution)."""
+        pos = torch.arange(width, device=lengths.device).unsqueeze(0)
+        last = lengths.unsqueeze(1) - 1
+        return torch.where(pos <= last, last - pos, pos)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        idx = self.reverse_index(lengths, x.size(1)).unsqueeze(-1)
+        h_fwd, _ = self.fwd(x)
+        h_rev, _ = self.bwd(x.gather(1, idx.expand(-1, -1, x.size(2))))
+        h_bwd = h_rev.gather(1, idx.expand(-1, -1, h_rev.size(2)))
+        return torch.cat([h_fwd, h_bwd], dim=-1)
+
+
+class ExportableBiLSTM(nn.Module):
+    """Inference forward of a :class:`BiLSTMStudent` for ONNX export: ``(input_ids, attention_mask)``
+    ``(B, T)`` int64 -> logits ``(B, T, C)`` (token tasks) or ``(B, C)`` (pooled sequence tasks).
+    No dropout, no projection head; shares the student's weights."""
+
+    def __init__(self, student: BiLSTMStudent):
+        super().__init__()
+        self.student = student
+        self.encoder = MaskedBiLSTM(student.encoder)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        s = self.student
+        x = s.embeddings(s.vocab_map[input_ids])
+        h = self.encoder(x, attention_mask.sum(1).clamp(min=1))
+        return s.classifier(s.pool(h, attention_mask))
