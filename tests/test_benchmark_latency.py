@@ -247,3 +247,21 @@ def test_script_prints_one_line_error(tmp_path, capsys):
     assert mod.run(["--students", str(tmp_path), "--quick", "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --students") and "Traceback" not in "\n".join(err)
+
+
+def test_student_metrics_put_onnx_runtimes_on_the_run_evaluation(tmp_path):
+    """With a training summary, PyTorch's metric is the run's and each ONNX runtime's is shifted by
+    its parity difference, so teacher and student rows compare on one evaluation."""
+    from xdistill.benchmark import student_metrics
+
+    d = tmp_path / "student"
+    (d / "onnx").mkdir(parents=True)
+    (d / "onnx" / "parity.json").write_text(json.dumps({"metric": "f1", "scores": {
+        "torch_fp32": {"f1": 60.0}, "onnx_fp32": {"f1": 60.0}, "onnx_int8": {"f1": 59.75}}}))
+    assert student_metrics(d) == ("f1", {"torch-fp32": 60.0, "onnx-fp32": 60.0, "onnx-int8": 59.75})
+    (d / "training_summary.json").write_text(json.dumps({"metric": "f1", "scores": {"student": {"f1": 55.5}}}))
+    k, v = student_metrics(d)
+    assert k == "f1" and v["torch-fp32"] == 55.5 and v["onnx-fp32"] == 55.5 and v["onnx-int8"] == pytest.approx(55.25)
+    (d / "onnx" / "parity.json").unlink()
+    assert student_metrics(d) == ("f1", {"torch-fp32": 55.5})
+    assert student_metrics(tmp_path / "none") == (None, {})

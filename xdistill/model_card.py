@@ -112,9 +112,10 @@ def render_model_card(directory: str | Path) -> str:
     latency = _read(d / LATENCY_FILE)
     task = cfg.get("task", "task")
     labels = cfg.get("labels", [])
-    level = "token classification (NER, IOB2 tags)" if cfg.get("task_type") == "token-classification" else "text classification"
+    level = "NER, IOB2 tags" if cfg.get("task_type") == "token-classification" else "text classification"
+    kind = {"bilstm": "BiLSTM"}.get(cfg.get("kind", ""), cfg.get("kind", "?"))
     lines = [f"# xdistill student: {task} ({level})", "",
-             f"A {cfg.get('kind', 'bilstm').upper()} student distilled with xdistill (XtremeDistil, Mukherjee & Hassan "
+             f"A {kind} student distilled with xdistill (XtremeDistil, Mukherjee & Hassan "
              f"Awadallah 2020). Labels: {', '.join(labels)}. Maximum length {cfg.get('max_length')} subword tokens "
              "(longer NER sentences are split into windows; longer texts are truncated, as in training).", ""]
     lines += ["## How to load", "", "```python", "from xdistill import load_model", "",
@@ -134,8 +135,8 @@ def render_model_card(directory: str | Path) -> str:
         st = s["student"]
         groups = s["groups"]
         lines += ["## Task and languages", "", f"Task `{s['task']}`; {len(groups)} {s['group_name']}: {', '.join(groups)}.", ""]
-        lines += ["## Teacher", "", f"{t['description']} ({t['architecture']}, {t['layers']} layers, hidden "
-                  f"{t['hidden_size']}, {_fmt_params(t['parameters'])} parameters)."]
+        lines += ["## Teacher", "", f"{t['description']}: {t['architecture']}, {t['layers']} layers, hidden "
+                  f"{t['hidden_size']}, {_fmt_params(t['parameters'])} parameters."]
         if t["trained_from_scratch"]:
             lines += ["", "**The teacher was trained from scratch on the labeled data of this run; it is not a "
                       "pretrained mBERT**, so absolute scores are far below the XtremeDistil paper's."]
@@ -149,9 +150,9 @@ def render_model_card(directory: str | Path) -> str:
                   tab.to_markdown(floatfmt=".2f"), ""]
         if len(s["per_group"]) > 1:
             per = pd.DataFrame(s["per_group"]).T
-            per["n_eval"] = per["n_eval"].astype(int)
+            per = per.astype({c: float for c in ("teacher", "student", "baseline")}).round(2).astype({"n_eval": int})
             lines += ["<details><summary>Per " + ("language" if s["group_name"] == "languages" else "group") + "</summary>", "",
-                      per.to_markdown(floatfmt=".2f"), "", "</details>", ""]
+                      per.to_markdown(), "", "</details>", ""]
         lines += ["## Size", "", f"- Student: {_fmt_params(st['parameters'])} inference parameters ({st['architecture']}, "
                   f"E={st['embedding_dim']}, H={st['hidden_size']}, vocabulary pruned from {st['teacher_vocabulary']:,} to "
                   f"{st['vocabulary']:,} WordPiece tokens; the training-only projection head is not counted).",
@@ -171,7 +172,11 @@ def render_model_card(directory: str | Path) -> str:
             lines += [f"`onnx/model.int8.onnx`: dynamic int8 quantization "
                       f"(`quantize_dynamic`, weight type {parity['int8']['quantization']['weight_type']}); "
                       f"{k} {parity['int8']['metric_diff']:+.2f} points against fp32."]
-        lines += ["", pd.DataFrame({k: rows}).to_markdown(floatfmt=".2f"), ""]
+        per_file = parity["data"].get("max_examples_per_file")
+        lines += ["", f"{k} over all {parity['data']['examples']:,} examples pooled (the first "
+                  f"{per_file if per_file else 'all'} of each of {len(parity['data']['files'])} evaluation files), "
+                  "so it differs from the per-group mean above.", "",
+                  pd.DataFrame({k: rows}).to_markdown(floatfmt=".2f"), ""]
     if latency:
         rows = pd.DataFrame(latency["rows"])
         keep = [c for c in ("model", "runtime", "batch_size", "median_ms", "p90_ms", "sequences_per_second",
