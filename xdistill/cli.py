@@ -207,7 +207,7 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--data", action="append", default=None,
                    help="labeled evaluation file for the parity check (repeatable; instead of --data-dir)")
     p.add_argument("--max-examples", type=int, default=2000,
-                   help="first N examples of each evaluation file used for parity (-1: all)")
+                   help="a seeded sample of N examples of each evaluation file is used for parity (-1: all)")
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     _setup_logging()

@@ -173,8 +173,9 @@ def render_model_card(directory: str | Path) -> str:
                       f"(`quantize_dynamic`, weight type {parity['int8']['quantization']['weight_type']}); "
                       f"{k} {parity['int8']['metric_diff']:+.2f} points against fp32."]
         per_file = parity["data"].get("max_examples_per_file")
-        lines += ["", f"{k} over all {parity['data']['examples']:,} examples pooled (the first "
-                  f"{per_file if per_file else 'all'} of each of {len(parity['data']['files'])} evaluation files), "
+        lines += ["", f"{k} over all {parity['data']['examples']:,} examples pooled ("
+                  f"{'a seeded sample of %s' % per_file if per_file else 'all'} of each of "
+                  f"{len(parity['data']['files'])} evaluation files), "
                   "so it differs from the per-group mean above.", "",
                   pd.DataFrame({k: rows}).to_markdown(floatfmt=".2f"), ""]
     if latency:

@@ -274,12 +274,12 @@ def evaluation_files(spec, groups: Sequence[str], data_dir: str | Path) -> list[
 
 def export_student(student_dir: str | Path, data_files: Sequence[str | Path], quantize: str | None = None,
                    max_examples: int | None = 2000, threads: int | None = None,
-                   tolerance: float = FP32_TOLERANCE) -> dict:
+                   tolerance: float = FP32_TOLERANCE, seed: int = 0) -> dict:
     """Export a saved student to ONNX, optionally quantize it, and check parity on real inputs.
 
     ``data_files``: labeled evaluation files the task adapter reads (PAN-X/CoNLL for NER, CSV or
-    JSON lines for classification); the first ``max_examples`` examples of each are used (all
-    with ``None``). Returns the parity dictionary, also written to ``DIR/onnx/parity.json``.
+    JSON lines for classification); a seeded sample of ``max_examples`` examples of each is used
+    (all with ``None``), kept in file order. Returns the parity dictionary, also written to ``DIR/onnx/parity.json``.
 
     Raises:
         ConfigError: not a student folder, bad data files or options.
@@ -310,7 +310,9 @@ def export_student(student_dir: str | Path, data_files: Sequence[str | Path], qu
         ds, counts = adapter.read_labeled_file(f, "auto")
         n = len(adapter.gold(ds))
         if max_examples is not None and n > max_examples:
-            ds = ds.select(range(max_examples)) if hasattr(ds, "select") else {k: list(v)[:max_examples] for k, v in ds.items()}
+            # a seeded sample, in file order: files may be sorted by label (IMDB's test file is)
+            keep = np.sort(np.random.default_rng(seed).choice(n, size=max_examples, replace=False))
+            ds = ds.select(keep) if hasattr(ds, "select") else {k: [list(v)[i] for i in keep] for k, v in ds.items()}
             n = max_examples
         if n == 0:
             raise ConfigError(f"--data {f}: no labeled examples")
@@ -357,7 +359,7 @@ def export_student(student_dir: str | Path, data_files: Sequence[str | Path], qu
         "student": str(d), "student_sha256": fingerprint, "kind": student.kind, "task": adapter.spec.name,
         "metric": k, "max_length": im.max_length,
         "data": {"files": sources, "examples": len(gold), "rows": len(enc), "tokens": real_tokens,
-                 "max_examples_per_file": max_examples},
+                 "max_examples_per_file": max_examples, "sample_seed": seed},
         "fp32": {"file": str(fp32_path.relative_to(d)), "max_abs_logit_diff": mx, "mean_abs_logit_diff": mean,
                  "argmax_agreement": agree, "tolerance": tolerance, "passed": mx <= tolerance,
                  "metric_diff": scores["onnx_fp32"][k] - scores["torch_fp32"][k]},
