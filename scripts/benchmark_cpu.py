@@ -26,16 +26,6 @@ GOALS = {"minutes": 60.0, "peak_rss_mib": 8 * 1024, "padding_fraction": 0.15}
 GAIN = {"ner": 3.0, "classify": 5.0}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["ner", "classify"])
@@ -56,6 +46,8 @@ def main() -> int:
         return rc
     r = json.loads((Path(out) / "report.json").read_text())
     import torch
+
+    from xdistill.utils import cpu_model
 
     tm, m = r["timing"], r["mean"]
     result = {

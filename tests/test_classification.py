@@ -20,7 +20,7 @@ from xdistill.cli import main
 from xdistill.config import GenerationArguments, TextDataArguments
 from xdistill.errors import ConfigError
 from xdistill.students.base import load_student
-from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary
+from xdistill.students.bilstm import BiLSTMStudent
 from xdistill.taskspec import load_task
 
 LABELS = ("neg", "pos")
@@ -407,18 +407,7 @@ def test_attention_student_save_load_roundtrip(tmp_path):
 
 
 def save_student(directory, tok, pooling="max", constant: str | None = None, seed: int = 0):
-    kept, vocab_map = prune_vocabulary([list(range(len(tok)))], len(tok), tok.pad_token_id, tok.unk_token_id,
-                                       tok.all_special_ids)
-    s = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=8, hidden_size=8,
-                            num_labels=2, teacher_hidden_size=32, dropout=0.0, pooling=pooling, seed=seed)
-    if constant is not None:
-        with torch.no_grad():
-            s.classifier.weight.zero_()
-            s.classifier.bias.copy_(torch.tensor([5.0, -5.0] if constant == "neg" else [-5.0, 5.0]))
-    s.eval()
-    s.save(directory, tokenizer=tok, extra={"task": "imdb", "task_type": "sequence-classification",
-                                            "labels": list(LABELS), "max_length": 32})
-    return directory
+    return tm.make_classifier_dir(directory, tok, pooling=pooling, constant=constant, seed=seed)
 
 
 @pytest.fixture(scope="module")

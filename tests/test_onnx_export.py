@@ -19,9 +19,6 @@ from xdistill.onnx_export import (META_FINGERPRINT, ExportError, export_student,
                                   ort_session)
 from xdistill.students.bilstm import MaskedBiLSTM
 
-SEQ_LABELS = ("neg", "pos")
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     with single_thread():
@@ -88,23 +85,10 @@ def ner_export(tmp_path_factory, tok):
     return d, data, parity
 
 
-def save_seq_student(directory, tok, pooling="attention", seed=0):
-    from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary
-
-    kept, vocab_map = prune_vocabulary([list(range(len(tok)))], len(tok), tok.pad_token_id, tok.unk_token_id,
-                                       tok.all_special_ids)
-    s = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=8, hidden_size=8,
-                            num_labels=2, teacher_hidden_size=32, dropout=0.0, pooling=pooling, seed=seed)
-    s.eval()
-    s.save(directory, tokenizer=tok, extra={"task": "imdb", "task_type": "sequence-classification",
-                                            "labels": list(SEQ_LABELS), "max_length": 16})
-    return directory
-
-
 @pytest.fixture(scope="module")
 def seq_export(tmp_path_factory, tok):
     root = tmp_path_factory.mktemp("seq")
-    d = save_seq_student(root / "student", tok)
+    d = tm.make_classifier_dir(root / "student", tok, pooling="attention", max_length=16)
     data = root / "eval.csv"
     data.write_text("text,label\n" + "".join(f'"{" ".join(w)}",{i % 2}\n' for i, (w, _) in enumerate(tm.SENTENCES))
                     + '"' + " ".join(["Anna visited Berlin ."] * 10) + '",1\n', encoding="utf-8")

@@ -124,6 +124,25 @@ def make_student_dir(directory: Path, tokenizer, labels: Sequence[str] = LABELS,
     return Path(directory)
 
 
+def make_classifier_dir(directory: Path, tokenizer, pooling: str = "max", constant: str | None = None, seed: int = 0,
+                        max_length: int = 32, labels: Sequence[str] = ("neg", "pos")) -> Path:
+    """A tiny saved IMDB-task BiLSTM classifier (E=H=8). With ``constant`` (a label) it always says that label."""
+    from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary
+
+    kept, vocab_map = prune_vocabulary([list(range(len(tokenizer)))], len(tokenizer), tokenizer.pad_token_id,
+                                       tokenizer.unk_token_id, tokenizer.all_special_ids)
+    s = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=8, hidden_size=8,
+                            num_labels=len(labels), teacher_hidden_size=32, dropout=0.0, pooling=pooling, seed=seed)
+    if constant is not None:
+        with torch.no_grad():
+            s.classifier.weight.zero_()
+            s.classifier.bias.copy_(torch.tensor([5.0 if lab == constant else -5.0 for lab in labels]))
+    s.eval()
+    s.save(directory, tokenizer=tokenizer, extra={"task": "imdb", "task_type": "sequence-classification",
+                                                  "labels": list(labels), "max_length": max_length})
+    return Path(directory)
+
+
 def write_panx(path: Path, sentences) -> Path:
     """Write ``(words, tags)`` pairs as a PAN-X ``token<TAB>tag`` file."""
     blocks = ["\n".join(f"{w}\t{t}" for w, t in zip(words, tags)) for words, tags in sentences]

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .utils import atomic_write_json, atomic_write_text, count_parameters
+from .utils import atomic_write_json, atomic_write_text, count_parameters, cpu_model
 
 logger = logging.getLogger(__name__)
 
@@ -787,17 +787,6 @@ def goals(students: Sequence[Candidate], rows: list[dict], s: Settings) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # reports
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_info(threads: int) -> dict:
