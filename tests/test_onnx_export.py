@@ -176,6 +176,13 @@ def test_export_of_a_folder_without_a_student(tmp_path, capsys):
     assert err.startswith("error: --model") and "no xdistill student" in err
 
 
+def test_a_run_folder_points_to_its_student(ner_export, capsys):
+    d, data, _ = ner_export  # d is RUN/student
+    for argv in (["export", "--model", str(d.parent), "--data", str(data)], ["predict", "--model", str(d.parent), "--text", "x"]):
+        assert main(argv) == 2
+        assert f"did you mean {d}?" in capsys.readouterr().err
+
+
 def test_export_needs_data(ner_export, capsys, monkeypatch):
     d, _, _ = ner_export
     monkeypatch.delenv("XDISTILL_DATA_DIR", raising=False)

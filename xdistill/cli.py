@@ -219,7 +219,9 @@ def cmd_export(argv: list[str]) -> int:
     if a.max_examples == 0 or a.max_examples < -1:
         raise ConfigError(f"--max-examples: expected a positive number or -1 (all), got {a.max_examples}")
     if not is_student_dir(a.model):
-        raise ConfigError(f"--model {a.model}: no xdistill student here (expected config.json with \"xdistill_student\": true)")
+        from .students.base import run_folder_hint
+        raise ConfigError(f"--model {a.model}: no xdistill student here (expected config.json with \"xdistill_student\": true)"
+                          + run_folder_hint(a.model))
     files = a.data
     if not files:
         if not a.data_dir:

@@ -152,4 +152,7 @@ def load_model(directory: str | Path, max_length: int | None = None, runtime: st
         tok = AutoTokenizer.from_pretrained(d)
         ml = max_length if max_length is not None else min(512, int(getattr(cfg, "max_position_embeddings", 512)))
         return InferenceModel("teacher", model, tok, adapter, ml, str(d))
-    raise ConfigError(f"--model {d}: no student (config.json with \"xdistill_student\") or transformers checkpoint (config.json) here")
+    from .students.base import run_folder_hint
+
+    raise ConfigError(f"--model {d}: no student (config.json with \"xdistill_student\") or transformers checkpoint "
+                      f"(config.json) here{run_folder_hint(d)}")

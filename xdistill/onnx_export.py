@@ -289,7 +289,7 @@ def export_student(student_dir: str | Path, data_files: Sequence[str | Path], qu
     from .adapters.base import Encoded
     from .distill import student_logits
     from .inference import load_model
-    from .students.base import is_student_dir
+    from .students.base import is_student_dir, run_folder_hint
 
     if quantize not in (None, "int8"):
         raise ConfigError(f"--quantize: expected int8, got {quantize!r}")
@@ -299,7 +299,7 @@ def export_student(student_dir: str | Path, data_files: Sequence[str | Path], qu
     d = Path(student_dir)
     if not is_student_dir(d):
         raise ConfigError(f"--model {d}: no xdistill student here (expected config.json with \"xdistill_student\": true "
-                          "and model.safetensors, as `xdistill ner`/`classify` save in OUTPUT/student)")
+                          f"and model.safetensors, as `xdistill ner`/`classify` save in OUTPUT/student){run_folder_hint(d)}")
     im = load_model(d)
     student, adapter, pad_id = im.model, im.adapter, im.tokenizer.pad_token_id
     if threads:

@@ -119,6 +119,13 @@ def is_student_dir(directory: str | Path) -> bool:
     return isinstance(data, dict) and bool(data.get(STUDENT_MARKER))
 
 
+def run_folder_hint(directory: str | Path) -> str:
+    """`` (did you mean DIR/student?)`` when ``directory`` is a run's output folder holding a student, else ``""``."""
+    d = Path(directory)
+    found = [c for c in sorted(d.glob("student*")) if is_student_dir(c)] if d.is_dir() else []
+    return f" (did you mean {found[0]}?)" if found else ""
+
+
 def load_student(directory: str | Path) -> tuple[Student, dict]:
     """Rebuild a saved student: ``(model in eval mode, config dict)``.
 
@@ -131,7 +138,8 @@ def load_student(directory: str | Path) -> tuple[Student, dict]:
 
     d = Path(directory)
     if not is_student_dir(d):
-        raise ConfigError(f"--model {d}: no xdistill student here (expected {STUDENT_CONFIG} with \"{STUDENT_MARKER}\": true and {STUDENT_WEIGHTS})")
+        raise ConfigError(f"--model {d}: no xdistill student here (expected {STUDENT_CONFIG} with \"{STUDENT_MARKER}\": true "
+                          f"and {STUDENT_WEIGHTS}){run_folder_hint(d)}")
     cfg = json.loads((d / STUDENT_CONFIG).read_text())
     kind = cfg.get("kind")
     if kind not in STUDENT_KINDS:
