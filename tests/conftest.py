@@ -51,3 +51,11 @@ def data_dir() -> Path:
             pytest.fail("real data not found: set XDISTILL_DATA_DIR or place it at ../shared/data")
         pytest.skip("real data not found (../shared/data or $XDISTILL_DATA_DIR)")
     return found
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    """A tiny cased WordPiece tokenizer (:func:`tiny_models.make_tokenizer`), one per test module."""
+    import tiny_models
+
+    return tiny_models.make_tokenizer(tmp_path_factory.mktemp("tok"))

@@ -47,11 +47,6 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
 def adapter():
     return tm.wikiann_adapter()
 

@@ -37,11 +37,6 @@ def adapter() -> SequenceClassificationAdapter:
     return make_adapter(load_task("imdb"))
 
 
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
 def ds(texts, labels):
     return {"text": list(texts), "label": list(labels)}
 

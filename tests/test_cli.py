@@ -23,11 +23,6 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
 def student_dir(tmp_path_factory, tok):
     """A saved student that tags every word B-PER."""
     return tm.make_student_dir(tmp_path_factory.mktemp("student") / "student", tok, max_length=16,

@@ -71,11 +71,6 @@ def test_inference_parameters_exclude_the_projection():
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
 def ner_export(tmp_path_factory, tok):
     root = tmp_path_factory.mktemp("ner")
     d = tm.make_student_dir(root / "student", tok, seed=1)

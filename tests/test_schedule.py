@@ -177,6 +177,20 @@ def test_distiller_without_transfer_rows_raises(world, tmp_path):
 # --------------------------------------------------------------------------- resume
 
 
+def spy_on_steps(d):
+    """Record each step a distiller trains (``calls``) and the student's state when it starts (``at_start``)."""
+    calls, at_start = [], []
+    orig = d.train_step
+
+    def spy(step, max_epochs):
+        calls.append(step.name)
+        at_start.append(copy.deepcopy(d.student.state_dict()))
+        return orig(step, max_epochs)
+
+    d.train_step = spy
+    return calls, at_start
+
+
 def test_resume_skips_finished_steps_and_loads_weights(world, tmp_path):
     ckpt = tmp_path / "ckpt"
     first = distiller(world, ckpt)
@@ -195,15 +209,7 @@ def test_resume_skips_finished_steps_and_loads_weights(world, tmp_path):
 
     second = distiller(world, ckpt, student_seed=7)  # other initial weights: they must be replaced
     assert not state_equal(second.student.state_dict(), states[1])
-    calls, at_start = [], []
-    orig = second.train_step
-
-    def spy(step, max_epochs):
-        calls.append(step.name)
-        at_start.append(copy.deepcopy(second.student.state_dict()))
-        return orig(step, max_epochs)
-
-    second.train_step = spy
+    calls, at_start = spy_on_steps(second)
     done = second.run(steps, max_epochs=1, resume=True)
     assert calls == [s.name for s in steps[2:]]
     assert state_equal(at_start[0], states[1])  # continued from the checkpoint
@@ -231,15 +237,7 @@ def test_resume_with_another_schedule_starts_over(world, tmp_path):
     first.run(full[:2], max_epochs=1)  # progress for a 2-step schedule
     second = distiller(world, ckpt, student_seed=7)
     initial = copy.deepcopy(second.student.state_dict())
-    calls, at_start = [], []
-    orig = second.train_step
-
-    def spy(step, max_epochs):
-        calls.append(step.name)
-        at_start.append(copy.deepcopy(second.student.state_dict()))
-        return orig(step, max_epochs)
-
-    second.train_step = spy
+    calls, at_start = spy_on_steps(second)
     second.run(full[:3], max_epochs=1, resume=True)
     assert calls == [s.name for s in full[:3]]
     assert state_equal(at_start[0], initial)  # the other schedule's checkpoint was not loaded

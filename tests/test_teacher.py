@@ -31,11 +31,6 @@ def _no_data_dir_env(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
-
-
-@pytest.fixture(scope="module")
 def adapter():
     return tm.wikiann_adapter()
 

@@ -118,7 +118,7 @@ def make_student_dir(directory: Path, tokenizer, labels: Sequence[str] = LABELS,
             bias[list(labels).index(constant_label)] = 5.0
             student.classifier.bias.copy_(bias)
     extra = {"task": "wikiann", "task_type": "token-classification", "labels": list(labels), "max_length": max_length,
-             "languages": ["xx"], "teacher": "scratch", "teacher_trained_from_scratch": True}
+             "groups": ["xx"], "teacher": "scratch", "teacher_trained_from_scratch": True}
     student.eval()
     student.save(directory, tokenizer=tokenizer, extra=extra)
     return Path(directory)

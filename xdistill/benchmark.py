@@ -262,24 +262,11 @@ def check_student_onnx(student_dir: Path) -> dict[str, Path]:
     """The student's ONNX files (``fp32``, ``int8``), checked to be exported from its current weights.
 
     Raises:
-        ConfigError: a file is missing (names the export command) or was exported from other weights.
+        ConfigError: a file is missing (names the export command), unreadable, or exported from other weights.
     """
-    from .onnx_export import META_FINGERPRINT, file_sha256, onnx_metadata, onnx_path
+    from .onnx_export import checked_onnx_path
 
-    hint = f"run `python -m xdistill export --model {student_dir} --format onnx --quantize int8 --data-dir DATA`"
-    files = {p: onnx_path(student_dir, p) for p in ("fp32", "int8")}
-    for p, f in files.items():
-        if not f.is_file():
-            raise ConfigError(f"--students {student_dir}: {f} does not exist ({p} ONNX model needed); {hint}")
-    want = file_sha256(student_dir / "model.safetensors")
-    for p, f in files.items():
-        try:
-            have = onnx_metadata(f).get(META_FINGERPRINT)
-        except Exception as e:
-            raise ConfigError(f"--students {student_dir}: {f} is not a readable ONNX model ({e}); {hint}") from e
-        if have != want:
-            raise ConfigError(f"--students {student_dir}: {f} was exported from other weights than model.safetensors; {hint}")
-    return files
+    return {p: checked_onnx_path(student_dir, p, option=f"--students {student_dir}", hint_int8=True) for p in ("fp32", "int8")}
 
 
 def student_metrics(student_dir: Path) -> tuple[str | None, dict[str, float | None]]:

@@ -230,7 +230,7 @@ def cmd_export(argv: list[str]) -> int:
 
         cfg = json.loads((Path(a.model) / "config.json").read_text(encoding="utf-8"))
         spec = _spec_for(cfg, tuple(cfg["labels"]), cfg.get("task_type", "token-classification"))
-        files = evaluation_files(spec, cfg.get("groups") or cfg.get("languages") or [spec.name], a.data_dir)
+        files = evaluation_files(spec, cfg.get("groups") or [spec.name], a.data_dir)
     parity = export_student(a.model, files, quantize=a.quantize, max_examples=None if a.max_examples == -1 else a.max_examples,
                             threads=a.threads)
     write_model_card(a.model)

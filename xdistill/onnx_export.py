@@ -215,27 +215,39 @@ class OnnxStudent:
         return out
 
 
-def load_onnx_student(student_dir: str | Path, adapter, precision: str = "fp32", threads: int | None = None) -> OnnxStudent:
-    """Open ``DIR/onnx/model[.int8].onnx`` after checking that it was exported from this student.
+def checked_onnx_path(student_dir: str | Path, precision: str = "fp32", option: str = "--runtime onnx",
+                      hint_int8: bool | None = None) -> Path:
+    """``DIR/onnx/model[.int8].onnx`` after checking that it exists, is readable and was exported from
+    this student's current ``model.safetensors`` (the SHA-256 in its metadata). ``option`` starts the messages;
+    the export command they suggest has ``--quantize int8`` when ``hint_int8`` (default: for the int8 file).
 
     Raises:
-        ConfigError: no ONNX file (run ``export``), an unreadable file, or a file exported from
-            another student (its weight fingerprint or label count differs).
+        ConfigError: no ONNX file (the message gives the export command), an unreadable file, or a
+            file exported from another student.
     """
     d = Path(student_dir)
     path = onnx_path(d, precision)
+    hint = f"run `python -m xdistill export --model {d} --format onnx{' --quantize int8' if (precision == 'int8' if hint_int8 is None else hint_int8) else ''}`"
     if not path.is_file():
-        hint = " --quantize int8" if precision == "int8" else ""
-        raise ConfigError(f"--runtime onnx: {path} does not exist; run `python -m xdistill export --model {d} --format onnx{hint}`")
+        raise ConfigError(f"{option}: {path} does not exist; {hint}")
     try:
-        meta = onnx_metadata(path)
+        have = onnx_metadata(path).get(META_FINGERPRINT)
     except Exception as e:
-        raise ConfigError(f"{path}: not a readable ONNX model: {e}") from e
+        raise ConfigError(f"{option}: {path} is not a readable ONNX model: {e}") from e
     want = file_sha256(d / "model.safetensors")
-    have = meta.get(META_FINGERPRINT)
     if have != want:
-        raise ConfigError(f"{path} was exported from another student (weights sha256 {str(have)[:12]}..., this student's "
-                          f"{want[:12]}...); re-run `python -m xdistill export --model {d} --format onnx`")
+        raise ConfigError(f"{option}: {path} was exported from another student (weights sha256 {str(have)[:12]}..., "
+                          f"this student's {want[:12]}...); re-{hint[0].lower()}{hint[1:]}")
+    return path
+
+
+def load_onnx_student(student_dir: str | Path, adapter, precision: str = "fp32", threads: int | None = None) -> OnnxStudent:
+    """Open the student's ONNX file (see :func:`checked_onnx_path`) in an ONNX Runtime session.
+
+    Raises:
+        ConfigError: see :func:`checked_onnx_path`; or inputs/outputs that do not fit this student.
+    """
+    path = checked_onnx_path(student_dir, precision)
     session = ort_session(path, threads)
     names = [i.name for i in session.get_inputs()]
     if names != list(INPUT_NAMES):

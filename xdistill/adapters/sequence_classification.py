@@ -39,10 +39,18 @@ class SequenceClassificationAdapter(TaskAdapter):
 
     def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
         """One row per text (``dataset["text"]``; ``dataset["label"]`` label names or empty for transfer text)."""
-        if max_length < 3:
-            raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
         texts, labels = list(dataset["text"]), list(dataset["label"])
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        return self.encode_ids(ids, labels, tokenizer, max_length)
+
+    def encode_ids(self, ids: Sequence[Sequence[int]], labels: Sequence[str], tokenizer, max_length: int) -> Encoded:
+        """:meth:`encode` from subword ids already computed (without special tokens).
+
+        Raises:
+            ValueError: ``max_length`` below 3.
+        """
+        if max_length < 3:
+            raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
         budget = max_length - 2
         enc = Encoded([], [], [], [], [])
         truncated = cut = 0
@@ -144,11 +152,10 @@ class SequenceClassificationAdapter(TaskAdapter):
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise EmptyTextError(empty)
-        enc = self.encode(self.unlabeled_dataset(list(texts)), model.tokenizer, model.max_length)
+        ids = model.tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+        enc = self.encode_ids(ids, [""] * len(ids), model.tokenizer, model.max_length)
         probs = self.probabilities(model.logits(enc))
-        budget = model.max_length - 2
-        cut = [max(0, n - budget) for n in (len(x) for x in model.tokenizer(list(texts), add_special_tokens=False)["input_ids"])] \
-            if enc.stats.get("examples_truncated") else [0] * len(texts)
+        cut = [max(0, len(x) - (model.max_length - 2)) for x in ids]
         return [{"text": t, "label": self.labels[int(p.argmax())], "probability": float(p.max()),
                  "probabilities": {lab: float(x) for lab, x in zip(self.labels, p)}, "tokens_cut": c}
                 for t, p, c in zip(texts, probs, cut)]
