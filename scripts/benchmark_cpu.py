@@ -62,10 +62,11 @@ def main() -> int:
         "groups": len(r["groups"]),
         "metric": r["metric"],
         "mean": m,
-        "models": [{k: x.get(k) for k in ("model", "parameters", "compression_vs_mbert_base", r["metric"])} for x in r["models"]],
+        "models": [{k: x.get(k) for k in ("model", "parameters", "compression_vs_reference", r["metric"])} for x in r["models"]],
         "teacher": r["teacher"]["description"],
         "student_parameters": r["student"]["parameters"],
-        "compression_vs_mbert_base": r["student"]["compression_vs_mbert_base"],
+        "reference": r["reference"]["name"],
+        "compression_vs_reference": r["student"]["compression_vs_reference"],
         "generation": {k: v for k, v in (r.get("generation") or {}).items() if k != "samples"} or None,
     }
     result["goals"] = {

@@ -15,7 +15,7 @@ from tiny import (  # single_thread: an autouse fixture
     sentences,
     single_thread,  # noqa: F401
 )
-from xdistill.adapters.base import Encoded
+from xdistill.data.types import Encoded
 from xdistill.adapters.token_classification import IGNORE, windows, word_pieces
 
 
@@ -226,20 +226,21 @@ def test_subset_examples(tok, adapter):
 def test_distill_mask_excludes_cls_sep_and_padding(adapter):
     att = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]])
     expected = torch.tensor([[0, 1, 1, 1, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
-    mask = adapter.distill_mask(att)
+    mask = adapter.level.distill_mask(att)
     assert mask.dtype == torch.bool and torch.equal(mask, expected)
     assert torch.equal(att, torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]))  # not modified
 
 
 def test_adapter_teacher_outputs_cut_rows_to_length(adapter):
     logits, hidden = torch.randn(2, 5, 7), torch.randn(2, 5, 3)
-    lg, hd = adapter.teacher_outputs(logits, hidden, [5, 2])
+    lg, hd = adapter.level.feature_rows(logits, [5, 2]), adapter.level.feature_rows(hidden, [5, 2])
     assert [x.shape for x in lg] == [(5, 7), (2, 7)] and [x.shape for x in hd] == [(5, 3), (2, 3)]
     assert torch.equal(lg[1], logits[1, :2]) and torch.equal(hd[0], hidden[0])
 
 
 def test_adapter_basics(adapter):
-    assert adapter.level == "token" and adapter.primary_metric == "f1"
+    assert adapter.level.name == "token" and adapter.primary_metric == "f1" and adapter.command == "ner"
+    assert adapter.unit == "sentences" and adapter.group_name == "languages"
     assert adapter.labels == ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
     assert adapter.num_labels == 7 and adapter.label2id["B-LOC"] == 5
 

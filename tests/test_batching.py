@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tiny import single_thread  # noqa: F401  (autouse fixture)
-from xdistill.adapters.base import Encoded
-from xdistill.batching import IGNORE, bucket_batches, collate, pad_rows, padding_fraction
+from xdistill.data.types import Encoded
+from xdistill.adapters import SEQUENCE, TOKEN
+from xdistill.data.batching import IGNORE, bucket_batches, pad_rows, padding_fraction
 
 
 def random_lengths(n: int = 57, seed: int = 0) -> np.ndarray:
@@ -123,13 +124,13 @@ def tiny_encoded() -> Encoded:
 
 def test_collate_token_level():
     enc = tiny_encoded()
-    b = collate(enc, [1, 0], pad_id=0)
+    b = TOKEN.collate(enc, [1, 0], pad_id=0)
     assert set(b) == {"input_ids", "attention_mask", "labels"}
     assert b["input_ids"].dtype == b["attention_mask"].dtype == b["labels"].dtype == torch.long
     assert b["input_ids"].tolist() == [[2, 7, 3, 0], [2, 5, 6, 3]]
     assert b["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
     assert b["labels"].tolist() == [[-100, 5, -100, IGNORE], [-100, 1, 0, -100]]
-    b = collate(enc, np.array([0, 1, 2]), pad_id=99)
+    b = TOKEN.collate(enc, np.array([0, 1, 2]), pad_id=99)
     assert b["input_ids"].shape == b["attention_mask"].shape == b["labels"].shape == (3, 6)
     assert b["input_ids"][1].tolist() == [2, 7, 3, 99, 99, 99]
     assert b["labels"][1, 3:].tolist() == [IGNORE] * 3
@@ -139,7 +140,7 @@ def test_collate_token_level():
 def test_collate_sequence_level():
     enc = Encoded(input_ids=[[2, 5, 3], [2, 5, 6, 7, 3]], labels=[[1], [0]], word_index=[[-1] * 3, [-1] * 5],
                   example=[0, 1], n_words=[1, 3])
-    b = collate(enc, [1, 0], pad_id=0, sequence_level=True)
+    b = SEQUENCE.collate(enc, [1, 0], pad_id=0)
     assert b["labels"].shape == (2,) and b["labels"].tolist() == [0, 1]
     assert b["input_ids"].shape == (2, 5)
     assert b["input_ids"][1].tolist() == [2, 5, 3, 0, 0]

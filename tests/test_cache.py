@@ -1,4 +1,4 @@
-"""The teacher-output cache: keys, compute-then-reuse, stored values, interrupted runs, stats."""
+"""The teacher-feature cache: keys, compute-then-reuse, stored values per named feature, interrupted runs, stats."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ import pytest
 import torch
 
 import tiny_models as tm
-from xdistill.cache import CACHE_FORMAT, TeacherOutputs, cache_key, inputs_fingerprint, teacher_outputs
+from xdistill.data.types import Feature
+from xdistill.errors import ConfigError
+from xdistill.transfer import cache
+from xdistill.transfer.cache import CACHE_FORMAT, FeatureCache, cache_key, inputs_fingerprint, label_rows
 
-SETTINGS = {"layer": -1, "dtype": "float16", "level": "token", "name": "transfer"}
+LAST = "hidden_states.2"  # the tiny teacher has 2 layers
+SETTINGS = {"features": [LAST, "logits"], "dtype": "float16", "level": "token", "name": "transfer"}
 
 # Transfer text of varied lengths (so batches get padding), tags dropped.
 TRANSFER = tm.SENTENCES + [(["Anna", "and", "Bob", "visited", "the", "big", "Schweiz", "and", "Paris", "."], [])]
 
 
 class CountingModel:
-    """Wraps a model and counts forward calls (what ``teacher_outputs`` uses: config, parameters, eval, __call__)."""
+    """Wraps a model and counts forward calls (what the teacher uses: config, parameters, eval, __call__)."""
 
     def __init__(self, model):
         self.model = model
@@ -61,9 +65,10 @@ def enc(adapter, tok):
     return tm.encode(adapter, tok, TRANSFER, labeled=False)
 
 
-def run(model, adapter, enc, root, tok, layer=-1, fingerprint="fp0", max_tokens=40, name="transfer"):
-    return teacher_outputs(model, adapter, enc, root, fingerprint, layer=layer, pad_id=tok.pad_token_id,
-                           max_tokens=max_tokens, name=name)
+def run(model, adapter, enc, root, tok, layer=2, fingerprint="fp0", max_tokens=40, name="transfer", features=None):
+    features = features or [Feature("hidden_states", layer), Feature("logits")]
+    return label_rows(tm.teacher_of(model, tok, fingerprint), adapter.level, enc, features, root,
+                      max_tokens=max_tokens, name=name)
 
 
 # --------------------------------------------------------------------------- cache_key
@@ -105,8 +110,8 @@ def test_cache_key_changes_with_rows_added_removed_or_reordered(enc):
     assert len(keys) == 4
 
 
-@pytest.mark.parametrize("change", [{"layer": 1}, {"layer": -2}, {"dtype": "float32"}, {"level": "sequence"},
-                                    {"name": "validation"}, {"extra": True}])
+@pytest.mark.parametrize("change", [{"features": ["hidden_states.1", "logits"]}, {"features": [LAST]},
+                                    {"dtype": "float32"}, {"level": "sequence"}, {"name": "validation"}, {"extra": True}])
 def test_cache_key_changes_with_any_setting(enc, change):
     assert cache_key("fp0", enc, SETTINGS) != cache_key("fp0", enc, {**SETTINGS, **change})
 
@@ -132,8 +137,8 @@ def test_teacher_outputs_computes_then_reuses(tmp_path, teacher, adapter, enc, t
     assert stats2["cached"] is True
     assert model.calls == calls  # not one more forward pass
     assert out2.path == out1.path
-    np.testing.assert_array_equal(np.asarray(out2.logits_flat), np.asarray(out1.logits_flat))
-    np.testing.assert_array_equal(np.asarray(out2.hidden_flat), np.asarray(out1.hidden_flat))
+    for key in ("logits", LAST):
+        np.testing.assert_array_equal(np.asarray(out2.arrays[key]), np.asarray(out1.arrays[key]))
     np.testing.assert_array_equal(out2.offsets, out1.offsets)
     for k in ("seconds", "real_tokens", "tokens_per_second", "padding_fraction", "rows", "batches"):
         assert stats2[k] == stats1[k]
@@ -142,9 +147,10 @@ def test_teacher_outputs_computes_then_reuses(tmp_path, teacher, adapter, enc, t
     entries = sorted(p.name for p in tmp_path.iterdir())
     assert entries == [out1.path.name]
     assert out1.path.name == "transfer-" + cache_key("fp0", enc, SETTINGS)
-    assert {p.name for p in out1.path.iterdir()} == {"logits.npy", "hidden.npy", "offsets.npy", "meta.json"}
+    assert {p.name for p in out1.path.iterdir()} == {"logits.npy", f"{LAST}.npy", "offsets.npy", "meta.json"}
     meta = json.loads((out1.path / "meta.json").read_text())
     assert meta["teacher"] == "fp0" and meta["settings"] == SETTINGS and meta["teacher_layers"] == 2
+    assert meta["features"] == {LAST: 32, "logits": 7}
 
 
 def test_another_teacher_layer_or_fingerprint_is_recomputed(tmp_path, teacher, adapter, enc, tok):
@@ -158,23 +164,24 @@ def test_another_teacher_layer_or_fingerprint_is_recomputed(tmp_path, teacher, a
     assert stats_c["cached"] is False and model.calls > n
     assert len({out_a.path, out_b.path, out_c.path}) == 3
     # the same logits under another layer setting, different hidden states
-    np.testing.assert_array_equal(np.asarray(out_a.logits_flat), np.asarray(out_b.logits_flat))
-    assert not np.array_equal(np.asarray(out_a.hidden_flat), np.asarray(out_b.hidden_flat))
+    np.testing.assert_array_equal(np.asarray(out_a.arrays["logits"]), np.asarray(out_b.arrays["logits"]))
+    assert not np.array_equal(np.asarray(out_a.arrays[LAST]), np.asarray(out_b.arrays["hidden_states.1"]))
 
 
 # --------------------------------------------------------------------------- stored values
 
 
-@pytest.mark.parametrize("layer", [-1, 1])
+@pytest.mark.parametrize("layer", [2, 1])
 def test_stored_arrays_match_the_model(tmp_path, teacher, adapter, enc, tok, layer):
     out, _ = run(teacher, adapter, enc, tmp_path, tok, layer=layer)
-    assert isinstance(out, TeacherOutputs)
-    assert len(out) == len(enc)
-    assert out.logits_flat.dtype == np.float16 and out.hidden_flat.dtype == np.float16
-    assert isinstance(out.logits_flat, np.memmap) and isinstance(out.hidden_flat, np.memmap)
+    hidden = f"hidden_states.{layer}"
+    assert isinstance(out, FeatureCache)
+    assert len(out) == len(enc) and out.keys == [hidden, "logits"]
+    assert out.arrays["logits"].dtype == np.float16 and out.arrays[hidden].dtype == np.float16
+    assert all(isinstance(a, np.memmap) for a in out.arrays.values())
     assert out.offsets[0] == 0 and out.offsets[-1] == enc.lengths.sum()
     for i, ids in enumerate(enc.input_ids):
-        lg, hd = out.logits(i), out.hidden(i)
+        lg, hd = out.row("logits", i), out.row(hidden, i)
         assert lg.shape == (len(ids), 7)
         assert hd.shape == (len(ids), 32)
         ref_lg, ref_hd = tm.reference_outputs(teacher, ids, layer)
@@ -188,7 +195,7 @@ def test_layer_selects_that_hidden_state(tmp_path, teacher, adapter, enc, tok):
     ids = enc.input_ids[0]
     _, last = tm.reference_outputs(teacher, ids, -1)
     _, first = tm.reference_outputs(teacher, ids, 1)
-    stored = out1.hidden(0).astype(np.float32)
+    stored = out1.row("hidden_states.1", 0).astype(np.float32)
     assert np.abs(first - last).max() > 0.1
     assert np.abs(stored - first).max() < 0.02 < np.abs(stored - last).max()
 
@@ -197,12 +204,34 @@ def test_batch_pads_rows_with_zeros(tmp_path, teacher, adapter, enc, tok):
     out, _ = run(teacher, adapter, enc, tmp_path, tok)
     rows = [0, len(enc) - 1]
     width = int(max(enc.lengths[r] for r in rows)) + 2
-    lg, hd = out.batch(rows, width)
+    lg, hd = out.batch("logits", rows, width), out.batch(LAST, rows, width)
     assert lg.dtype == torch.float32 and lg.shape == (2, width, 7) and hd.shape == (2, width, 32)
     for j, r in enumerate(rows):
         n = int(enc.lengths[r])
-        np.testing.assert_array_equal(lg[j, :n].numpy(), out.logits(r).astype(np.float32))
+        np.testing.assert_array_equal(lg[j, :n].numpy(), out.row("logits", r).astype(np.float32))
         assert torch.all(lg[j, n:] == 0) and torch.all(hd[j, n:] == 0)
+    with pytest.raises(KeyError, match="attentions.1.*not in the cache"):
+        out.batch("attentions.1", rows, width)
+
+
+def test_only_the_requested_features_are_computed_and_stored(tmp_path, teacher, adapter, enc, tok):
+    out, _ = run(teacher, adapter, enc, tmp_path, tok, features=[Feature("logits")])
+    assert out.keys == ["logits"]
+    assert not (out.path / f"{LAST}.npy").exists()
+
+
+def test_views_select_and_renumber_rows(tmp_path, teacher, adapter, enc, tok):
+    out, _ = run(teacher, adapter, enc, tmp_path, tok)
+    view = out.rows([3, 1])
+    assert len(view) == 2
+    np.testing.assert_array_equal(view.row("logits", 0), out.row("logits", 3))
+    np.testing.assert_array_equal(view.rows([1]).row(LAST, 0), out.row(LAST, 1))
+    torch.testing.assert_close(view.batch("logits", [1, 0], 12), out.batch("logits", [1, 3], 12))
+
+
+def test_attention_maps_are_not_cacheable(tmp_path, teacher, adapter, enc, tok):
+    with pytest.raises(ConfigError, match="attentions.1.*cannot be cached.*live teacher"):
+        run(teacher, adapter, enc, tmp_path, tok, features=[Feature("attentions", 1)])
 
 
 # --------------------------------------------------------------------------- interrupted runs
@@ -224,7 +253,7 @@ def test_leftover_tmp_folder_is_not_a_cache(tmp_path, teacher, adapter, enc, tok
     assert stats["cached"] is False
     assert model.calls > 0
     assert out.path == root / done.path.name
-    np.testing.assert_array_equal(np.asarray(out.logits_flat), np.asarray(done.logits_flat))
+    np.testing.assert_array_equal(np.asarray(out.arrays["logits"]), np.asarray(done.arrays["logits"]))
 
 
 def test_own_stale_tmp_folder_is_replaced(tmp_path, teacher, adapter, enc, tok):
@@ -237,7 +266,7 @@ def test_own_stale_tmp_folder_is_replaced(tmp_path, teacher, adapter, enc, tok):
     assert stats["cached"] is False
     assert not stale.exists()
     assert [p.name for p in tmp_path.iterdir()] == [f"transfer-{key}"]
-    assert out.logits(0).shape == (len(enc.input_ids[0]), 7)
+    assert out.row("logits", 0).shape == (len(enc.input_ids[0]), 7)
 
 
 def test_final_folder_without_meta_is_recomputed(tmp_path, teacher, adapter, enc, tok):
@@ -250,7 +279,7 @@ def test_final_folder_without_meta_is_recomputed(tmp_path, teacher, adapter, enc
     assert stats["cached"] is False and model.calls > 0
     assert (out.path / "meta.json").is_file()
     ref_lg, _ = tm.reference_outputs(teacher, enc.input_ids[0], -1)
-    np.testing.assert_allclose(out.logits(0).astype(np.float32), ref_lg, rtol=1e-2, atol=3e-3)
+    np.testing.assert_allclose(out.row("logits", 0).astype(np.float32), ref_lg, rtol=1e-2, atol=3e-3)
 
 
 # --------------------------------------------------------------------------- stats
@@ -276,8 +305,6 @@ def test_padding_fraction_is_zero_for_equal_lengths(tmp_path, teacher, adapter, 
 
 
 def test_format_version_is_part_of_the_key(enc, monkeypatch):
-    from xdistill import cache
-
     k = cache_key("fp0", enc, SETTINGS)
     monkeypatch.setattr(cache, "CACHE_FORMAT", CACHE_FORMAT + 1)
     assert cache.cache_key("fp0", enc, SETTINGS) != k

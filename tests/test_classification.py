@@ -1,5 +1,5 @@
 """Text classification: the sequence-classification adapter, pooled BiLSTM students, the teacher-output
-cache at sequence level, Encoded.concat / TeacherOutputs.rows, inference and the CLI on a tiny student,
+cache at sequence level, Encoded.concat / FeatureCache.rows, inference and the CLI on a tiny student,
 and the classify options (GenerationArguments, TextDataArguments)."""
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ import pytest
 import torch
 
 import tiny_models as tm
-from xdistill.adapters import SequenceClassificationAdapter, make_adapter
-from xdistill.adapters.base import Encoded
-from xdistill.cache import TeacherOutputs, TeacherOutputsView, teacher_outputs
+from xdistill.adapters import SEQUENCE, SequenceClassificationAdapter, load_task, make_adapter
 from xdistill.cli import main
 from xdistill.config import GenerationArguments, TextDataArguments
+from xdistill.data.types import Encoded, Feature
 from xdistill.errors import ConfigError
-from xdistill.students.base import load_student
+from xdistill.students import load_student
 from xdistill.students.bilstm import BiLSTMStudent
-from xdistill.taskspec import load_task
+from xdistill.transfer import CachedTargets, FeatureCache, FeatureCacheView, label_rows
 
 LABELS = ("neg", "pos")
 
@@ -50,12 +49,13 @@ def tokens(tok, ids):
 
 def test_make_adapter_gives_the_sequence_adapter(adapter):
     assert isinstance(adapter, SequenceClassificationAdapter)
-    assert adapter.level == "sequence"
+    assert adapter.level is SEQUENCE and adapter.command == "classify" and adapter.unit == "texts"
     assert adapter.primary_metric == "accuracy"
     assert adapter.labels == LABELS and adapter.num_labels == 2
     assert adapter.label2id == {"neg": 0, "pos": 1}
-    assert adapter.student_pooling("max") == "max" and adapter.student_pooling("attention") == "attention"
-    assert adapter.positions_per_row(np.array([5, 9, 3])).tolist() == [1, 1, 1]
+    level = adapter.level
+    assert level.student_pooling("max") == "max" and level.student_pooling("attention") == "attention"
+    assert level.positions(np.array([5, 9, 3])).tolist() == [1, 1, 1]
 
 
 # --------------------------------------------------------------------------- encode
@@ -136,14 +136,14 @@ def test_probabilities_are_a_softmax(adapter):
 
 def test_distill_mask_is_one_per_example(adapter):
     att = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
-    m = adapter.distill_mask(att)
+    m = adapter.level.distill_mask(att)
     assert m.shape == (3,) and m.dtype == torch.bool and bool(m.all())
 
 
 def test_teacher_outputs_per_row(adapter):
     torch.manual_seed(0)
     logits, hidden = torch.randn(3, 2), torch.randn(3, 5, 4)
-    lg, hd = adapter.teacher_outputs(logits, hidden, [5, 3, 2])
+    lg, hd = adapter.level.feature_rows(logits, [5, 3, 2]), adapter.level.feature_rows(hidden, [5, 3, 2])
     assert len(lg) == len(hd) == 3
     for i in range(3):
         assert lg[i].shape == (1, 2) and hd[i].shape == (1, 4)
@@ -151,22 +151,29 @@ def test_teacher_outputs_per_row(adapter):
         assert torch.equal(hd[i][0], hidden[i, 0])  # the first ([CLS]) position
 
 
-def make_outputs(logits: np.ndarray, hidden: np.ndarray, offsets) -> TeacherOutputs:
-    return TeacherOutputs(path=None, logits_flat=np.asarray(logits, dtype=np.float16),
-                          hidden_flat=np.asarray(hidden, dtype=np.float16), offsets=np.asarray(offsets), meta={})
+def make_outputs(logits: np.ndarray, hidden: np.ndarray, offsets) -> FeatureCache:
+    return FeatureCache(path=None, arrays={"logits": np.asarray(logits, dtype=np.float16),
+                                           "hidden_states.2": np.asarray(hidden, dtype=np.float16)},
+                        offsets=np.asarray(offsets), meta={})
+
+
+def target_batch(adapter, cache, rows, width):
+    batch = {"input_ids": torch.zeros(len(rows), width, dtype=torch.long)}
+    t = CachedTargets(cache, adapter.level).batch(rows, batch, ["logits", "hidden_states.2"])
+    return t["logits"], t["hidden_states.2"]
 
 
 def test_teacher_batch_from_cached_outputs(adapter):
     rng = np.random.default_rng(0)
     lg, hd = rng.normal(size=(4, 2)), rng.normal(size=(4, 3))
     out = make_outputs(lg, hd, [0, 1, 2, 3, 4])
-    b_lg, b_hd = adapter.teacher_batch(out, [2, 0, 3], width=7)
+    b_lg, b_hd = target_batch(adapter, out, [2, 0, 3], width=7)
     assert b_lg.shape == (3, 2) and b_hd.shape == (3, 3)
     assert b_lg.dtype == torch.float32
     np.testing.assert_allclose(b_lg.numpy(), lg[[2, 0, 3]].astype(np.float16), rtol=0, atol=0)
     np.testing.assert_allclose(b_hd.numpy(), hd[[2, 0, 3]].astype(np.float16), rtol=0, atol=0)
     # and through a view of some rows
-    v_lg, v_hd = adapter.teacher_batch(out.rows([3, 1]), [1, 0], width=2)
+    v_lg, v_hd = target_batch(adapter, out.rows([3, 1]), [1, 0], width=2)
     np.testing.assert_array_equal(v_lg.numpy(), lg[[1, 3]].astype(np.float16))
     np.testing.assert_array_equal(v_hd.numpy(), hd[[1, 3]].astype(np.float16))
 
@@ -180,7 +187,7 @@ def test_collate_and_row_logits(adapter, tok):
     assert b["attention_mask"].sum(1).tolist() == [3, 6, 4]
     assert b["input_ids"][0, 3:].tolist() == [tok.pad_token_id] * 3
     logits = torch.tensor([[0.5, -0.5], [1.0, 2.0], [3.0, 0.0]], dtype=torch.float64)
-    rows = adapter.row_logits(logits, [3, 6, 4])
+    rows = adapter.level.row_logits(logits, [3, 6, 4])
     assert len(rows) == 3
     for j, r in enumerate(rows):
         assert r.shape == (2,) and r.dtype == np.float32
@@ -189,10 +196,10 @@ def test_collate_and_row_logits(adapter, tok):
 
 def test_trainer_example_collator_and_metrics(adapter, tok):
     enc = adapter.encode(ds(["Anna visited Berlin .", "Bob"], ["pos", "neg"]), tok, 32)
-    ex = [adapter.trainer_example(enc, i) for i in range(2)]
+    ex = [adapter.level.trainer_example(enc, i) for i in range(2)]
     assert ex[0] == {"input_ids": enc.input_ids[0], "labels": 1}
     assert ex[1] == {"input_ids": enc.input_ids[1], "labels": 0}
-    batch = adapter.trainer_collator(tok)(ex)
+    batch = adapter.level.trainer_collator(tok)(ex)
     assert batch["input_ids"].shape == (2, 6)
     assert batch["labels"].tolist() == [1, 0]
     logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [1.0, -1.0]])  # neg pos pos neg
@@ -204,7 +211,7 @@ def test_trainer_example_collator_and_metrics(adapter, tok):
 
 
 def test_texts_gold_and_unlabeled_dataset(adapter):
-    d = adapter.unlabeled_dataset(["a b", "c"])
+    d = adapter.from_texts(["a b", "c"])
     assert list(d["text"]) == ["a b", "c"] and list(d["label"]) == ["", ""]
     assert adapter.texts(d) == ["a b", "c"]
     assert adapter.gold(ds(["x", "y"], ["pos", "neg"])) == ["pos", "neg"]
@@ -228,33 +235,36 @@ def test_read_labeled_file_formats(adapter, tmp_path):
 
 
 def test_sequence_teacher_outputs_cached(adapter, tok, tmp_path):
-    """A tiny BERT sequence classifier labels rows through ``cache.teacher_outputs``: per row (1, C)
-    logits and the [CLS] hidden state of the chosen layer; ``teacher_batch`` gives (B, C) and (B, D)."""
+    """A tiny BERT sequence classifier labels rows through ``cache.label_rows``: per row (1, C)
+    logits and the [CLS] hidden state of the chosen layer; cached targets are (B, C) and (B, D)."""
     from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(tm.bert_config(len(tok), LABELS, hidden_dropout_prob=0.0,
                                                          attention_probs_dropout_prob=0.0)).eval()
     enc = adapter.encode(ds(["Anna visited Berlin .", "Bob", "Carl met Anna in Paris", "the"], [""] * 4), tok, 32)
-    out, stats = teacher_outputs(model, adapter, enc, tmp_path / "cache", "fp", -1, tok.pad_token_id, 64, "transfer")
+    teacher = tm.teacher_of(model, tok, "fp")
+    features = [Feature("hidden_states", 2), Feature("logits")]
+    out, stats = label_rows(teacher, adapter.level, enc, features, tmp_path / "cache", 64, "transfer")
     assert stats["cached"] is False and len(out) == 4
     assert out.offsets.tolist() == [0, 1, 2, 3, 4]
     with torch.no_grad():
         for i, ids in enumerate(enc.input_ids):
             t = torch.tensor([ids])
             ref = model(input_ids=t, attention_mask=torch.ones_like(t), output_hidden_states=True)
-            assert out.logits(i).shape == (1, 2) and out.hidden(i).shape == (1, 32)
-            np.testing.assert_allclose(out.logits(i)[0].astype(np.float32), ref.logits[0].numpy(), atol=2e-2)
-            np.testing.assert_allclose(out.hidden(i)[0].astype(np.float32), ref.hidden_states[-1][0, 0].numpy(), atol=2e-2)
-    lg, hd = adapter.teacher_batch(out, [3, 1], width=9)
+            assert out.row("logits", i).shape == (1, 2) and out.row("hidden_states.2", i).shape == (1, 32)
+            np.testing.assert_allclose(out.row("logits", i)[0].astype(np.float32), ref.logits[0].numpy(), atol=2e-2)
+            np.testing.assert_allclose(out.row("hidden_states.2", i)[0].astype(np.float32),
+                                       ref.hidden_states[-1][0, 0].numpy(), atol=2e-2)
+    lg, hd = target_batch(adapter, out, [3, 1], width=9)
     assert lg.shape == (2, 2) and hd.shape == (2, 32)
-    np.testing.assert_array_equal(lg[0].numpy(), out.logits(3)[0].astype(np.float32))
-    again, stats2 = teacher_outputs(model, adapter, enc, tmp_path / "cache", "fp", -1, tok.pad_token_id, 64, "transfer")
+    np.testing.assert_array_equal(lg[0].numpy(), out.row("logits", 3)[0].astype(np.float32))
+    again, stats2 = label_rows(teacher, adapter.level, enc, features, tmp_path / "cache", 64, "transfer")
     assert stats2["cached"] is True
-    np.testing.assert_array_equal(np.asarray(again.logits_flat), np.asarray(out.logits_flat))
+    np.testing.assert_array_equal(np.asarray(again.arrays["logits"]), np.asarray(out.arrays["logits"]))
 
 
-# --------------------------------------------------------------------------- Encoded.concat, TeacherOutputs.rows
+# --------------------------------------------------------------------------- Encoded.concat, FeatureCache.rows
 
 
 def test_encoded_concat_renumbers_and_sums(adapter, tok):
@@ -285,24 +295,24 @@ def test_teacher_outputs_rows_view_maps_rows(tmp_path):
     d = tmp_path / "cache"
     d.mkdir()
     np.save(d / "logits.npy", lg)
-    np.save(d / "hidden.npy", hd)
+    np.save(d / "hidden_states.1.npy", hd)
     np.save(d / "offsets.npy", offsets)
-    (d / "meta.json").write_text(json.dumps({"stats": {}}))
-    base = TeacherOutputs.open(d)
+    (d / "meta.json").write_text(json.dumps({"stats": {}, "features": {"logits": 3, "hidden_states.1": 4}}))
+    base = FeatureCache.open(d)
     assert len(base) == 4
     view = base.rows([3, 1])
-    assert isinstance(view, TeacherOutputsView) and len(view) == 2
-    np.testing.assert_array_equal(view.logits(0), lg[6:9])
-    np.testing.assert_array_equal(view.hidden(0), hd[6:9])
-    np.testing.assert_array_equal(view.logits(1), lg[2:5])
-    v_lg, v_hd = view.batch([1, 0], 4)
-    b_lg, b_hd = base.batch([1, 3], 4)
+    assert isinstance(view, FeatureCacheView) and len(view) == 2
+    np.testing.assert_array_equal(view.row("logits", 0), lg[6:9])
+    np.testing.assert_array_equal(view.row("hidden_states.1", 0), hd[6:9])
+    np.testing.assert_array_equal(view.row("logits", 1), lg[2:5])
+    v_lg, v_hd = view.batch("logits", [1, 0], 4), view.batch("hidden_states.1", [1, 0], 4)
+    b_lg, b_hd = base.batch("logits", [1, 3], 4), base.batch("hidden_states.1", [1, 3], 4)
     assert torch.equal(v_lg, b_lg) and torch.equal(v_hd, b_hd)
     assert v_lg.shape == (2, 4, 3)
     assert torch.all(v_lg[0, 3:] == 0)  # row 1 has 3 positions: padded to width 4 with zeros
     # a view over a range (as the pipeline takes one transfer set out of the union)
     tail = base.rows(range(2, 4))
-    np.testing.assert_array_equal(tail.hidden(1), hd[6:9])
+    np.testing.assert_array_equal(tail.row("hidden_states.1", 1), hd[6:9])
 
 
 # --------------------------------------------------------------------------- BiLSTM pooling
@@ -310,7 +320,7 @@ def test_teacher_outputs_rows_view_maps_rows(tmp_path):
 
 def pooled_student(pooling: str, seed: int = 0) -> BiLSTMStudent:
     return BiLSTMStudent.build(vocab_map=np.arange(20), student_vocab_size=20, embedding_dim=6, hidden_size=5,
-                               num_labels=3, teacher_hidden_size=7, dropout=0.1, pooling=pooling, seed=seed)
+                               num_labels=3, dropout=0.1, pooling=pooling, seed=seed)
 
 
 @pytest.mark.parametrize("pooling", ["max", "attention"])
@@ -319,7 +329,7 @@ def test_pooling_shapes(pooling):
     ids = torch.tensor([[2, 5, 7, 3, 0], [2, 9, 3, 0, 0]])
     out = m(ids, (ids != 0).long())
     assert out.logits.shape == (2, 3)
-    assert out.projected.shape == (2, 7)
+    assert out.hidden_states[0].shape == (2, 10)  # the pooled 2H state
 
 
 @pytest.mark.parametrize("pooling", ["max", "attention"])
@@ -338,7 +348,7 @@ def test_pooling_ignores_padding(pooling, pad_value):
         both = m(ids, att)
         long_alone = m(torch.tensor([long]), torch.ones(1, len(long), dtype=torch.long))
     torch.testing.assert_close(both.logits[0], alone.logits[0], atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(both.projected[0], alone.projected[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(both.hidden_states[0][0], alone.hidden_states[0][0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(both.logits[1], long_alone.logits[0], atol=1e-6, rtol=1e-5)
 
 
@@ -361,19 +371,27 @@ def test_attention_pooling_weights_sum_to_one_over_real_positions():
 
 
 def test_attention_parameters_belong_to_both_heads():
+    """The attention pooling trains with whichever head a stage trains: the classifier (logits) or the
+    stage-1 projection (hidden states)."""
+    from xdistill.distill import Trainee, build_stages
+    from xdistill.config import DistillArguments
+
     m = pooled_student("attention")
     att = {id(p) for p in m.attention.parameters()}
     assert att
-    for group in ("classifier", "projection"):
-        ids = {id(p) for p in m.group_parameters(group)}
-        assert att <= ids
-        assert {id(p) for p in getattr(m, group).parameters()} <= ids
+    stages = build_stages(["representation", "logits"], DistillArguments(), teacher_layer=2)
+    trainee = Trainee(m, [x for st in stages for x in st.matches], {"hidden_states.2": 7})
+    for stage, head in zip(stages, (trainee.projections, m.classifier)):
+        name, top = trainee.stage_groups(stage.matches)[0]
+        ids = {id(p) for p in top}
+        assert att <= ids and {id(p) for p in head.parameters()} <= ids
+        assert name == ("projection" if stage.name == "representation" else "classifier")
     for group in ("encoder", "embeddings"):
         assert not att & {id(p) for p in m.group_parameters(group)}
-    every = {id(p) for g in ("classifier", "projection", "encoder", "embeddings") for p in m.group_parameters(g)}
+    every = {id(p) for g in ("classifier", "pooling", "encoder", "embeddings") for p in m.group_parameters(g)}
     assert every == {id(p) for p in m.parameters()}
-    trainable = m.set_trainable(m.unfreeze_groups("representation")[:1])
-    assert att <= {id(p) for p in trainable}
+    trainee.set_trainable(trainee.stage_groups(stages[0].matches)[0][1])
+    assert all(p.requires_grad for p in m.attention.parameters())
     assert not m.classifier.weight.requires_grad
 
 
@@ -417,7 +435,7 @@ def pos_student_dir(tmp_path_factory, tok):
 
 
 def test_load_model_predict(student_dir):
-    from xdistill.inference import load_model
+    from xdistill.serving.inference import load_model
 
     m = load_model(student_dir)
     assert m.kind == "student" and m.max_length == 32
@@ -439,7 +457,7 @@ def test_predict_empty_text_is_a_clear_error(student_dir, capsys, monkeypatch):
     import io
 
     from xdistill.errors import EmptyTextError
-    from xdistill.inference import load_model
+    from xdistill.serving.inference import load_model
 
     with pytest.raises(EmptyTextError, match="text 2 is empty"):
         load_model(student_dir).predict(["great movie", "  ", "bad"])
@@ -506,8 +524,13 @@ def gen(**kw):
 
 @pytest.mark.parametrize("transfer", ["generated", "unlabeled,generated", "both"])
 def test_generated_transfer_needs_augment(transfer):
+    from xdistill.transfer import resolve_transfer_sets
+
+    g = GenerationArguments(augment="none", transfer=transfer)
     with pytest.raises(ConfigError, match="--augment generate"):
-        GenerationArguments(augment="none", transfer=transfer)
+        resolve_transfer_sets(g.transfer_sets, g)
+    assert resolve_transfer_sets(g.transfer_sets, gen(transfer=transfer)) == ["unlabeled", "generated"][
+        1 if transfer == "generated" else 0:]
 
 
 def test_generation_arguments_valid():
@@ -519,7 +542,7 @@ def test_generation_arguments_valid():
 
 @pytest.mark.parametrize("kw, option", [
     (dict(top_p=0.0), "--top-p"), (dict(top_p=1.5), "--top-p"), (dict(top_p=-0.1), "--top-p"),
-    (dict(transfer="generated,bogus"), "--transfer"), (dict(transfer=" , "), "--transfer"),
+    (dict(transfer=" , "), "--transfer"),
     (dict(augment="maybe"), "--augment"), (dict(near_duplicate=0.0), "--near-duplicate"),
     (dict(min_words=60, max_words=50), "--min-words"), (dict(generator_hidden_size=33, generator_heads=2), "--generator-hidden-size"),
     (dict(prompt="none"), "--prompt"), (dict(generate=0), "--generate"),

@@ -195,8 +195,9 @@ def test_predict_i_tags_make_one_entity_over_the_words(capsys, span_student_dir)
 def test_predict_empty_text(capsys, student_dir):
     assert main(["predict", "--model", str(student_dir), "--text", "", "--text", "Anna"]) == 0
     rows = predictions(capsys)
-    assert rows[0] == {"text": "", "entities": []}
+    assert rows[0] == {"text": "", "words": [], "tags": [], "entities": []}
     assert [e["text"] for e in rows[1]["entities"]] == ["Anna"]
+    assert rows[1]["words"] == ["Anna"] and rows[1]["tags"] == ["B-PER"]
 
 
 def test_predict_reads_lines_from_stdin(capsys, monkeypatch, student_dir):

@@ -6,11 +6,15 @@ from dataclasses import fields
 
 import pytest
 
-from xdistill import config
+from xdistill.adapters import COMMANDS, check_presets
 from xdistill.cli import parse_distill_args
-from xdistill.config import (ALL_ARGUMENT_CLASSES, DATA_DIR_ENV, PRESETS, DataArguments, DistillArguments,
-                             RunArguments, StudentArguments, TeacherArguments)
+from xdistill.config import (COMMON_ARGUMENTS, DATA_DIR_ENV, PRESETS, DistillArguments, GenerationArguments,
+                             NERDataArguments, RunArguments, RunSettings, StudentArguments, TeacherArguments,
+                             TextDataArguments)
 from xdistill.errors import ConfigError
+from xdistill.pipeline import check_settings
+
+DataArguments = NERDataArguments  # the NER options; TextDataArguments shares the base
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +22,8 @@ def _no_data_dir_env(monkeypatch):
     monkeypatch.delenv(DATA_DIR_ENV, raising=False)
 
 
-def all_field_names() -> list[str]:
-    return [f.name for cls in ALL_ARGUMENT_CLASSES for f in fields(cls)]
+def all_field_names(command: str = "ner") -> list[str]:
+    return [f.name for cls in (*COMMANDS[command].arguments, *COMMON_ARGUMENTS) for f in fields(cls)]
 
 
 def config_error(cls, **kw) -> str:
@@ -31,46 +35,62 @@ def config_error(cls, **kw) -> str:
 # --------------------------------------------------------------------------- presets
 
 
-def test_presets_only_set_known_fields():
-    names = set(all_field_names())
+def test_one_preset_table_for_every_command():
     assert set(PRESETS) == {"smoke", "cpu", "paper"}
-    for preset, values in PRESETS.items():
-        assert set(values) <= names, (preset, set(values) - names)
+    for preset, by_command in PRESETS.items():
+        assert set(by_command) == set(COMMANDS), preset
+        for command, values in by_command.items():
+            names = set(all_field_names(command))
+            assert set(values) <= names, (preset, command, set(values) - names)
 
 
-def test_field_names_are_unique_across_dataclasses():
-    names = all_field_names()
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_field_names_are_unique_across_dataclasses(command):
+    names = all_field_names(command)
     assert len(names) == len(set(names))
 
 
-def test_validate_presets_catches_an_unknown_option(monkeypatch):
-    config._validate_presets()  # what import ran: passes
-    monkeypatch.setitem(PRESETS, "broken", {"labeled_per_lang": 1, "no_such_option": 3})
+def test_data_arguments_share_one_base():
+    from xdistill.config import DataArguments as Base
+
+    assert issubclass(NERDataArguments, Base) and issubclass(TextDataArguments, Base)
+    shared = {f.name for f in fields(Base)}
+    assert shared == {"data_dir", "source", "max_length", "seed"}
+    assert shared <= {f.name for f in fields(TextDataArguments)}
+
+
+def test_check_presets_catches_an_unknown_option(monkeypatch):
+    check_presets()  # what import ran: passes
+    monkeypatch.setitem(PRESETS, "broken", {"ner": {"labeled_per_lang": 1, "no_such_option": 3}})
     with pytest.raises(AssertionError, match="no_such_option"):
-        config._validate_presets()
+        check_presets()
 
 
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_every_preset_gives_valid_arguments(preset):
-    dargs, targs, sargs, dist, rargs = parse_distill_args(["--preset", preset], "ner")
-    assert rargs.preset == preset
-    by_name = {f.name: getattr(obj, f.name) for obj in (dargs, targs, sargs, dist, rargs) for f in fields(obj)}
-    for key, value in PRESETS[preset].items():
+def test_every_preset_gives_valid_arguments(preset, command):
+    settings = parse_distill_args(["--preset", preset], command)
+    assert isinstance(settings, RunSettings) and settings.run.preset == preset
+    parts = [settings.data, settings.teacher, settings.student, settings.distill, settings.run]
+    assert (settings.generation is not None) == (GenerationArguments in COMMANDS[command].arguments)
+    parts += [settings.generation] if settings.generation else []
+    by_name = {f.name: getattr(obj, f.name) for obj in parts for f in fields(obj)}
+    for key, value in PRESETS[preset][command].items():
         if key == "source" and value == "auto":
             continue
         assert by_name[key] == value, key
 
 
 def test_preset_values_can_be_overridden_with_dashed_or_underscored_names():
-    dargs, targs, sargs, dist, rargs = parse_distill_args(
+    s = parse_distill_args(
         ["--preset", "smoke", "--labeled-per-lang", "7", "--teacher_layers", "1", "--hidden-size", "16",
          "--no-gradual-unfreezing", "--stages", "logits,labeled"], "ner")
-    assert dargs.labeled_per_lang == 7
-    assert dargs.teacher_labeled_per_lang == PRESETS["smoke"]["teacher_labeled_per_lang"]
-    assert targs.teacher_layers == 1
-    assert sargs.hidden_size == 16
-    assert dist.gradual_unfreezing is False
-    assert dist.stage_names == ["logits", "labeled"]
+    assert s.data.labeled_per_lang == 7
+    assert s.data.teacher_labeled_per_lang == PRESETS["smoke"]["ner"]["teacher_labeled_per_lang"]
+    assert s.teacher.teacher_layers == 1
+    assert s.student.hidden_size == 16
+    assert s.distill.gradual_unfreezing is False
+    assert s.distill.stage_names == ["logits", "labeled"]
 
 
 def test_unknown_option_is_a_config_error():
@@ -181,7 +201,7 @@ def test_teacher_eval_steps_zero_is_allowed():
 @pytest.mark.parametrize("kw,option", [
     (dict(dropout=1.0), "--dropout"),
     (dict(dropout=-0.1), "--dropout"),
-    (dict(student="cnn"), "--student"),
+    (dict(student=" "), "--student"),
     (dict(embedding_dim=0), "--embedding-dim"),
     (dict(hidden_size=-4), "--hidden-size"),
 ])
@@ -196,9 +216,43 @@ def test_student_dropout_zero_is_allowed():
 # --------------------------------------------------------------------------- DistillArguments
 
 
-@pytest.mark.parametrize("stages", ["representation,nonsense", "", " , ", "logits,logits", "Logits"])
+@pytest.mark.parametrize("stages", ["", " , ", "logits,logits"])
 def test_stages_rejected(stages):
     assert "--stages" in config_error(DistillArguments, stages=stages)
+
+
+def _settings(**distill):
+    return RunSettings(NERDataArguments(), TeacherArguments(), StudentArguments(), DistillArguments(**distill),
+                       RunArguments())
+
+
+@pytest.mark.parametrize("stages", ["representation,nonsense", "Logits"])
+def test_unregistered_stage_is_refused_before_the_run(stages):
+    with pytest.raises(ConfigError, match="--stages.*representation, logits, labeled"):
+        check_settings(_settings(stages=stages))
+
+
+@pytest.mark.parametrize("kw,option", [(dict(representation_loss="l1"), "--representation-loss"),
+                                       (dict(logits_loss="ce"), "--logits-loss")])
+def test_unregistered_loss_is_refused_before_the_run(kw, option):
+    with pytest.raises(ConfigError, match=f"{option}.*unknown loss"):
+        check_settings(_settings(**kw))
+
+
+def test_unregistered_student_kind_is_refused_before_the_run():
+    s = _settings()
+    s.student = StudentArguments(student="cnn")
+    with pytest.raises(ConfigError, match="--student.*cnn.*bilstm"):
+        check_settings(s)
+
+
+@pytest.mark.parametrize("transfer,augment,match", [("unlabeled,nonsense", "none", "--transfer.*subset"),
+                                                    ("generated", "none", "--augment generate")])
+def test_transfer_sets_are_checked_before_the_run(transfer, augment, match):
+    s = RunSettings(TextDataArguments(), TeacherArguments(), StudentArguments(), DistillArguments(), RunArguments(),
+                    GenerationArguments(transfer=transfer, augment=augment))
+    with pytest.raises(ConfigError, match=match):
+        check_settings(s)
 
 
 def test_stage_names_strip_spaces_and_keep_order():
@@ -206,8 +260,8 @@ def test_stage_names_strip_spaces_and_keep_order():
 
 
 @pytest.mark.parametrize("kw,option", [
-    (dict(representation_loss="l1"), "--representation-loss"),
-    (dict(logits_loss="ce"), "--logits-loss"),
+    (dict(representation_loss=""), "--representation-loss"),
+    (dict(logits_loss=" "), "--logits-loss"),
     (dict(temperature=0.0), "--temperature"),
     (dict(batch_size=0), "--batch-size"),
     (dict(lr=-1e-3), "--lr"),

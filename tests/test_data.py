@@ -7,11 +7,12 @@ import random
 import datasets
 import pytest
 
-from xdistill.config import DataArguments
+from xdistill.adapters import load_task
+from xdistill.config import NERDataArguments
 from xdistill.data import ner
 from xdistill.errors import ConfigError, DataFormatError, UnknownLanguageError
-from xdistill.languages import LanguageRegistry
-from xdistill.taskspec import load_task
+from xdistill.data.languages import LanguageRegistry
+from xdistill.data.words import punctuation_splitter
 
 SPEC = load_task("wikiann")
 
@@ -36,29 +37,23 @@ def local_dir(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    from transformers import BertTokenizer
-
-    d = tmp_path_factory.mktemp("tok")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Angela", "Merkel", "visited", "Paris", ".", ",", "A", "second",
-             "line", "here", "Word", "rest", "##0", "##1", "##2", "##3", "##4", "##5", "##6", "##7", "##8", "##9"]
-    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return BertTokenizer(vocab=str(d / "vocab.txt"), do_lower_case=False, strip_accents=False)
+def splitter():
+    return punctuation_splitter()
 
 
 def _args(local_dir, **kw):
     base = dict(data_dir=str(local_dir), source="local", labeled_per_lang=10, teacher_labeled_per_lang=20,
                 validation_per_lang=5, transfer_per_lang=-1, unlabeled_per_lang=-1, eval_per_lang=8, seed=1)
     base.update(kw)
-    return DataArguments(**base)
+    return NERDataArguments(**base)
 
 
-def test_splits_are_disjoint_and_sized(local_dir, tokenizer):
+def test_splits_are_disjoint_and_sized(local_dir, splitter):
     reg = LanguageRegistry.load()
     args = _args(local_dir)
     src = ner.make_source(args, SPEC, reg)
     assert src.available_languages() == {"en", "de"}
-    d = ner.build_language_data("en", src, args, tokenizer, reg, use_unlabeled=True)
+    d = ner.build_language_data("en", src, args, splitter, reg, use_unlabeled=True)
     c = d.counts
     assert (c["validation"], c["labeled"], c["teacher_labeled"], c["n_eval"]) == (5, 10, 20, 8)
     assert c["transfer_from_train"] == 50 - 5 - 10
@@ -73,35 +68,35 @@ def test_splits_are_disjoint_and_sized(local_dir, tokenizer):
     assert all(tags == [] for tags in d.transfer["tags"])
     assert ("Angela", "Merkel", "visited", "Paris", ".") in transfer
     # same seed -> same sample
-    d2 = ner.build_language_data("en", src, args, tokenizer, reg)
+    d2 = ner.build_language_data("en", src, args, splitter, reg)
     assert d2.labeled["tokens"] == d.labeled["tokens"]
 
 
-def test_missing_language_and_empty_transfer(local_dir, tokenizer):
+def test_missing_language_and_empty_transfer(local_dir, splitter):
     reg = LanguageRegistry.load()
     args = _args(local_dir)
     src = ner.make_source(args, SPEC, reg)
     with pytest.raises(UnknownLanguageError, match="train-fr.tsv"):
-        ner.build_language_data("fr", src, args, tokenizer, reg)
+        ner.build_language_data("fr", src, args, splitter, reg)
     with pytest.raises(UnknownLanguageError, match="fr"):
         ner.resolve_languages("en,fr", src, reg)
     selected, missing = ner.resolve_languages("xtremedistil41", src, reg)
     assert selected == ["de", "en"] and "fr" in missing
     tight = _args(local_dir, labeled_per_lang=100, teacher_labeled_per_lang=100, unlabeled_per_lang=0)
-    de = ner.build_language_data("de", src, tight, tokenizer, reg)
+    de = ner.build_language_data("de", src, tight, splitter, reg)
     assert len(de.transfer) == 0 and de.counts["labeled"] == 30 - 5
     with pytest.raises(ConfigError, match="transfer set is empty"):
         ner.check_transfer_set({"de": de})
-    en = ner.build_language_data("en", src, _args(local_dir), tokenizer, reg)
+    en = ner.build_language_data("en", src, _args(local_dir), splitter, reg)
     ner.check_transfer_set({"de": de, "en": en})  # one language with transfer text is enough
 
 
-def test_malformed_file_names_file_and_line(local_dir, tokenizer):
+def test_malformed_file_names_file_and_line(local_dir, splitter):
     reg = LanguageRegistry.load()
     (local_dir / "wikiann" / "train-de.tsv").write_text("Berlin\tB-LOC\nonlycolumn\n")
     args = _args(local_dir)
     with pytest.raises(DataFormatError, match=r"train-de\.tsv:2"):
-        ner.build_language_data("de", ner.make_source(args, SPEC, reg), args, tokenizer, reg)
+        ner.build_language_data("de", ner.make_source(args, SPEC, reg), args, splitter, reg)
 
 
 def test_unlabeled_file_encoding_error(tmp_path):
@@ -109,13 +104,6 @@ def test_unlabeled_file_encoding_error(tmp_path):
     p.write_bytes("ok\n".encode() + "caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataFormatError, match=r"xx\.txt:2"):
         ner.read_unlabeled(p, -1, random.Random(0))
-
-
-def test_words_of_gives_offsets(tokenizer):
-    text = "Angela Merkel visited Paris."
-    words = ner.words_of(tokenizer, [text])[0]
-    assert [w for w, _, _ in words] == ["Angela", "Merkel", "visited", "Paris", "."]
-    assert all(text[s:e] == w for w, s, e in words)
 
 
 def test_hub_source_converts_classlabels(monkeypatch):

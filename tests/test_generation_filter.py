@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xdistill.config import GenerationArguments
-from xdistill.generation import filter_generated, near_duplicate_mask, shingles
+from xdistill.transfer.generation import filter_generated, near_duplicate_mask, shingles
 
 ARGS = dict(augment="generate", transfer="unlabeled,generated", min_words=5, max_words=50, near_duplicate=0.8)
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from xdistill.cli import main
-from xdistill.inference import load_model
+from xdistill.serving.inference import load_model
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,8 @@ def test_report_fields(smoke_run):
     assert t["trained_from_scratch"] is True and "scratch" in t["description"] and t["parameters"] > 0
     s = r["student"]
     assert s["architecture"].startswith("BiLSTM") and s["embedding_dim"] == 32 and s["hidden_size"] == 32
-    assert s["compression_vs_mbert_base"] == pytest.approx(177.3e6 / s["parameters"])
+    assert r["reference"]["name"] == "mBERT-base" and r["reference"]["parameters"] == 177_300_000
+    assert s["compression_vs_reference"] == pytest.approx(177.3e6 / s["parameters"])
     assert s["compression_vs_teacher"] == pytest.approx(t["parameters"] / s["parameters"])
     tm = r["timing"]
     assert set(tm["seconds"]) >= {"data", "teacher", "teacher_labeling", "distillation", "baseline", "evaluation"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from xdistill.errors import ConfigError, UnknownLanguageError
-from xdistill.languages import (
+from xdistill.data.languages import (
     SOURCES,
     Language,
     LanguageRegistry,

@@ -14,16 +14,35 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xdistill import losses
-from xdistill.losses import (
-    LOSS_KINDS,
+from xdistill.distill import losses
+from xdistill.distill.losses import (
+    LOSSES,
     cross_entropy_loss,
+    get_loss,
     kl_div_loss,
-    logits_loss,
     masked_mean,
     mse_loss,
-    representation_loss,
+    register_loss,
 )
+from xdistill.errors import ConfigError
+
+
+def _stage_loss(student, teacher, mask=None, kind="mse", temperature=1.0):
+    """XtremeDistil's stage-1/stage-2 loss by name, through the registry (what a match calls)."""
+    return get_loss(kind)(student, teacher, mask, temperature)
+
+
+def representation_loss(student_hidden, teacher_hidden, mask=None, kind="mse", temperature=1.0):
+    return _stage_loss(student_hidden, teacher_hidden, mask, kind, temperature)
+
+
+def logits_loss(student_logits, teacher_logits, mask=None, kind="mse", temperature=1.0):
+    return _stage_loss(student_logits, teacher_logits, mask, kind, temperature)
+
+
+#: the golden fixture's stage-loss cases go through the registry
+FUNCTIONS = {"representation_loss": representation_loss, "logits_loss": logits_loss}
+LOSS_KINDS = ("mse", "kl")
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "losses" / "golden.json").read_text())
 CASES = GOLDEN["cases"]
@@ -66,7 +85,7 @@ def test_golden_fixture_covers_every_function():
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_golden_float64(case):
-    fn = getattr(losses, case["fn"])
+    fn = FUNCTIONS.get(case["fn"]) or getattr(losses, case["fn"])
     got = fn(**_to_torch(case["kwargs"], torch.float64))
     assert got.dim() == 0
     assert got.item() == pytest.approx(case["expected"], abs=TOL, rel=0)
@@ -74,7 +93,7 @@ def test_golden_float64(case):
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_golden_float32(case):
-    fn = getattr(losses, case["fn"])
+    fn = FUNCTIONS.get(case["fn"]) or getattr(losses, case["fn"])
     got = fn(**_to_torch(case["kwargs"], torch.float32))
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(case["expected"], abs=1e-5, rel=1e-6)
@@ -330,36 +349,44 @@ def test_bad_temperature(temperature):
     s, t = torch.zeros(2, 4), torch.zeros(2, 4)
     with pytest.raises(ValueError, match="temperature"):
         kl_div_loss(s, t, temperature=temperature)
-    for fn in (representation_loss, logits_loss):
-        for kind in LOSS_KINDS:
-            with pytest.raises(ValueError, match="temperature"):
-                fn(s, t, kind=kind, temperature=temperature)
+    for fn in (representation_loss, logits_loss):  # only KL uses the temperature (Match checks it for every loss)
+        with pytest.raises(ValueError, match="temperature"):
+            fn(s, t, kind="kl", temperature=temperature)
 
 
-def test_bad_kind_lists_choices():
-    assert LOSS_KINDS == ("mse", "kl")
-    s, t = torch.zeros(2, 4), torch.zeros(2, 4)
-    for fn in (representation_loss, logits_loss):
-        with pytest.raises(ValueError) as exc:
-            fn(s, t, kind="cosine")
-        msg = str(exc.value)
-        assert "cosine" in msg and "mse" in msg and "kl" in msg
+def test_unknown_loss_lists_the_registered_ones():
+    with pytest.raises(ConfigError) as exc:
+        get_loss("cosine", "--logits-loss")
+    msg = str(exc.value)
+    assert "--logits-loss" in msg and "cosine" in msg and "mse" in msg and "kl" in msg and "cross_entropy" in msg
 
 
-def test_kind_dispatch():
+def test_registry_holds_the_paper_losses():
+    assert {"mse", "kl", "cross_entropy"} <= set(LOSSES)
     torch.manual_seed(7)
     s, t = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
     m = torch.tensor([[1, 0, 1], [1, 1, 1]])
-    assert logits_loss(s, t, m).item() == mse_loss(s, t, m).item()  # default is the paper's MSE
-    assert representation_loss(s, t, m).item() == mse_loss(s, t, m).item()
-    assert logits_loss(s, t, m, kind="kl", temperature=3.0).item() == pytest.approx(
-        kl_div_loss(s, t, m, temperature=3.0).item()
-    )
-    assert representation_loss(s, t, m, kind="kl").item() == pytest.approx(kl_div_loss(s, t, m).item())
+    assert LOSSES["mse"](s, t, m, 5.0).item() == mse_loss(s, t, m).item()  # temperature unused by MSE
+    assert LOSSES["kl"](s, t, m, 3.0).item() == pytest.approx(kl_div_loss(s, t, m, temperature=3.0).item())
+    labels = torch.tensor([[0, -100, 3], [1, 2, -100]])
+    assert LOSSES["cross_entropy"](s, labels, None, 1.0).item() == cross_entropy_loss(s, labels).item()
+
+
+def test_register_loss_from_outside_and_refuse_a_taken_name():
+    @register_loss("test_l1")
+    def l1(student, target, mask, temperature=1.0):
+        return (student - target).abs().mean()
+
+    try:
+        assert get_loss("test_l1") is l1
+        with pytest.raises(ValueError, match="already registered"):
+            register_loss("test_l1")(lambda s, t, m, temperature=1.0: s.sum())
+    finally:
+        del LOSSES["test_l1"]
 
 
 def test_public_functions_are_documented():
-    for name in losses.__all__:
+    for name in ("masked_mean", "mse_loss", "kl_div_loss", "cross_entropy_loss"):
         obj = getattr(losses, name)
         if callable(obj):
             doc = obj.__doc__ or ""

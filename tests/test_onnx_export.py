@@ -14,9 +14,10 @@ from tiny import random_student
 from tiny_models import single_thread
 from xdistill.cli import main
 from xdistill.errors import ConfigError
-from xdistill.inference import load_model
-from xdistill.onnx_export import (META_FINGERPRINT, ExportError, export_student, onnx_metadata, onnx_path,
-                                  ort_session)
+from xdistill.serving.inference import load_model
+from xdistill.serving.export import export_student
+from xdistill.serving.onnx import META_FINGERPRINT, ExportError, onnx_metadata, onnx_path, ort_session
+from xdistill.students import load_student
 from xdistill.students.bilstm import MaskedBiLSTM
 
 @pytest.fixture(autouse=True)
@@ -61,10 +62,11 @@ def test_masked_bilstm_reverse_index_and_shared_weights():
         MaskedBiLSTM(torch.nn.LSTM(4, 3, batch_first=True))
 
 
-def test_inference_parameters_exclude_the_projection():
+def test_inference_parameters_are_the_students_own():
+    """The stage-1 projection is a distillation head of the trainee, not part of the student."""
     s = random_student()
-    n_proj = sum(p.numel() for p in s.projection.parameters())
-    assert s.inference_parameters() == sum(p.numel() for p in s.parameters()) - n_proj
+    assert s.inference_parameters() == sum(p.numel() for p in s.parameters())
+    assert not hasattr(s, "projection")
 
 
 # --------------------------------------------------------------------------- export on tiny students
@@ -114,7 +116,7 @@ def test_export_writes_both_files_and_parity(which, request):
 @pytest.mark.parametrize("which", ["ner_export", "seq_export"])
 def test_onnx_axes_are_dynamic(which, request):
     d, _, _ = request.getfixturevalue(which)
-    model, _ = __import__("xdistill.students.base", fromlist=["load_student"]).load_student(d)
+    model, _ = load_student(d)
     sess = ort_session(onnx_path(d, "fp32"), threads=1)
     assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
     for lengths in [(1,), (5, 2), (17, 3, 11)]:
@@ -138,7 +140,7 @@ def test_ner_predictions_equal_across_runtimes(ner_export):
     for precision in ("fp32",):
         onnx_pred = load_model(d, runtime="onnx", precision=precision).predict(texts)
         assert onnx_pred == torch_pred
-    assert torch_pred[2] == {"text": "", "entities": []}
+    assert torch_pred[2] == {"text": "", "words": [], "tags": [], "entities": []}
     tags = load_model(d, runtime="onnx").tag_words([t.split() for t in texts[3:]])
     assert len(tags[0]) == len(texts[3].split())  # every word of the windowed sentence is tagged
     a = load_model(d).evaluate_file(data)
@@ -269,7 +271,8 @@ def test_onnx_and_torch_agree_on_real_wikiann_sentences(data_dir, mbert_tok, tmp
     """A student over the real mBERT vocabulary (random weights, so every tag occurs), exported with
     parity on real dev files; ORT and PyTorch then give the same entity spans for raw real text."""
     from xdistill.data.readers import read_ner_file
-    from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary
+    from xdistill.students.bilstm import BiLSTMStudent
+    from xdistill.students.vocab import prune_vocabulary
 
     files = [data_dir / "wikiann" / f"dev-{lang}.tsv" for lang in ("de", "sw", "ar")]
     sents = [s for f in files for s in read_ner_file(f, format="panx")[0][:60]]
@@ -277,7 +280,7 @@ def test_onnx_and_torch_agree_on_real_wikiann_sentences(data_dir, mbert_tok, tmp
     kept, vocab_map = prune_vocabulary(ids, len(mbert_tok), mbert_tok.pad_token_id, mbert_tok.unk_token_id,
                                        mbert_tok.all_special_ids)
     s = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=16, hidden_size=16,
-                            num_labels=7, teacher_hidden_size=32, dropout=0.0, seed=5)
+                            num_labels=7, dropout=0.0, seed=5)
     s.eval()
     d = tmp_path / "student"
     s.save(d, tokenizer=mbert_tok, extra={"task": "wikiann", "task_type": "token-classification",

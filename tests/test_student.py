@@ -19,9 +19,13 @@ from tiny import (  # single_thread: an autouse fixture
     single_thread,  # noqa: F401
     state_equal,
 )
+from xdistill.config import StudentArguments
+from xdistill.data.types import Feature
 from xdistill.errors import ConfigError
-from xdistill.students.base import STUDENT_CONFIG, STUDENT_KINDS, STUDENT_WEIGHTS, is_student_dir, load_student
-from xdistill.students.bilstm import PAD, UNK, BiLSTMStudent, prune_vocabulary, svd_embeddings
+from xdistill.students import StudentContext, build_student
+from xdistill.students import STUDENT_CONFIG, STUDENT_WEIGHTS, STUDENTS, is_student_dir, load_student
+from xdistill.students.bilstm import BiLSTMStudent
+from xdistill.students.vocab import PAD, UNK, prune_vocabulary, svd_embeddings
 
 # --------------------------------------------------------------------------- prune_vocabulary
 
@@ -131,19 +135,29 @@ def batch(rows, pad=0):
 
 
 def test_forward_shapes():
-    m = random_student(vocab_size=20, num_labels=7, teacher_hidden_size=12).eval()
+    m = random_student(vocab_size=20, num_labels=7, hidden_size=5).eval()
     ids, att = batch([[2, 5, 6, 3], [2, 7, 3], [2, 3]])
     out = m(ids, att)
     assert out.logits.shape == (3, 4, 7)
-    assert out.projected.shape == (3, 4, 12)
-    assert out.projected.min() >= -0.2  # GELU output
+    assert len(out.hidden_states) == 1 and out.hidden_states[0].shape == (3, 4, 10)  # 2H, both directions
+    assert out.attentions is None
+    assert out.feature(Feature("hidden_states", -1)) is out.hidden_states[0]
+    assert out.feature(Feature("logits")) is out.logits
+
+
+def test_missing_outputs_are_clear_errors():
+    out = random_student().eval()(*batch([[2, 5, 3]]))
+    with pytest.raises(ConfigError, match="hidden_states.*1 hidden_states layers"):
+        out.feature(Feature("hidden_states", 3))
+    with pytest.raises(ConfigError, match="no attentions"):
+        out.feature(Feature("attentions", 1))
 
 
 def test_forward_max_pooling_shapes():
-    m = random_student(pooling="max", num_labels=3, teacher_hidden_size=12).eval()
+    m = random_student(pooling="max", num_labels=3, hidden_size=5).eval()
     ids, att = batch([[2, 5, 6, 3], [2, 7, 3]])
     out = m(ids, att)
-    assert out.logits.shape == (2, 3) and out.projected.shape == (2, 12)
+    assert out.logits.shape == (2, 3) and out.hidden_states[0].shape == (2, 10)
     alone = m(*batch([[2, 7, 3]]))
     torch.testing.assert_close(out.logits[1], alone.logits[0], atol=1e-6, rtol=1e-5)
 
@@ -154,7 +168,7 @@ def test_padding_does_not_change_real_positions():
     alone = m(*batch([short]))
     together = m(*batch([long, short]))
     torch.testing.assert_close(together.logits[1, :4], alone.logits[0], atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(together.projected[1, :4], alone.projected[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(together.hidden_states[0][1, :4], alone.hidden_states[0][0], atol=1e-6, rtol=1e-5)
     # the padding token id does not matter either
     ids, att = batch([long, short], pad=17)
     torch.testing.assert_close(m(ids, att).logits[1, :4], alone.logits[0], atol=1e-6, rtol=1e-5)
@@ -164,57 +178,77 @@ def test_vocab_map_routes_teacher_ids():
     vmap = np.full(50, UNK)
     vmap[[0, 10, 20, 30]] = [0, 2, 3, 4]
     m = BiLSTMStudent.build(vocab_map=vmap, student_vocab_size=5, embedding_dim=4, hidden_size=3, num_labels=2,
-                            teacher_hidden_size=6, dropout=0.0).eval()
+                            dropout=0.0).eval()
     a = m(*batch([[10, 20, 45, 30]]))
     b = m(*batch([[10, 20, 1, 30]]))  # 45 is unknown: same as teacher id 1 (also unknown)
     torch.testing.assert_close(a.logits, b.logits)
     assert m.config["teacher_vocab_size"] == 50 and m.embeddings.weight.shape == (5, 4)
 
 
+def test_known_input_ids_are_the_ids_with_their_own_embedding():
+    vmap = np.full(50, UNK)
+    vmap[[0, 10, 20, 30]] = [0, 2, 3, 4]
+    m = BiLSTMStudent.build(vocab_map=vmap, student_vocab_size=5, embedding_dim=4, hidden_size=3, num_labels=2,
+                            dropout=0.0)
+    assert m.known_input_ids().tolist() == [10, 20, 30]
+
+
 def test_build_copies_init_embeddings_and_is_seeded():
     init = torch.randn(20, 6)
     m = BiLSTMStudent.build(vocab_map=np.arange(20), student_vocab_size=20, embedding_dim=6, hidden_size=5,
-                            num_labels=7, teacher_hidden_size=12, dropout=0.0, init_embeddings=init)
+                            num_labels=7, dropout=0.0, init_embeddings=init)
     assert torch.equal(m.embeddings.weight.detach(), init)
     assert state_equal(random_student(seed=3).state_dict(), random_student(seed=3).state_dict())
     assert not state_equal(random_student(seed=3).state_dict(), random_student(seed=4).state_dict())
 
 
+def test_factory_builds_a_pruned_svd_student(tok):
+    adapter = make_adapter()
+    teacher = make_teacher(tok)
+    enc = adapter.encode(sentences(6, seed=0), tok, 16)
+    args = StudentArguments(embedding_dim=8, hidden_size=6, dropout=0.0)
+    ctx = StudentContext.for_tokenizer(tok, num_labels=7, level=adapter.level, rows=[enc],
+                                       teacher_embeddings=teacher.get_input_embeddings().weight, seed=0)
+    m = build_student(args, ctx)
+    assert isinstance(m, BiLSTMStudent) and m.config["embedding_init"] == "svd"
+    seen = {i for ids in enc.input_ids for i in ids} | set(tok.all_special_ids)
+    assert set(m.known_input_ids().tolist()) == seen - {tok.pad_token_id, tok.unk_token_id}
+    baseline = build_student(args, StudentContext.for_tokenizer(tok, num_labels=7, level=adapter.level, rows=[enc],
+                                                                teacher_embeddings=None, seed=0))
+    assert baseline.config["embedding_init"] == "random"
+    assert not torch.equal(baseline.embeddings.weight, m.embeddings.weight)
+    with pytest.raises(ConfigError, match="--student.*cnn"):
+        build_student(StudentArguments(student="cnn"), ctx)
+
+
+def test_describe_names_the_architecture():
+    d = random_student(embedding_dim=6, hidden_size=5).describe()
+    assert d["architecture"].startswith("BiLSTM") and d["name"] == "BiLSTM" and d["summary"] == "E=6 H=5"
+
+
 # --------------------------------------------------------------------------- layer groups
 
 
-def test_unfreeze_groups():
+def test_body_and_head_groups():
     m = random_student()
-    assert m.unfreeze_groups("representation") == ["projection", "encoder", "embeddings"]
-    assert m.unfreeze_groups("logits") == ["classifier", "encoder", "embeddings"]
-    assert m.unfreeze_groups("labeled") == ["classifier", "encoder", "embeddings"]
+    assert m.body_groups() == ["encoder", "embeddings"]
+    assert m.head_groups("logits") == ["classifier", "pooling"]
+    assert m.head_groups("hidden_states") == ["pooling"]
+    assert m.group_parameters("pooling") == []  # no attention pooling
+    assert m.output_size(Feature("hidden_states", -1)) == 2 * m.config["hidden_size"]
+    assert m.output_size(Feature("logits")) == m.config["num_labels"]
 
 
-def test_groups_partition_the_parameters():
-    m = random_student()
-    groups = ["projection", "classifier", "encoder", "embeddings"]
+@pytest.mark.parametrize("pooling", ["none", "attention"])
+def test_groups_partition_the_parameters(pooling):
+    m = random_student(pooling=pooling if pooling == "none" else "attention")
+    groups = ["classifier", "pooling", "encoder", "embeddings"]
     ids = [id(p) for g in groups for p in m.group_parameters(g)]
     assert len(ids) == len(set(ids))
     assert set(ids) == {id(p) for p in m.parameters()}
+    assert (len(m.group_parameters("pooling")) > 0) == (pooling == "attention")
     with pytest.raises(KeyError):
         m.group_parameters("vocab_map")
-
-
-@pytest.mark.parametrize("groups", [["projection"], ["classifier", "encoder"], ["classifier", "encoder", "embeddings"], []])
-def test_set_trainable_freezes_all_but_groups(groups):
-    m = random_student()
-    m.set_trainable(["projection", "classifier", "encoder", "embeddings"])  # start from all trainable
-    params = m.set_trainable(groups)
-    wanted = {id(p) for g in groups for p in m.group_parameters(g)}
-    assert {id(p) for p in params} == wanted
-    for name, p in m.named_parameters():
-        assert p.requires_grad == (id(p) in wanted), name
-    # a backward pass only reaches the trainable parameters
-    if groups:
-        out = m(*batch([[2, 5, 3]]))
-        (out.logits.sum() + out.projected.sum()).backward()
-        for p in m.parameters():
-            assert (p.grad is not None) == (id(p) in wanted)
 
 
 # --------------------------------------------------------------------------- save / load
@@ -247,7 +281,7 @@ def test_save_load_round_trip(tmp_path, tok):
     m.eval()
     ids, att = batch([[2, 5, 14, 23, 3], [2, 6, 3]])
     a, b = m(ids, att), loaded(ids, att)
-    assert torch.equal(a.logits, b.logits) and torch.equal(a.projected, b.projected)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.hidden_states[0], b.hidden_states[0])
     # the tokenizer files come back too
     from transformers import AutoTokenizer
 
@@ -282,7 +316,7 @@ def test_load_student_errors(tmp_path):
     (tmp_path / STUDENT_CONFIG).write_text('{"xdistill_student": true, "kind": "transformer9"}')
     with pytest.raises(ConfigError, match="unknown student kind"):
         load_student(tmp_path)
-    assert "bilstm" in STUDENT_KINDS
+    assert "bilstm" in STUDENTS
 
 
 def test_load_student_shape_mismatch_is_config_error(tmp_path):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from xdistill.errors import ConfigError
-from xdistill.taskspec import TASK_TYPES, TaskSpec, load_task, tasks_dir
+from xdistill.adapters import ADAPTERS, load_task
+from xdistill.data.taskspec import TaskSpec, tasks_dir
 
 WIKIANN_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
 
@@ -134,7 +135,7 @@ def test_unknown_task_type(tmp_path):
     assert str(p) in msg
     assert "'type'" in msg
     assert "'span-extraction'" in msg
-    for t in TASK_TYPES:
+    for t in ADAPTERS:
         assert t in msg
 
 

@@ -10,10 +10,15 @@ import pytest
 import torch
 
 import tiny_models as tm
-from xdistill.config import DataArguments, TeacherArguments
+from xdistill.adapters import TOKEN
+from xdistill.config import NERDataArguments as DataArguments
+from xdistill.config import TeacherArguments
+from xdistill.data.types import Feature
 from xdistill.errors import ConfigError
-from xdistill.teacher import (TEACHER_META, TeacherInfo, TeacherTrainer, load_tokenizer, predict_logits,
-                              weights_fingerprint)
+from xdistill.teachers import (REFERENCE_MODELS, TEACHER_META, Teacher, TeacherInfo, get_reference, reference_for,
+                               weights_fingerprint)
+from xdistill.teachers.build import load_tokenizer, output_layer, permute_labels, scratch_architecture
+from xdistill.teachers.finetune import TeacherTrainer
 
 SCRATCH_SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,
                      teacher_epochs=1.0, teacher_batch_size=4, teacher_lr=1e-3)
@@ -45,7 +50,7 @@ def hub_data_args() -> DataArguments:
 
 
 def logits_of(model, enc, tok) -> list[np.ndarray]:
-    return predict_logits(model, tm.wikiann_adapter(), enc, tok.pad_token_id)
+    return tm.teacher_of(model, tok).logits(TOKEN, enc, tok.pad_token_id)
 
 
 def no_training(*args, **kw):
@@ -83,8 +88,8 @@ def test_prepare_accepts_a_bfloat16_checkpoint(tmp_path, tok, adapter, enc, monk
     tok.save_pretrained(tmp_path / "ckpt")
     monkeypatch.setattr(TeacherTrainer, "_fine_tune", no_training)
     trainer = TeacherTrainer(adapter, TeacherArguments(teacher=str(tmp_path / "ckpt")), tmp_path / "out", 0, {})
-    _, info = trainer.prepare(tok, enc, enc, False, "d")
-    assert info.fine_tuned_here is False
+    teacher = trainer.prepare(tok, enc, enc, False, "d")
+    assert teacher.info.fine_tuned_here is False
 
 
 # --------------------------------------------------------------------------- load_tokenizer
@@ -147,8 +152,9 @@ def test_checkpoint_with_the_task_labels_is_used_as_is(tmp_path, tok, adapter, e
 
     model, needs_training = trainer._build(tok)
     assert needs_training is False
-    model, info = trainer.prepare(tok, enc, enc, False, "8 labeled sentences")
-    assert isinstance(info, TeacherInfo)
+    teacher = trainer.prepare(tok, enc, enc, False, "8 labeled sentences")
+    model, info = teacher.model, teacher.info
+    assert isinstance(teacher, Teacher) and isinstance(info, TeacherInfo)
     assert info.fine_tuned_here is False
     assert info.trained_from_scratch is False
     assert info.source == str(tmp_path / "ckpt")
@@ -238,8 +244,8 @@ def scratch_run(tmp_path_factory, tok, adapter, enc):
     out = tmp_path_factory.mktemp("run")
     validation = tm.encode(adapter, tok, tm.SENTENCES[:3])
     trainer = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, SETUP)
-    model, info = trainer.prepare(tok, enc, validation, False, "8 labeled sentences")
-    return out, model, info, validation
+    teacher = trainer.prepare(tok, enc, validation, False, "8 labeled sentences")
+    return out, teacher.model, teacher.info, validation
 
 
 def test_scratch_teacher_is_trained_and_saved(scratch_run, tok):
@@ -249,6 +255,8 @@ def test_scratch_teacher_is_trained_and_saved(scratch_run, tok):
     assert info.source == "scratch"
     assert info.hidden_size == 32 and info.num_layers == 1
     assert info.architecture == "BertForTokenClassification"
+    assert info.family == "bert" and info.reference == "mbert-base" and info.vocabulary == "WordPiece"
+    assert info.description.startswith("BERT trained from scratch with a ") and info.description.endswith("(not mBERT)")
     assert info.parameters == sum(p.numel() for p in model.parameters())
     assert info.labeled_data == "8 labeled sentences"
     assert isinstance(info.best_validation_score, float)
@@ -272,7 +280,8 @@ def test_same_setup_reuses_the_saved_teacher(scratch_run, tok, adapter, enc, mon
     monkeypatch.setattr(TeacherTrainer, "_build", no_build)
     monkeypatch.setattr(TeacherTrainer, "_fine_tune", no_training)
     again = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, dict(reversed(list(SETUP.items()))))
-    model2, info2 = again.prepare(tok, enc, validation, False, "8 labeled sentences")
+    teacher2 = again.prepare(tok, enc, validation, False, "8 labeled sentences")
+    model2, info2 = teacher2.model, teacher2.info
     assert info2 == info
     assert weights_fingerprint(model2) == info.fingerprint
     for a, b in zip(logits_of(model2, enc, tok), logits_of(model, enc, tok)):
@@ -293,9 +302,115 @@ def test_other_setup_does_not_reuse_the_saved_teacher(scratch_run, tok, adapter,
 
     monkeypatch.setattr(TeacherTrainer, "_fine_tune", fake_fine_tune)
     other = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, {**SETUP, "teacher_data": "xyz"})
-    _, info2 = other.prepare(tok, enc, validation, False, "8 labeled sentences")
+    info2 = other.prepare(tok, enc, validation, False, "8 labeled sentences").info
     assert calls == [len(enc)]
     assert info2.best_validation_score == 12.5
     meta = json.loads((out / "teacher" / TEACHER_META).read_text())
     assert meta["setup_key"] == other.setup_key != TeacherTrainer(adapter, TeacherArguments(), out, 0, SETUP).setup_key
     assert info2.fingerprint != info.fingerprint  # a fresh scratch model, not the saved one
+
+
+# --------------------------------------------------------------------------- named features
+
+
+def test_features_returns_the_requested_named_outputs(tok, enc):
+    model = tm.make_teacher(len(tok))
+    teacher = tm.teacher_of(model, tok)
+    b = TOKEN.collate(enc, [0, 2], tok.pad_token_id)
+    feats = teacher.features(b["input_ids"], b["attention_mask"],
+                             [Feature("logits"), Feature("hidden_states", 0), Feature("hidden_states", -1),
+                              Feature("attentions", 2)])
+    with torch.no_grad():
+        ref = model(**{k: b[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True,
+                    output_attentions=True)
+    B, T = b["input_ids"].shape
+    assert list(feats) == ["logits", "hidden_states.0", "hidden_states.-1", "attentions.2"]
+    torch.testing.assert_close(feats["logits"], ref.logits)
+    torch.testing.assert_close(feats["hidden_states.0"], ref.hidden_states[0])  # the embedding output
+    torch.testing.assert_close(feats["hidden_states.-1"], ref.hidden_states[2])  # -1 is the last layer
+    assert feats["attentions.2"].shape == (B, 2, T, T)
+    torch.testing.assert_close(feats["attentions.2"].sum(-1), torch.ones(B, 2, T))  # softmax over the last axis
+
+
+def test_feature_layers_are_checked(tok, enc):
+    teacher = tm.teacher_of(tm.make_teacher(len(tok)), tok)
+    assert teacher.layer(-1) == 2 and teacher.layer(0) == 0 and teacher.layer(-3) == 0
+    with pytest.raises(ConfigError, match=r"--teacher-layer 3: the teacher has 2 layers; expected -3\.\.2"):
+        teacher.layer(3)
+    b = TOKEN.collate(enc, [0], tok.pad_token_id)
+    with pytest.raises(ConfigError, match="attentions.0.*1..2"):
+        teacher.features(b["input_ids"], b["attention_mask"], [Feature("attentions", 0)])
+    assert teacher.feature_width(Feature("logits")) == 7 and teacher.feature_width(Feature("hidden_states", 1)) == 32
+
+
+# --------------------------------------------------------------------------- architectures, heads, references
+
+
+def test_scratch_architecture_follows_the_vocabulary(tok, tmp_path):
+    assert scratch_architecture("auto", tok) == "bert"
+    sp = tm.make_sentencepiece_tokenizer(tmp_path / "sp")
+    assert scratch_architecture("auto", sp) == "xlm-roberta"
+    assert scratch_architecture("bert", sp) == "bert"
+    with pytest.raises(ConfigError, match="--teacher-architecture.*bert, xlm-roberta"):
+        scratch_architecture("gpt", tok)
+
+
+def test_scratch_xlmr_teacher_is_trained_and_named_honestly(tmp_path, adapter):
+    sp = tm.make_sentencepiece_tokenizer(tmp_path / "sp")
+    enc = tm.encode(adapter, sp, tm.SENTENCES)
+    targs = TeacherArguments(**SCRATCH_SIZES, tokenizer=str(tmp_path / "sp"))
+    teacher = TeacherTrainer(adapter, targs, tmp_path / "out", 0, {"x": 1}).prepare(sp, enc, enc, False, "8")
+    info = teacher.info
+    assert info.architecture == "XLMRobertaForTokenClassification" and info.family == "xlm-roberta"
+    assert info.reference == "xlmr-base" and teacher.reference.name == "XLM-R-base"
+    assert info.vocabulary == "Unigram"
+    assert info.description == f"XLM-R trained from scratch with a {len(sp):,}-token vocabulary (not XLM-R)"
+    assert teacher.model.config.pad_token_id == sp.pad_token_id == 1
+    loaded = Teacher.load(tmp_path / "out" / "teacher")
+    assert loaded.info == info and loaded.level is TOKEN and loaded.task["task"] == "wikiann"
+
+
+def test_output_layer_of_a_roberta_style_head_is_permuted(tok):
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=20, num_labels=3, max_position_embeddings=40)
+    model = XLMRobertaForSequenceClassification(cfg).eval()
+    assert output_layer(model, 3) is model.classifier.out_proj  # not the (16 -> 16) dense layer before it
+    ids = torch.tensor([[0, 5, 6, 7, 2]])
+    before = model(input_ids=ids).logits
+    permute_labels(model, [2, 0, 1])
+    torch.testing.assert_close(model(input_ids=ids).logits, before[:, [2, 0, 1]])
+    with pytest.raises(ConfigError, match="no linear output layer with 5 outputs"):
+        output_layer(model, 5)
+
+
+def test_reference_models_by_family():
+    assert reference_for("bert").name == "mBERT-base" and reference_for("distilbert").key == "mbert-base"
+    assert reference_for("xlm-roberta").name == "XLM-R-base" and reference_for(None).key == "mbert-base"
+    assert get_reference("xlm-roberta-base") is REFERENCE_MODELS["xlmr-base"]
+    with pytest.raises(ConfigError, match="unknown reference model"):
+        get_reference("gpt2")
+
+
+@pytest.mark.parametrize("key", sorted(REFERENCE_MODELS))
+def test_reference_parameter_counts_match_their_configurations(key):
+    """The parameter counts reports divide by are those of the configuration with a 7-label token head."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    ref = REFERENCE_MODELS[key]
+    cfg = AutoConfig.for_model(ref.model_type, **ref.config, num_labels=7)
+    with torch.device("meta"):
+        model = AutoModelForTokenClassification.from_config(cfg)
+    assert abs(sum(p.numel() for p in model.parameters()) - ref.parameters) < 0.05e6
+    assert ref.vocab_size == cfg.vocab_size
+
+
+def test_usable_positions_of_roberta_style_models():
+    from transformers import BertConfig, XLMRobertaConfig
+
+    from xdistill.teachers import usable_positions
+
+    assert usable_positions(XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
+    assert usable_positions(BertConfig(max_position_embeddings=512)) == 512

@@ -16,7 +16,7 @@ from xdistill.adapters import make_adapter
 from xdistill.config import TextDataArguments
 from xdistill.data.text import balanced_sample, build_text_data, read_text_file, to_dataset
 from xdistill.errors import ConfigError, DataFormatError
-from xdistill.taskspec import load_task
+from xdistill.adapters import load_task
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +279,7 @@ def label_counts(d) -> dict:
 def test_build_text_data_splits(tmp_path, imdb):
     root = make_imdb_dir(tmp_path)
     data = build_text_data(imdb, text_args(root))
-    assert list(data.groups) == ["imdb"] and data.unit == "texts" and data.missing == []
+    assert list(data.groups) == ["imdb"] and data.missing == []
     g = data.groups["imdb"]
     val, lab, teach, tr, ev = (list(zip(x["text"], x["label"])) for x in
                                (g.validation, g.labeled, g.teacher_labeled, g.transfer, g.evaluation))

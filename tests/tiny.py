@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from xdistill.adapters.base import Encoded
+from xdistill.data.types import Encoded
 from xdistill.adapters.token_classification import TokenClassificationAdapter
-from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary, svd_embeddings
-from xdistill.taskspec import load_task
+from xdistill.students.bilstm import BiLSTMStudent
+from xdistill.students.vocab import prune_vocabulary, svd_embeddings
+from xdistill.adapters import load_task
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # Whole words, then word pieces: "Hamburg" -> Ham ##burg, "Montreal" -> Mont ##re ##al.
@@ -100,18 +101,16 @@ def make_student(tokenizer, teacher, encodings: list[Encoded], num_labels: int =
                                        tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.all_special_ids)
     emb = svd_embeddings(teacher.get_input_embeddings().weight, kept, embedding_dim, seed=seed)
     return BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=embedding_dim,
-                               hidden_size=hidden_size, num_labels=num_labels,
-                               teacher_hidden_size=teacher.config.hidden_size, dropout=dropout, pooling=pooling,
+                               hidden_size=hidden_size, num_labels=num_labels, dropout=dropout, pooling=pooling,
                                init_embeddings=emb, seed=seed)
 
 
 def random_student(vocab_size: int = 20, num_labels: int = 7, embedding_dim: int = 6, hidden_size: int = 5,
-                   teacher_hidden_size: int = 12, seed: int = 0, pooling: str = "none",
-                   dropout: float = 0.0) -> BiLSTMStudent:
+                   seed: int = 0, pooling: str = "none", dropout: float = 0.0) -> BiLSTMStudent:
     """A student over an identity vocabulary map of ``vocab_size`` ids (no tokenizer, no teacher)."""
     return BiLSTMStudent.build(vocab_map=np.arange(vocab_size), student_vocab_size=vocab_size,
-                               embedding_dim=embedding_dim, hidden_size=hidden_size, num_labels=num_labels,
-                               teacher_hidden_size=teacher_hidden_size, dropout=dropout, pooling=pooling, seed=seed)
+                               embedding_dim=embedding_dim, hidden_size=hidden_size, num_labels=num_labels, dropout=dropout,
+                               pooling=pooling, seed=seed)
 
 
 def state_equal(a: dict, b: dict) -> bool:

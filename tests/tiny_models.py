@@ -53,6 +53,36 @@ def make_tokenizer(directory: Path):
     return BertTokenizer(vocab=str(vocab_txt), do_lower_case=False, strip_accents=False)
 
 
+#: fixture text for a sentencepiece model: German, English and Swahili sentences with punctuation
+SP_TEXT = [
+    "Angela Merkel besuchte Paris.", "Bob lives in Berlin, and Anna visited Zürich.", "Die Schweiz ist schön.",
+    "Carl traf Anna in München (Bayern).", "Paris ist die Hauptstadt von Frankreich.", "Mji mkuu wa Kenya ni Nairobi.",
+    "The city of Hamburg lies on the Elbe.", "Wakati wa mvua, watu hukaa nyumbani.", "Berlin und Paris sind Städte.",
+    "Anna Schmidt arbeitet bei Siemens in Erlangen.", "Nairobi iko Afrika Mashariki.", "Bob met Carl at Acme Corp.",
+]
+
+
+def make_sentencepiece_tokenizer(directory: Path, texts: Sequence[str] = SP_TEXT, vocab_size: int = 120):
+    """An ``XLMRobertaTokenizer`` over a unigram sentencepiece model trained here on ``texts``, with
+    XLM-R's layout (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, pieces, ``<mask>`` last); saved to
+    ``directory`` (``save_pretrained``). Its pre-tokenizer splits on whitespace only, as XLM-R's does."""
+    import io
+
+    import sentencepiece as spm
+    from transformers import XLMRobertaTokenizer
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(list(texts) * 4), model_writer=buf, vocab_size=vocab_size,
+                                   model_type="unigram", character_coverage=1.0, pad_id=-1, bos_id=-1, eos_id=-1,
+                                   unk_id=0, hard_vocab_limit=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size()) if not sp.is_unknown(i)]
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + pieces + [("<mask>", 0.0)]
+    tok = XLMRobertaTokenizer(vocab=vocab)
+    tok.save_pretrained(directory)
+    return tok
+
+
 def bert_config(vocab_size: int, labels: Sequence[str] = LABELS, **kw):
     from transformers import BertConfig
 
@@ -76,9 +106,21 @@ def make_teacher(vocab_size: int, labels: Sequence[str] = LABELS, seed: int = 0)
     return model
 
 
+def teacher_of(model, tokenizer, fingerprint: str = "fp0"):
+    """A :class:`xdistill.teachers.Teacher` around a tiny model (info filled for tests)."""
+    from xdistill.teachers import Teacher, TeacherInfo
+
+    cfg = model.config
+    info = TeacherInfo(source="tiny", trained_from_scratch=True, fine_tuned_here=False, architecture=type(model).__name__,
+                       parameters=sum(p.numel() for p in model.parameters()), hidden_size=cfg.hidden_size,
+                       num_layers=cfg.num_hidden_layers, path="", fingerprint=fingerprint,
+                       family=getattr(cfg, "model_type", "bert"), vocab_size=len(tokenizer))
+    return Teacher(model, tokenizer, info)
+
+
 def wikiann_adapter():
     from xdistill.adapters import make_adapter
-    from xdistill.taskspec import load_task
+    from xdistill.adapters import load_task
 
     return make_adapter(load_task("wikiann"))
 
@@ -105,12 +147,13 @@ def make_student_dir(directory: Path, tokenizer, labels: Sequence[str] = LABELS,
     With ``constant_label`` the classifier's weights are zero and its bias picks
     that label, so every word is predicted as ``constant_label``.
     """
-    from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary
+    from xdistill.students.bilstm import BiLSTMStudent
+    from xdistill.students.vocab import prune_vocabulary
 
     kept, vocab_map = prune_vocabulary([list(range(len(tokenizer)))], len(tokenizer), tokenizer.pad_token_id,
                                        tokenizer.unk_token_id, tokenizer.all_special_ids)
     student = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=8, hidden_size=8,
-                                  num_labels=len(labels), teacher_hidden_size=32, dropout=0.0, seed=seed)
+                                  num_labels=len(labels), dropout=0.0, seed=seed)
     if constant_label is not None:
         with torch.no_grad():
             student.classifier.weight.zero_()
@@ -118,7 +161,7 @@ def make_student_dir(directory: Path, tokenizer, labels: Sequence[str] = LABELS,
             bias[list(labels).index(constant_label)] = 5.0
             student.classifier.bias.copy_(bias)
     extra = {"task": "wikiann", "task_type": "token-classification", "labels": list(labels), "max_length": max_length,
-             "groups": ["xx"], "teacher": "scratch", "teacher_trained_from_scratch": True}
+             "groups": ["xx"], "teacher": "scratch", "teacher_trained_from_scratch": True, "reference": "mbert-base"}
     student.eval()
     student.save(directory, tokenizer=tokenizer, extra=extra)
     return Path(directory)
@@ -127,12 +170,13 @@ def make_student_dir(directory: Path, tokenizer, labels: Sequence[str] = LABELS,
 def make_classifier_dir(directory: Path, tokenizer, pooling: str = "max", constant: str | None = None, seed: int = 0,
                         max_length: int = 32, labels: Sequence[str] = ("neg", "pos")) -> Path:
     """A tiny saved IMDB-task BiLSTM classifier (E=H=8). With ``constant`` (a label) it always says that label."""
-    from xdistill.students.bilstm import BiLSTMStudent, prune_vocabulary
+    from xdistill.students.bilstm import BiLSTMStudent
+    from xdistill.students.vocab import prune_vocabulary
 
     kept, vocab_map = prune_vocabulary([list(range(len(tokenizer)))], len(tokenizer), tokenizer.pad_token_id,
                                        tokenizer.unk_token_id, tokenizer.all_special_ids)
     s = BiLSTMStudent.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=8, hidden_size=8,
-                            num_labels=len(labels), teacher_hidden_size=32, dropout=0.0, pooling=pooling, seed=seed)
+                            num_labels=len(labels), dropout=0.0, pooling=pooling, seed=seed)
     if constant is not None:
         with torch.no_grad():
             s.classifier.weight.zero_()

@@ -1,9 +1,11 @@
 """Command line: ``python -m xdistill {ner,classify,evaluate,predict,export,benchmark} ...``.
 
-``ner`` is built from the config dataclasses with ``transformers.HfArgumentParser``;
-``--preset`` sets the parser defaults, so any preset value can be overridden.
-Errors in input or options (:class:`~xdistill.errors.XDistillError`) are
-printed as one line, without a traceback, with exit status 2.
+``ner`` and ``classify`` are built from the config dataclasses with
+``transformers.HfArgumentParser`` (the task adapter of the command adds its own
+argument classes); ``--preset`` sets the parser defaults, so any preset value
+can be overridden. Errors in input or options
+(:class:`~xdistill.errors.XDistillError`) are printed as one line, without a
+traceback, with exit status 2.
 """
 
 from __future__ import annotations
@@ -11,10 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 from pathlib import Path
 
-from .errors import XDistillError
+import torch
+from transformers import HfArgumentParser
+
+from .adapters import COMMANDS as DISTILL_COMMANDS
+from .adapters import adapter_for_saved, load_task, make_adapter
+from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
+from .errors import ConfigError, EmptyTextError, XDistillError
+from .pipeline import run
+from .reporting import write_model_card
+from .serving import benchmark
+from .serving.export import evaluation_files, export_student
+from .serving.inference import load_model
+from .students import is_student_dir, run_folder_hint
 
 COMMANDS = {
     "ner": "distil a NER student on WikiANN (XtremeDistil multi-stage)",
@@ -45,63 +61,47 @@ def _setup_logging(log_file: Path | None = None) -> None:
 
 
 def _command(name: str, argv: list[str]) -> str:
-    import shlex
-
     return " ".join(["python -m xdistill", name, *map(shlex.quote, argv)])
 
 
-def parse_distill_args(argv: list[str], task: str):
-    """Parse ``ner``/``classify`` options into the config dataclasses (preset defaults first)."""
-    from transformers import HfArgumentParser
+def parse_distill_args(argv: list[str], command: str) -> RunSettings:
+    """Parse ``ner``/``classify`` options into :class:`~xdistill.config.RunSettings` (preset defaults first).
 
-    from .config import ALL_ARGUMENT_CLASSES, CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS, PRESETS
-    from .errors import ConfigError
-
-    classes, presets = {"ner": (ALL_ARGUMENT_CLASSES, PRESETS),
-                        "classify": (CLASSIFY_ARGUMENT_CLASSES, CLASSIFY_PRESETS)}[task]
+    Raises:
+        ConfigError: an unknown preset or option, or a value its dataclass rejects.
+    """
+    adapter_cls = DISTILL_COMMANDS[command]
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--preset", default="cpu")
     known, _ = pre.parse_known_args(argv)
-    if known.preset not in presets:
-        raise ConfigError(f"--preset: expected one of {', '.join(presets)}, got {known.preset!r}")
-    parser = HfArgumentParser(classes, prog=f"python -m xdistill {task}", description=COMMANDS[task])
-    parser.set_defaults(**presets[known.preset], preset=known.preset)
+    if known.preset not in PRESETS:
+        raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {known.preset!r}")
+    parser = HfArgumentParser((*adapter_cls.arguments, *COMMON_ARGUMENTS), prog=f"python -m xdistill {command}",
+                              description=COMMANDS[command])
+    parser.set_defaults(**PRESETS[known.preset][command], preset=known.preset)
     try:
-        return parser.parse_args_into_dataclasses(args=argv)
+        return RunSettings.from_parsed(parser.parse_args_into_dataclasses(args=argv))
     except ValueError as e:  # raised by HfArgumentParser for leftovers, or by __post_init__
         if isinstance(e, XDistillError):
             raise
         raise ConfigError(str(e)) from e
 
 
-#: the task type each distillation command runs
-DISTILL_COMMANDS = {"ner": "token-classification", "classify": "sequence-classification"}
-
-
 def _distill(command: str, argv: list[str]) -> int:
     """``ner`` / ``classify``: parse options, check the task type, run the pipeline, print a summary."""
-    from .errors import ConfigError
-    from .taskspec import load_task
-
-    parsed = parse_distill_args(argv, command)
-    by_type = {type(x).__name__: x for x in parsed}
-    rargs = by_type["RunArguments"]
-    _setup_logging(Path(rargs.output_dir) / "run.log")
-    import torch
-
-    if rargs.threads:
-        torch.set_num_threads(rargs.threads)
-    from .pipeline import run
-
-    spec = load_task(rargs.task)
-    if spec.type != DISTILL_COMMANDS[command]:
-        other = next(k for k, v in DISTILL_COMMANDS.items() if v == spec.type) if spec.type in DISTILL_COMMANDS.values() else None
-        raise ConfigError(f"--task {rargs.task}: a {spec.type} task; `{command}` needs a {DISTILL_COMMANDS[command]} task"
+    settings = parse_distill_args(argv, command)
+    _setup_logging(Path(settings.run.output_dir) / "run.log")
+    if settings.run.threads:
+        torch.set_num_threads(settings.run.threads)
+    spec = load_task(settings.run.task)
+    expected = DISTILL_COMMANDS[command]
+    if spec.type != expected.type:
+        other = next((c for c, cls in DISTILL_COMMANDS.items() if cls.type == spec.type), None)
+        raise ConfigError(f"--task {settings.run.task}: a {spec.type} task; `{command}` needs a {expected.type} task"
                           + (f" (use `{other}`)" if other else ""))
-    dargs = by_type.get("DataArguments") or by_type["TextDataArguments"]
-    report = run(spec, dargs, by_type["TeacherArguments"], by_type["StudentArguments"], by_type["DistillArguments"],
-                 rargs, by_type.get("GenerationArguments"), command=_command(command, argv))
-    print(json.dumps({"output_dir": rargs.output_dir, "mean": report["mean"], "minutes": report["timing"]["total_seconds"] / 60,
+    report = run(make_adapter(spec), settings, command=_command(command, argv))
+    print(json.dumps({"output_dir": settings.run.output_dir, "mean": report["mean"],
+                      "minutes": report["timing"]["total_seconds"] / 60,
                       "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))
     return 0
 
@@ -115,8 +115,6 @@ def cmd_classify(argv: list[str]) -> int:
 
 
 def _check_max_length(value: int | None) -> None:
-    from .errors import ConfigError
-
     if value is not None and value < 8:
         raise ConfigError(f"--max-length: expected at least 8 tokens, got {value}")
 
@@ -129,13 +127,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def _load_for_inference(a):
-    import torch
-
-    from .inference import load_model
-
     if a.threads is not None:
         if a.threads < 1:
-            from .errors import ConfigError
             raise ConfigError(f"--threads: expected a positive integer, got {a.threads}")
         torch.set_num_threads(a.threads)
     return load_model(a.model, a.max_length, runtime=a.runtime, precision=a.precision, threads=a.threads)
@@ -170,8 +163,6 @@ def cmd_predict(argv: list[str]) -> int:
     model = _load_for_inference(a)
 
     def emit(lines, first_line: int, source: str):
-        from .errors import ConfigError, EmptyTextError
-
         try:
             results = model.predict(lines)
         except EmptyTextError as e:  # name the input line (stdin) or the --text occurrence
@@ -196,8 +187,6 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
-    import os
-
     p = argparse.ArgumentParser(prog="python -m xdistill export", description=COMMANDS["export"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
@@ -211,25 +200,17 @@ def cmd_export(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     _setup_logging()
-    from .errors import ConfigError
-    from .model_card import write_model_card
-    from .onnx_export import evaluation_files, export_student
-    from .students.base import is_student_dir
-
     if a.max_examples == 0 or a.max_examples < -1:
         raise ConfigError(f"--max-examples: expected a positive number or -1 (all), got {a.max_examples}")
     if not is_student_dir(a.model):
-        from .students.base import run_folder_hint
         raise ConfigError(f"--model {a.model}: no xdistill student here (expected config.json with \"xdistill_student\": true)"
                           + run_folder_hint(a.model))
     files = a.data
     if not files:
         if not a.data_dir:
             raise ConfigError("export checks parity on real data: give --data-dir (or $XDISTILL_DATA_DIR) or --data FILE")
-        from .inference import _spec_for
-
         cfg = json.loads((Path(a.model) / "config.json").read_text(encoding="utf-8"))
-        spec = _spec_for(cfg, tuple(cfg["labels"]), cfg.get("task_type", "token-classification"))
+        spec = adapter_for_saved(cfg).spec
         files = evaluation_files(spec, cfg.get("groups") or [spec.name], a.data_dir)
     parity = export_student(a.model, files, quantize=a.quantize, max_examples=None if a.max_examples == -1 else a.max_examples,
                             threads=a.threads)
@@ -245,9 +226,7 @@ def cmd_export(argv: list[str]) -> int:
 
 def cmd_benchmark(argv: list[str]) -> int:
     _setup_logging()
-    from .benchmark import main as benchmark_main
-
-    return benchmark_main(argv)
+    return benchmark.main(argv)
 
 
 HANDLERS = {"ner": cmd_ner, "classify": cmd_classify, "evaluate": cmd_evaluate, "predict": cmd_predict,

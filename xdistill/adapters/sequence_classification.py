@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..batching import collate
-from .base import Encoded, TaskAdapter
+from ..config import GenerationArguments, TextDataArguments
+from ..data.batching import IGNORE
+from ..data.taskspec import TaskSpec
+from ..data.text import build_text_data, read_text_file, to_dataset
+from ..data.types import Encoded, TaskData
+from ..errors import ConfigError, EmptyTextError
+from .base import TaskAdapter
+from .levels import SEQUENCE
 
 logger = logging.getLogger(__name__)
-
-IGNORE = -100
 
 
 class SequenceClassificationAdapter(TaskAdapter):
@@ -29,13 +34,35 @@ class SequenceClassificationAdapter(TaskAdapter):
     student state. Metrics: accuracy and macro F1 in percent.
     """
 
-    level = "sequence"
+    type = "sequence-classification"
+    command = "classify"
+    level = SEQUENCE
+    arguments = (TextDataArguments, GenerationArguments)
+    formats = ("csv", "jsonl")
     primary_metric = "accuracy"
+    unit = "texts"
+    group_name = None
+    description = "text classification"
 
-    @property
-    def auto_model_class(self):
-        from transformers import AutoModelForSequenceClassification
-        return AutoModelForSequenceClassification
+    @classmethod
+    def check_spec(cls, spec: TaskSpec) -> None:
+        """``local.unlabeled`` is a file path, ``local.format`` one of :attr:`formats`; a word
+        splitter does not apply (texts go to the tokenizer whole)."""
+        where = spec.path or spec.name
+        unl = spec.local.get("unlabeled")
+        if unl is not None and not isinstance(unl, str) and unl is not False:
+            raise ConfigError(f"{where}: key 'local.unlabeled' must be str for a {cls.type} task "
+                              f"(a file path), got {type(unl).__name__}")
+        fmt = spec.local.get("format")
+        if fmt is not None and fmt not in cls.formats:
+            raise ConfigError(f"{where}: key 'local.format' must be one of {', '.join(cls.formats)} "
+                              f"for a {cls.type} task, got {fmt!r}")
+        if spec.word_splitter is not None:
+            raise ConfigError(f"{where}: key 'word_splitter' applies to token-classification tasks only")
+
+    def load_data(self, args: TextDataArguments) -> TaskData:
+        """The task's one group: train, validation, budgets, transfer and evaluation texts."""
+        return build_text_data(self.spec, args)
 
     def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
         """One row per text (``dataset["text"]``; ``dataset["label"]`` label names or empty for transfer text)."""
@@ -86,8 +113,12 @@ class SequenceClassificationAdapter(TaskAdapter):
         return list(dataset["label"])
 
     def score(self, predictions: list[str], gold: list[str]) -> dict[str, Any]:
-        """``accuracy`` and ``macro_f1`` in percent, plus per-class F1 (scikit-learn)."""
-        from sklearn.metrics import accuracy_score, f1_score
+        """``accuracy`` and ``macro_f1`` in percent, plus per-class F1 (scikit-learn).
+
+        Raises:
+            ValueError: as many predictions as gold labels are needed.
+        """
+        from sklearn.metrics import accuracy_score, f1_score  # deferred: scikit-learn takes 2-3 s to import; inference without scoring never needs it
 
         if len(predictions) != len(gold):
             raise ValueError(f"{len(predictions)} predictions for {len(gold)} gold labels")
@@ -97,45 +128,6 @@ class SequenceClassificationAdapter(TaskAdapter):
         return {"accuracy": 100 * accuracy_score(gold, predictions),
                 "macro_f1": 100 * f1_score(gold, predictions, labels=list(self.labels), average="macro", zero_division=0),
                 "per_class": {lab: 100 * float(f) for lab, f in zip(self.labels, per)}, "n": len(gold)}
-
-    def distill_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` all true: one output per example."""
-        return torch.ones(attention_mask.size(0), dtype=torch.bool, device=attention_mask.device)
-
-    def teacher_outputs(self, logits: torch.Tensor, hidden: torch.Tensor, lengths: Sequence[int]):
-        """Per row: logits ``(1, C)`` and the first-token hidden state ``(1, D)``."""
-        return [logits[i: i + 1] for i in range(len(lengths))], [hidden[i, :1] for i in range(len(lengths))]
-
-    def positions_per_row(self, lengths: np.ndarray) -> np.ndarray:
-        return np.ones_like(np.asarray(lengths))
-
-    def collate(self, encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-        return collate(encoded, rows, pad_id, sequence_level=True)
-
-    def row_logits(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
-        """Per row a ``(C,)`` float32 array."""
-        return [logits[j].float().numpy() for j in range(len(lengths))]
-
-    def teacher_batch(self, teacher, rows: Sequence[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, C)`` logits and ``(B, D)`` first-token hidden states."""
-        lg, hd = teacher.batch(rows, 1)
-        return lg[:, 0], hd[:, 0]
-
-    def student_pooling(self, requested: str) -> str:
-        return requested
-
-    def trainer_example(self, encoded: Encoded, i: int) -> dict:
-        return {"input_ids": encoded.input_ids[i], "labels": encoded.labels[i][0]}
-
-    def trainer_collator(self, tokenizer):
-        from transformers import DataCollatorWithPadding
-        return DataCollatorWithPadding(tokenizer)
-
-    def trainer_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        preds = [self.labels[i] for i in logits.argmax(-1)]
-        gold = [self.labels[i] for i in labels]
-        s = self.score(preds, gold)
-        return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]}
 
     def texts(self, dataset) -> list[str]:
         return list(dataset["text"])
@@ -147,8 +139,6 @@ class SequenceClassificationAdapter(TaskAdapter):
         Raises:
             EmptyTextError: a text is empty or only whitespace (``indices`` name them).
         """
-        from ..errors import EmptyTextError
-
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise EmptyTextError(empty)
@@ -162,21 +152,20 @@ class SequenceClassificationAdapter(TaskAdapter):
 
     def read_labeled_file(self, path, fmt: str):
         """A CSV or JSON-lines file read with the task file's columns, label values and cleaning
-        (``fmt``: auto picks jsonl for ``.jsonl``/``.jsonl.gz`` names, else csv)."""
-        from dataclasses import replace as dc_replace
+        (``fmt``: auto picks jsonl for ``.jsonl``/``.jsonl.gz`` names, else csv).
 
-        from ..data.text import read_text_file, to_dataset
-
+        Raises:
+            ConfigError: a format other than csv or jsonl.
+        """
         if fmt == "auto":
             name = Path(path).name.removesuffix(".gz")
             fmt = "jsonl" if name.endswith((".jsonl", ".json")) else "csv"
-        if fmt not in ("csv", "jsonl"):
-            from ..errors import ConfigError
+        if fmt not in self.formats:
             raise ConfigError(f"--format: a text-classification model reads csv or jsonl files, got {fmt!r}")
         spec = dc_replace(self.spec, local={**self.spec.local, "format": fmt})
         pairs, stats = read_text_file(path, spec, labeled=True)
         return to_dataset(pairs), {"texts": stats.rows, "cleaned": stats.cleaned, "label_counts": stats.label_counts}
 
-    def unlabeled_dataset(self, texts: Sequence[str]):
-        from ..data.text import to_dataset
+    def from_texts(self, texts: Sequence[str]):
+        """Raw texts as an unlabeled split (label ``""``)."""
         return to_dataset([(t, "") for t in texts])

@@ -1,4 +1,10 @@
-"""Token classification (NER) adapter: first-subword label alignment, windowing, seqeval F1."""
+"""Token classification (NER) adapter: first-subword label alignment, windowing, seqeval F1.
+
+Raw text is split into words by the task's word splitter (:mod:`xdistill.data.words`), so
+that transfer text and ``predict`` input are split as the gold files are, whatever the
+teacher's tokenizer; each word is then tokenized alone and its label sits on its first
+subword (``word_ids()`` alignment).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,23 @@ import logging
 from typing import Any, Sequence
 
 import numpy as np
-import torch
+from datasets import Dataset
 
-from ..data.readers import entity_types
-from ..batching import collate
-from .base import Encoded, TaskAdapter
+from ..config import NERDataArguments
+from ..data.batching import IGNORE
+from ..data.languages import LanguageRegistry
+from ..data.ner import FEATURES, build_ner_data
+from ..data.readers import entity_types, read_ner_file
+from ..data.taskspec import TaskSpec
+from ..data.types import Encoded, TaskData
+from ..data.words import make_word_splitter
+from ..errors import ConfigError
+from .base import TaskAdapter
+from .levels import TOKEN
 
 logger = logging.getLogger(__name__)
 
-IGNORE = -100
+DEFAULT_WORD_SPLITTER = "punctuation"
 
 
 def word_pieces(tokenizer, words: Sequence[str], cache: dict[str, list[int]] | None = None) -> list[list[int]]:
@@ -56,13 +70,43 @@ class TokenClassificationAdapter(TaskAdapter):
     ``(B, T, D)``); predictions are word-level; the metric is seqeval's
     entity-level micro F1 (CoNLL scoring) in percent, with per-type scores."""
 
-    level = "token"
+    type = "token-classification"
+    command = "ner"
+    level = TOKEN
+    arguments = (NERDataArguments,)
+    formats = ("auto", "panx", "conll")
     primary_metric = "f1"
+    unit = "sentences"
+    group_name = "languages"
+    description = "NER, IOB2 tags"
+
+    def __init__(self, spec: TaskSpec):
+        super().__init__(spec)
+        self.splitter = make_word_splitter(spec.word_splitter or DEFAULT_WORD_SPLITTER,
+                                           f"{spec.path or spec.name}: key 'word_splitter'")
 
     @property
-    def auto_model_class(self):
-        from transformers import AutoModelForTokenClassification
-        return AutoModelForTokenClassification
+    def metric_description(self) -> str:
+        return "seqeval entity-level micro F1, %"
+
+    @classmethod
+    def check_spec(cls, spec: TaskSpec) -> None:
+        """``local.unlabeled`` is a boolean (use the language registry's unlabeled files);
+        ``local.format`` one of :attr:`formats`; ``word_splitter`` a registered splitter."""
+        where = spec.path or spec.name
+        unl = spec.local.get("unlabeled")
+        if unl is not None and not isinstance(unl, bool):
+            raise ConfigError(f"{where}: key 'local.unlabeled' must be bool for a {cls.type} task "
+                              f"(use the registry files), got {type(unl).__name__}")
+        fmt = spec.local.get("format")
+        if fmt is not None and fmt not in cls.formats:
+            raise ConfigError(f"{where}: key 'local.format' must be one of {', '.join(cls.formats)} "
+                              f"for a {cls.type} task, got {fmt!r}")
+        make_word_splitter(spec.word_splitter or DEFAULT_WORD_SPLITTER, f"{where}: key 'word_splitter'")
+
+    def load_data(self, args: NERDataArguments) -> TaskData:
+        """Splits of every language ``args.langs`` names (see :mod:`xdistill.data.ner`)."""
+        return build_ner_data(self.spec, args, LanguageRegistry.load(), self.splitter)
 
     def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
         """Windows of at most ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included).
@@ -126,7 +170,12 @@ class TokenClassificationAdapter(TaskAdapter):
         return [list(t) for t in dataset["tags"]]
 
     def score(self, predictions: list[list[str]], gold: list[list[str]]) -> dict[str, Any]:
-        """seqeval entity-level scores in percent: ``f1``, ``precision``, ``recall``, ``per_type``."""
+        """seqeval entity-level scores in percent: ``f1``, ``precision``, ``recall``, ``per_type``.
+
+        Raises:
+            ValueError: as many predictions as gold sentences are needed.
+        """
+        # deferred: seqeval imports scikit-learn, about 2 s, which inference without scoring never needs
         from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
         if len(predictions) != len(gold):
@@ -145,60 +194,13 @@ class TokenClassificationAdapter(TaskAdapter):
             "n": len(gold),
         }
 
-    def distill_mask(self, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, T)`` bool: real subword positions, without ``[CLS]`` and the final ``[SEP]``."""
-        mask = attention_mask.bool().clone()
-        mask[:, 0] = False
-        lengths = attention_mask.sum(1)
-        mask[torch.arange(mask.size(0)), lengths - 1] = False
-        return mask
-
-    def teacher_outputs(self, logits: torch.Tensor, hidden: torch.Tensor, lengths: Sequence[int]):
-        """Per row: logits ``(T_i, C)`` and hidden states ``(T_i, D)`` up to the row's length."""
-        return ([logits[i, :n] for i, n in enumerate(lengths)], [hidden[i, :n] for i, n in enumerate(lengths)])
-
-    def positions_per_row(self, lengths: np.ndarray) -> np.ndarray:
-        return np.asarray(lengths)
-
-    def collate(self, encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-        return collate(encoded, rows, pad_id, sequence_level=False)
-
-    def row_logits(self, logits: torch.Tensor, lengths: Sequence[int]) -> list[np.ndarray]:
-        """Per row ``(T_i, C)`` float32 arrays."""
-        return [logits[j, :n].float().numpy() for j, n in enumerate(lengths)]
-
-    def teacher_batch(self, teacher, rows: Sequence[int], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, width, C)`` logits and ``(B, width, D)`` hidden states."""
-        return teacher.batch(rows, width)
-
-    def student_pooling(self, requested: str) -> str:
-        return "none"
-
-    def trainer_example(self, encoded: Encoded, i: int) -> dict:
-        return {"input_ids": encoded.input_ids[i], "labels": encoded.labels[i]}
-
-    def trainer_collator(self, tokenizer):
-        from transformers import DataCollatorForTokenClassification
-        return DataCollatorForTokenClassification(tokenizer)
-
-    def trainer_metrics(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """Entity F1 over first-subword positions of each window."""
-        preds = logits.argmax(-1)
-        gold_seqs, pred_seqs = [], []
-        for pr, lb in zip(preds, labels):
-            keep = lb != IGNORE
-            gold_seqs.append([self.labels[i] for i in lb[keep]])
-            pred_seqs.append([self.labels[i] for i in pr[keep]])
-        return {"f1": self.score(pred_seqs, gold_seqs)["f1"]}
-
     def texts(self, dataset) -> list[str]:
         return [" ".join(t) for t in dataset["tokens"]]
 
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
-        """Entity spans per text: ``{"text", "entities": [{"text", "type", "start", "end"}]}`` (character offsets)."""
-        from ..data.ner import words_of
-
-        words = words_of(model.tokenizer, texts) if texts else []
+        """Per text: its ``words`` (as the task's word splitter splits it), their IOB2 ``tags``,
+        and the entity spans ``entities``: ``[{"text", "type", "start", "end"}]`` (character offsets)."""
+        words = self.splitter.spans(texts)
         ds = {"tokens": [[w for w, _, _ in ws] for ws in words], "tags": [[] for _ in words]}
         enc = self.encode(ds, model.tokenizer, model.max_length)
         tags = self.decode(model.logits(enc), enc)
@@ -213,20 +215,17 @@ class TokenClassificationAdapter(TaskAdapter):
                     cur["end"] = e
                 else:
                     cur = None
-            out.append({"text": text, "entities": [{"text": text[x["start"]:x["end"]], **x} for x in ents]})
+            out.append({"text": text, "words": [w for w, _, _ in ws], "tags": list(tg),
+                        "entities": [{"text": text[x["start"]:x["end"]], **x} for x in ents]})
         return out
 
     def read_labeled_file(self, path, fmt: str):
         """A PAN-X or CoNLL file (``fmt``: auto, panx, conll) as ``{"tokens", "tags"}``."""
-        from ..data.readers import read_ner_file
-
         sentences, stats = read_ner_file(path, format=fmt, label_set=self.labels)
         ds = {"tokens": [list(s.tokens) for s in sentences], "tags": [list(s.tags) for s in sentences]}
         return ds, {"sentences": stats.n_sentences, "tokens": stats.n_tokens, "repaired_tags": stats.n_repaired}
 
-    def unlabeled_dataset(self, texts: Sequence[str]):
-        from datasets import Dataset
-
-        from ..data.ner import FEATURES
-        return Dataset.from_dict({"tokens": [t.split() for t in texts], "tags": [[] for _ in texts],
+    def from_texts(self, texts: Sequence[str]) -> Dataset:
+        """Raw texts split into words by the task's word splitter, without tags."""
+        return Dataset.from_dict({"tokens": self.splitter.words(texts), "tags": [[] for _ in texts],
                                   "lang": ["generated"] * len(texts)}, features=FEATURES)

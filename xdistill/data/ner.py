@@ -4,8 +4,9 @@ Data comes through Hugging Face ``datasets``: from the hub
 (``datasets.load_dataset("unimelb-nlp/wikiann", lang)``) or from local files in
 the XTREME/PAN-X layout (``wikiann/{split}-{lang}.tsv``) read by
 :mod:`xdistill.data.readers` and wrapped in ``datasets.Dataset``. Unlabeled
-sentences (Leipzig, Tatoeba) are split into words by the teacher tokenizer's
-normaliser and pre-tokenizer.
+sentences (Leipzig, Tatoeba) are split into words by the task's word splitter
+(:mod:`xdistill.data.words`), as the gold files are split, whatever the teacher's
+tokenizer.
 
 Splits per language (seeded, disjoint where it matters):
 
@@ -22,32 +23,20 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
+
+import datasets
 from datasets import Dataset, Features, Sequence, Value
 
-from ..config import DataArguments
+from ..config import NERDataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
-from ..languages import LanguageRegistry, unlabeled_files
-from ..taskspec import TaskSpec
-from .readers import Sentence, read_ner_file
+from .languages import LanguageRegistry, unlabeled_files
+from .readers import Sentence, read_ner_file, repair_iob2
+from .taskspec import TaskSpec
+from .types import GroupData, TaskData
+from .words import WordSplitter
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class LanguageData:
-    """All splits of one group (a language for NER, the task for classification). Each split is a
-    ``datasets.Dataset``: NER columns ``tokens`` (words), ``tags`` (IOB2; empty in ``transfer``) and
-    ``lang``; classification columns ``text`` and ``label`` (empty in ``transfer``)."""
-
-    lang: str
-    labeled: Dataset
-    validation: Dataset
-    teacher_labeled: Dataset
-    transfer: Dataset
-    evaluation: Dataset
-    counts: dict = field(default_factory=dict)
 
 
 FEATURES = Features({"tokens": Sequence(Value("string")), "tags": Sequence(Value("string")), "lang": Value("string")})
@@ -133,9 +122,6 @@ class HubSource(NERSource):
         return set(self.registry.with_source("wikiann"))
 
     def load(self, lang: str, split: str) -> list[Sentence]:
-        import datasets
-        from .readers import repair_iob2
-
         hub = self.spec.hub
         split_name = hub["train_split" if split == "train" else "eval_split"]
         try:
@@ -165,37 +151,11 @@ class HubSource(NERSource):
         return f"{self.spec.hub['path']} config {lang}"
 
 
-def make_source(args: DataArguments, spec: TaskSpec, registry: LanguageRegistry) -> NERSource:
+def make_source(args: NERDataArguments, spec: TaskSpec, registry: LanguageRegistry) -> NERSource:
     """The labeled-data source that ``args.source`` selects."""
     if args.source == "local":
         return LocalSource(args.data_dir, spec)
     return HubSource(spec, registry)
-
-
-def words_of(tokenizer, texts: Sequence[str]) -> list[list[tuple[str, int, int]]]:
-    """Split raw texts into words the way the tokenizer does (normaliser + pre-tokenizer).
-
-    Returns, per text, ``(word, start, end)`` with character offsets into the
-    text. CJK characters become single words (BERT's ``handle_chinese_chars``).
-    Characters the normaliser removes (control characters) belong to no word.
-    """
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    out = []
-    for i, text in enumerate(texts):
-        word_ids = enc.word_ids(i)
-        offsets = enc["offset_mapping"][i]
-        spans: dict[int, list[int]] = {}
-        order = []
-        for wid, (s, e) in zip(word_ids, offsets):
-            if wid is None:
-                continue
-            if wid not in spans:
-                spans[wid] = [s, e]
-                order.append(wid)
-            else:
-                spans[wid][1] = max(spans[wid][1], e)
-        out.append([(text[s:e], s, e) for s, e in (spans[w] for w in order) if e > s])
-    return out
 
 
 def read_unlabeled(path: Path, limit: int, rng: random.Random) -> list[str]:
@@ -221,8 +181,8 @@ def _sample(rng: random.Random, items: list, n: int) -> list:
     return list(items) if n < 0 or n >= len(items) else rng.sample(items, n)
 
 
-def build_language_data(lang: str, source: NERSource, args: DataArguments, tokenizer,
-                        registry: LanguageRegistry, use_unlabeled: bool = True) -> LanguageData:
+def build_language_data(lang: str, source: NERSource, args: NERDataArguments, splitter: WordSplitter,
+                        registry: LanguageRegistry, use_unlabeled: bool = True) -> GroupData:
     """Build every split of one language (see the module docstring).
 
     A language whose train split is used up by validation and the labeled
@@ -255,7 +215,7 @@ def build_language_data(lang: str, source: NERSource, args: DataArguments, token
     if use_unlabeled and args.unlabeled_per_lang != 0 and args.data_dir and lang in registry:
         for path in unlabeled_files(Path(args.data_dir), registry.get(lang)):
             lines = read_unlabeled(path, args.unlabeled_per_lang, rng)
-            words = [[w for w, _, _ in ws] for ws in words_of(tokenizer, lines)]
+            words = splitter.words(lines)
             kept = [w for w in words if w]
             if len(kept) != len(words):
                 logger.info("%s: %d lines of %s had no words after normalisation", lang, len(words) - len(kept), path)
@@ -278,7 +238,7 @@ def build_language_data(lang: str, source: NERSource, args: DataArguments, token
         "n_eval": len(eval_sel),
         "eval_file": source.describe(lang, "eval"),
     }
-    return LanguageData(
+    return GroupData(
         lang=lang,
         labeled=_to_dataset(lang, pick(lab_idx)),
         validation=_to_dataset(lang, pick(val_idx)),
@@ -301,7 +261,7 @@ def resolve_languages(spec_str: str, source: NERSource, registry: LanguageRegist
     return selected, missing
 
 
-def check_transfer_set(data: dict[str, LanguageData]) -> None:
+def check_transfer_set(data: dict[str, GroupData]) -> None:
     """Raise ConfigError when no language has transfer text (nothing to distil on)."""
     if not any(len(d.transfer) for d in data.values()):
         detail = ", ".join(f"{lang}: train {d.counts['train_sentences']}, labeled {d.counts['labeled']}, "
@@ -311,16 +271,21 @@ def check_transfer_set(data: dict[str, LanguageData]) -> None:
                           "or add unlabeled text")
 
 
-def build_ner_data(spec: TaskSpec, args: DataArguments, registry: LanguageRegistry, tokenizer):
-    """Splits of every requested language, as a :class:`~xdistill.data.tasks.TaskData`."""
-    from .tasks import TaskData
+def build_ner_data(spec: TaskSpec, args: NERDataArguments, registry: LanguageRegistry,
+                   splitter: WordSplitter) -> TaskData:
+    """Splits of every requested language, as a :class:`~xdistill.data.types.TaskData`.
 
+    Raises:
+        UnknownLanguageError: a requested language has no data where we looked.
+        DataFormatError: a malformed file.
+        ConfigError: the whole transfer set is empty.
+    """
     source = make_source(args, spec, registry)
     langs, missing = resolve_languages(args.langs, source, registry)
     logger.info("languages (%d): %s", len(langs), ", ".join(langs))
     data = {}
     for lang in langs:
-        data[lang] = build_language_data(lang, source, args, tokenizer, registry,
+        data[lang] = build_language_data(lang, source, args, splitter, registry,
                                          use_unlabeled=bool(spec.local.get("unlabeled", False)))
         c = data[lang].counts
         logger.info("%s: train %d, validation %d, labeled %d, teacher labeled %d, transfer %d, eval %d",
@@ -329,5 +294,4 @@ def build_ner_data(spec: TaskSpec, args: DataArguments, registry: LanguageRegist
     teacher = ("all of train minus validation" if args.teacher_labeled_per_lang < 0
                else f"up to {args.teacher_labeled_per_lang} per language")
     return TaskData(groups=data, missing=missing, source=source.name, requested=args.langs,
-                    student_budget=f"up to {args.labeled_per_lang} per language", teacher_budget=teacher,
-                    group_name="languages")
+                    student_budget=f"up to {args.labeled_per_lang} per language", teacher_budget=teacher)

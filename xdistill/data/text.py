@@ -32,10 +32,13 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 from datasets import Dataset, Features, Value
 
+from ..config import TextDataArguments
 from ..errors import ConfigError, DataFormatError
-from ..taskspec import TaskSpec
+from .taskspec import TaskSpec
+from .types import GroupData, TaskData
 
 logger = logging.getLogger(__name__)
 
@@ -199,16 +202,13 @@ def check_local_spec(spec: TaskSpec) -> None:
         raise ConfigError(f"{spec.path}: key 'local.format' must be csv or jsonl for a sequence-classification task")
 
 
-def build_text_data(spec: TaskSpec, args, registry=None, tokenizer=None):
-    """Splits of a text-classification task as a one-group :class:`~xdistill.data.tasks.TaskData`.
+def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
+    """Splits of a text-classification task as a one-group :class:`~xdistill.data.types.TaskData`.
 
     Raises:
         ConfigError: the task file lacks what is needed, or the hub is unreachable.
         DataFormatError: a malformed file.
     """
-    from .ner import LanguageData
-    from .tasks import TaskData
-
     rng = random.Random(f"{args.seed}:{spec.name}")
     stats: dict[str, dict] = {}
     if args.source == "local":
@@ -251,12 +251,12 @@ def build_text_data(spec: TaskSpec, args, registry=None, tokenizer=None):
     counts = {"train_texts": len(train), "validation": len(val_idx), "labeled": len(lab_idx),
               "teacher_labeled": len(teacher_idx), "transfer_from_train": len(rest), "transfer_unlabeled": len(unlabeled),
               "transfer": len(transfer), "eval_texts": len(evaluation), "n_eval": len(eval_idx), "files": stats}
-    group = LanguageData(lang=spec.name, labeled=pick(lab_idx), validation=pick(val_idx), teacher_labeled=pick(teacher_idx),
-                         transfer=to_dataset(transfer), evaluation=to_dataset([evaluation[i] for i in eval_idx]), counts=counts)
+    group = GroupData(lang=spec.name, labeled=pick(lab_idx), validation=pick(val_idx), teacher_labeled=pick(teacher_idx),
+                      transfer=to_dataset(transfer), evaluation=to_dataset([evaluation[i] for i in eval_idx]), counts=counts)
     budget = f"{args.labeled_per_class} per class"
     teacher = "all of train minus validation" if args.teacher_labeled_per_class < 0 else f"up to {args.teacher_labeled_per_class} per class"
     return TaskData(groups={spec.name: group}, missing=[], source=source, requested=spec.name,
-                    student_budget=budget, teacher_budget=teacher, unit="texts")
+                    student_budget=budget, teacher_budget=teacher)
 
 
 def _top_up(train, lab_idx: list[int], pool: list[int], per_class: int) -> list[int]:
@@ -276,10 +276,8 @@ def _top_up(train, lab_idx: list[int], pool: list[int], per_class: int) -> list[
     return out
 
 
-def _hub_text(spec: TaskSpec, args):
+def _hub_text(spec: TaskSpec, args: TextDataArguments):
     """Train, eval and unlabeled ``(text, label)`` pairs from the hub data set."""
-    import datasets
-
     hub = spec.hub
     if not hub:
         raise ConfigError(f"task {spec.name!r} ({spec.path}) declares no [hub] source")

@@ -1,7 +1,16 @@
-"""Students: the BiLSTM of XtremeDistil; later kinds plug in through :class:`~xdistill.students.base.Student`."""
+"""Students: the :class:`~xdistill.students.base.Student` interface with named outputs, the
+registry of kinds keyed by ``--student`` (:data:`STUDENTS`, :func:`build_student`), saving and
+loading, and the XtremeDistil BiLSTM (:mod:`~xdistill.students.bilstm`).
 
-from .base import STUDENT_KINDS, Student, StudentOutput, is_student_dir, load_student
-from .bilstm import BiLSTMStudent, prune_vocabulary, svd_embeddings
+To add a kind: a module here with a ``Student`` subclass decorated ``@register_student``, and
+its import below (the registry line).
+"""
 
-__all__ = ["STUDENT_KINDS", "Student", "StudentOutput", "BiLSTMStudent", "is_student_dir", "load_student",
-           "prune_vocabulary", "svd_embeddings"]
+from .base import STUDENT_CONFIG, STUDENT_MARKER, STUDENT_WEIGHTS, Student, StudentContext, StudentOutput
+from .registry import (STUDENTS, build_student, is_student_dir, load_student, register_student, run_folder_hint,
+                       student_class)
+from .bilstm import BiLSTMStudent  # noqa: E402,I001  (registers "bilstm")
+
+__all__ = ["STUDENTS", "STUDENT_CONFIG", "STUDENT_MARKER", "STUDENT_WEIGHTS", "BiLSTMStudent", "Student",
+           "StudentContext", "StudentOutput", "build_student", "is_student_dir", "load_student", "register_student",
+           "run_folder_hint", "student_class"]

@@ -1,59 +1,130 @@
-"""The student interface and saving/loading of students.
+"""The student interface: named outputs, layer groups for gradual unfreezing, saving.
 
-A student reads the *teacher's* input ids (positions align 1:1 with the
-teacher's) and returns task logits and a projection of its states to the
-teacher's hidden size for the representation loss. It names its layer groups
-from the top down for gradual unfreezing (XtremeDistil, Algorithm 1). Any new
-student kind (e.g. a small transformer) registers itself in
-:data:`STUDENT_KINDS` and implements the same methods.
+A student reads the *teacher's* input ids (positions align 1:1 with the teacher's subwords)
+and returns a :class:`StudentOutput` of named features: ``logits``, ``hidden_states`` (one
+tensor per layer it exposes) and ``attentions`` where it has them. Distillation decides which
+teacher feature trains which student feature (:mod:`xdistill.distill.matches`); projections
+between widths belong to the distillation, not to the student, and are not saved with it.
 
-A saved student folder holds ``config.json`` (kind, sizes, label map),
-``model.safetensors`` (weights and the vocabulary map) and the tokenizer files;
-:func:`load_student` rebuilds it without any training state.
+For gradual unfreezing (XtremeDistil, Algorithm 1) a student names its parameter groups: the
+*body* from the top layer down (:meth:`Student.body_groups`) and the *heads* that produce a
+named output on top of the body (:meth:`Student.head_groups`).
+
+A saved student folder holds ``config.json`` (kind, sizes, label map, task),
+``model.safetensors`` and the tokenizer files; :func:`xdistill.students.load_student`
+rebuilds it without any training state.
 """
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
+import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from ..adapters import OutputLevel, batched_logits
+from ..config import StudentArguments
+from ..data.types import Encoded, Feature
 from ..errors import ConfigError
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, count_parameters
 
 STUDENT_CONFIG = "config.json"
 STUDENT_WEIGHTS = "model.safetensors"
 STUDENT_MARKER = "xdistill_student"
-STUDENT_KINDS: dict[str, type["Student"]] = {}
 
 
 @dataclass
 class StudentOutput:
-    """``logits``: ``(B, T, C)`` (token tasks) or ``(B, C)`` (sequence tasks);
-    ``projected``: GELU(W h + b) in the teacher's hidden size, ``(B, T, D)`` or ``(B, D)``."""
+    """Named outputs of a student for one batch.
+
+    Attributes:
+        logits: ``(B, T, C)`` (token tasks) or ``(B, C)`` (sequence tasks).
+        hidden_states: per exposed layer, ``(B, T, H_l)``, or ``(B, H_l)`` sequence representations
+            for a student that pools (the BiLSTM on a sequence task).
+        attentions: per layer ``(B, A, T, T)``, or ``None`` for a student without attention.
+    """
 
     logits: torch.Tensor
-    projected: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] = ()
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+    def feature(self, f: Feature) -> torch.Tensor:
+        """The output a :class:`~xdistill.data.types.Feature` names (layers index the tuples, ``-1`` the last).
+
+        Raises:
+            ConfigError: the student has no such output or layer.
+        """
+        if f.name == "logits":
+            return self.logits
+        layers = self.hidden_states if f.name == "hidden_states" else self.attentions
+        if not layers:
+            raise ConfigError(f"student feature {f.key}: this student returns no {f.name}")
+        if not -len(layers) <= f.layer < len(layers):
+            raise ConfigError(f"student feature {f.key}: the student exposes {len(layers)} {f.name} layers "
+                              f"(0..{len(layers) - 1}, or -1 for the last)")
+        return layers[f.layer]
+
+
+@dataclass
+class StudentContext:
+    """What a student factory may use to build a student for a run.
+
+    Attributes:
+        num_labels: classes ``C``.
+        level: the task's output level (decides pooling).
+        vocab_size: the teacher tokenizer's vocabulary size ``V``.
+        pad_id, unk_id, special_ids: the teacher tokenizer's padding, unknown and special token ids.
+        rows: encodings whose tokens the student's pruned vocabulary keeps.
+        teacher_embeddings: the teacher's input embeddings ``(V, D)`` for an SVD initialisation,
+            or ``None`` for random embeddings (the no-distillation baseline).
+        seed: seeds the student's initialisation.
+    """
+
+    num_labels: int
+    level: OutputLevel
+    vocab_size: int
+    pad_id: int
+    unk_id: int
+    special_ids: Sequence[int]
+    rows: Sequence[Encoded]
+    teacher_embeddings: torch.Tensor | None
+    seed: int
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, **kw) -> "StudentContext":
+        """A context whose vocabulary facts come from a ``transformers`` tokenizer."""
+        return cls(vocab_size=len(tokenizer), pad_id=tokenizer.pad_token_id, unk_id=tokenizer.unk_token_id,
+                   special_ids=list(tokenizer.all_special_ids), **kw)
+
+    def input_rows(self):
+        """Every input-id row of :attr:`rows`."""
+        return (ids for enc in self.rows for ids in enc.input_ids)
 
 
 class Student(nn.Module):
-    """Base class of students. Subclasses set ``kind`` and implement the abstract methods."""
+    """Base class of students. Subclasses set ``kind``, register with
+    :func:`xdistill.students.register_student` and implement the abstract methods."""
 
     kind: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        if cls.kind:
-            STUDENT_KINDS[cls.kind] = cls
 
     def __init__(self, config: dict):
         super().__init__()
         self.config = dict(config)
+
+    @classmethod
+    @abstractmethod
+    def create(cls, args: StudentArguments, ctx: StudentContext) -> "Student":
+        """A new student for a run (sizes from ``args``, vocabulary and initialisation from ``ctx``)."""
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Student":
+        """An uninitialised student of a saved configuration (weights are loaded after)."""
+        return cls(config)
 
     @abstractmethod
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
@@ -61,7 +132,7 @@ class Student(nn.Module):
 
     @abstractmethod
     def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``forward(...).logits`` without the training-only heads: ``(B, T)`` -> ``(B, T, C)`` or ``(B, C)``."""
+        """``forward(...).logits`` without anything inference does not need: ``(B, T)`` -> ``(B, T, C)`` or ``(B, C)``."""
 
     @abstractmethod
     def export_module(self) -> nn.Module:
@@ -71,32 +142,52 @@ class Student(nn.Module):
         batch size ``B`` and sequence length ``T`` stay dynamic axes. It shares this student's weights."""
 
     @abstractmethod
-    def inference_parameters(self) -> int:
-        """Parameters used at inference (training-only heads such as the representation projection excluded)."""
+    def body_groups(self) -> list[str]:
+        """Names of the body's parameter groups, top layer first (unfrozen in this order)."""
 
     @abstractmethod
-    def unfreeze_groups(self, stage: str) -> list[str]:
-        """Names of the layer groups trained in ``stage``, top layer first."""
+    def head_groups(self, feature: str) -> list[str]:
+        """Groups that produce the named output (``logits``, ``hidden_states``) on top of the body."""
 
     @abstractmethod
     def group_parameters(self, group: str) -> list[nn.Parameter]:
-        """Parameters of a named layer group."""
+        """Parameters of a named group.
 
-    def set_trainable(self, groups: list[str]) -> list[nn.Parameter]:
-        """Freeze everything, unfreeze ``groups``; return the trainable parameters."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        params = []
-        for g in groups:
-            for p in self.group_parameters(g):
-                p.requires_grad_(True)
-                params.append(p)
-        return params
+        Raises:
+            KeyError: an unknown group.
+        """
+
+    @abstractmethod
+    def output_size(self, feature: Feature) -> int:
+        """The last axis of a named output (for a projection to the teacher's width)."""
+
+    @abstractmethod
+    def known_input_ids(self) -> np.ndarray:
+        """Teacher token ids the student has its own embedding for (benchmark inputs are drawn from them)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """What reports and model cards say about the architecture: ``architecture`` (a name),
+        ``summary`` (sizes in a few words) and any sizes worth a column."""
+
+    def inference_parameters(self) -> int:
+        """Parameters used at inference (all of a student's parameters; buffers are not counted)."""
+        return count_parameters(self)
+
+    @torch.no_grad()
+    def logits(self, level: OutputLevel, encoded: Encoded, pad_id: int, batch_size: int = 256) -> list[np.ndarray]:
+        """Per-row logits (``(T_i, C)`` or ``(C,)``, float32) in row order, in eval mode (the
+        training mode is restored after)."""
+        was = self.training
+        self.eval()
+        try:
+            return batched_logits(self.inference_logits, level, encoded, pad_id, batch_size=batch_size,
+                                  device=next(self.parameters()).device)
+        finally:
+            self.train(was)
 
     def save(self, directory: str | Path, tokenizer=None, extra: dict | None = None) -> None:
         """Save config, weights (safetensors) and tokenizer files to ``directory``."""
-        from safetensors.torch import save_file
-
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
@@ -106,57 +197,3 @@ class Student(nn.Module):
         if tokenizer is not None:
             tokenizer.save_pretrained(d)
         atomic_write_json(d / STUDENT_CONFIG, {STUDENT_MARKER: True, "kind": self.kind, **self.config, **(extra or {})})
-
-
-def is_student_dir(directory: str | Path) -> bool:
-    p = Path(directory) / STUDENT_CONFIG
-    if not p.is_file():
-        return False
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and bool(data.get(STUDENT_MARKER))
-
-
-def run_folder_hint(directory: str | Path) -> str:
-    """`` (did you mean DIR/student?)`` when ``directory`` is a run's output folder holding a student, else ``""``."""
-    d = Path(directory)
-    found = [c for c in sorted(d.glob("student*")) if is_student_dir(c)] if d.is_dir() else []
-    return f" (did you mean {found[0]}?)" if found else ""
-
-
-def load_student(directory: str | Path) -> tuple[Student, dict]:
-    """Rebuild a saved student: ``(model in eval mode, config dict)``.
-
-    Raises:
-        ConfigError: the folder holds no student, or an unknown student kind.
-    """
-    from safetensors.torch import load_file
-
-    from . import bilstm  # noqa: F401  (registers the kind)
-
-    d = Path(directory)
-    if not is_student_dir(d):
-        raise ConfigError(f"--model {d}: no xdistill student here (expected {STUDENT_CONFIG} with \"{STUDENT_MARKER}\": true "
-                          f"and {STUDENT_WEIGHTS}){run_folder_hint(d)}")
-    cfg = json.loads((d / STUDENT_CONFIG).read_text())
-    kind = cfg.get("kind")
-    if kind not in STUDENT_KINDS:
-        raise ConfigError(f"{d / STUDENT_CONFIG}: unknown student kind {kind!r}; expected one of {', '.join(STUDENT_KINDS)}")
-    weights = d / STUDENT_WEIGHTS
-    if not weights.is_file():
-        raise ConfigError(f"--model {d}: {STUDENT_WEIGHTS} is missing")
-    model = STUDENT_KINDS[kind].from_config(cfg)
-    state = load_file(str(weights))
-    expected = model.state_dict()
-    wrong = [f"{k}: {tuple(v.shape)} vs config {tuple(expected[k].shape)}" for k, v in state.items()
-             if k in expected and v.shape != expected[k].shape]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if wrong or missing or unexpected:
-        raise ConfigError(f"{weights}: weights do not match {d / STUDENT_CONFIG} (shape mismatches {wrong}, "
-                          f"missing {missing}, unexpected {unexpected})")
-    model.load_state_dict(state)
-    model.eval()
-    return model, cfg

@@ -1,81 +1,46 @@
 """The BiLSTM student of XtremeDistil (Mukherjee & Hassan Awadallah 2020, sec. 3.1).
 
-Word embeddings over the teacher's WordPiece vocabulary pruned to the tokens
-seen in the training and transfer data, initialised by SVD of the teacher's
-input embeddings to E dimensions; a BiLSTM with H units per direction; a tag
-classifier on the BiLSTM states; and a projection GELU(W h + b) to the
-teacher's hidden size for the representation loss. Positions align 1:1 with
-the teacher's WordPiece tokens: the model maps teacher ids to its own through
-a vocabulary buffer, so it takes the teacher tokenizer's output unchanged.
+Word embeddings over the teacher's subword vocabulary pruned to the tokens seen in the run's
+data, initialised by SVD of the teacher's input embeddings to E dimensions (random for the
+no-distillation baseline); a BiLSTM with H units per direction; and a tag or class classifier
+on the BiLSTM states (for sequence tasks after max or attention pooling). Positions align 1:1
+with the teacher's subword tokens: the model maps teacher ids to its own through a vocabulary
+buffer, so it takes the teacher tokenizer's output unchanged.
+
+Named outputs: ``logits`` and ``hidden_states = (h,)``, the BiLSTM states ``(B, T, 2H)`` (pooled
+to ``(B, 2H)`` for sequence tasks). The paper's stage-1 projection GELU(W h + b) to the teacher's
+width is a distillation head (:mod:`xdistill.distill.matches`), not part of the saved student.
 """
 
 from __future__ import annotations
-
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..utils import count_parameters
-from .base import Student, StudentOutput
-
-PAD, UNK = 0, 1
-
-
-def prune_vocabulary(rows: Iterable[Sequence[int]], teacher_vocab_size: int, pad_id: int, unk_id: int,
-                     keep_ids: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the teacher token ids seen in ``rows`` (plus ``keep_ids``, e.g. special tokens).
-
-    Returns ``(kept, vocab_map)``: ``kept[s]`` is the teacher id of student id
-    ``s`` (student 0 = padding, 1 = unknown), and ``vocab_map`` ``(V_teacher,)``
-    maps every teacher id to its student id (unseen ids -> 1).
-    """
-    seen = np.zeros(teacher_vocab_size, dtype=bool)
-    for r in rows:
-        seen[np.asarray(r, dtype=np.int64)] = True
-    for i in keep_ids:
-        seen[i] = True
-    seen[pad_id] = seen[unk_id] = False
-    kept = np.concatenate([[pad_id, unk_id], np.flatnonzero(seen)]).astype(np.int64)
-    vocab_map = np.full(teacher_vocab_size, UNK, dtype=np.int64)
-    vocab_map[kept] = np.arange(len(kept))
-    return kept, vocab_map
+from ..config import StudentArguments
+from ..data.types import Feature
+from .base import Student, StudentContext, StudentOutput
+from .registry import register_student
+from .vocab import PAD, UNK, prune_vocabulary, svd_embeddings
 
 
-def svd_embeddings(teacher_embeddings: torch.Tensor, kept: Sequence[int], dim: int, seed: int = 0) -> torch.Tensor:
-    """SVD initialisation of the student embeddings (XtremeDistil sec. 3.1).
-
-    ``teacher_embeddings`` ``(V_teacher, D)``; the kept rows ``W`` ``(V_s, D)`` are
-    factorised ``W = U S V^T`` and projected onto the top ``dim`` right singular
-    vectors, ``W V[:, :dim] = U[:, :dim] S[:dim]`` ``(V_s, dim)``: the best
-    rank-``dim`` approximation of the teacher's embeddings in ``dim`` coordinates.
-    If ``dim`` exceeds the rank available (min(V_s, D)), the remaining columns
-    are small random values. Row 0 (padding) is zero.
-    """
-    w = teacher_embeddings.detach().float().cpu()[torch.as_tensor(np.asarray(kept))]
-    _, s, vh = torch.linalg.svd(w, full_matrices=False)
-    k = min(dim, vh.size(0))
-    out = torch.empty(w.size(0), dim)
-    out[:, :k] = w @ vh[:k].T
-    if dim > k:
-        g = torch.Generator().manual_seed(seed)
-        out[:, k:] = torch.randn(w.size(0), dim - k, generator=g) * out[:, :k].std() * 0.1
-    out[PAD] = 0.0
-    return out
-
-
+@register_student
 class BiLSTMStudent(Student):
     """BiLSTM student.
 
     Config keys: ``teacher_vocab_size``, ``student_vocab_size``, ``embedding_dim`` (E),
-    ``hidden_size`` (H), ``num_labels`` (C), ``teacher_hidden_size`` (D),
-    ``dropout``, ``pooling`` (``"none"`` for token tasks; ``"max"`` or ``"attention"`` for sequence tasks).
+    ``hidden_size`` (H), ``num_labels`` (C), ``dropout``, ``pooling`` (``"none"`` for token
+    tasks; ``"max"`` or ``"attention"`` for sequence tasks).
 
-    ``forward``: ``input_ids`` ``(B, T)`` teacher ids -> logits ``(B, T, C)`` and
-    projected states ``(B, T, D)`` (or ``(B, C)`` and ``(B, D)`` with pooling).
-    Layer groups, top down: ``classifier`` / ``projection``, ``encoder``, ``embeddings``.
+    ``forward``: ``input_ids`` ``(B, T)`` teacher ids -> logits ``(B, T, C)`` and hidden states
+    ``((B, T, 2H),)`` (or ``(B, C)`` and ``((B, 2H),)`` with pooling).
+    Groups: heads ``classifier`` and ``pooling`` (the attention pooling's parameters, empty
+    otherwise); body, top down: ``encoder``, ``embeddings``.
+
+    Raises:
+        ValueError: an unknown pooling.
     """
 
     kind = "bilstm"
@@ -88,7 +53,6 @@ class BiLSTMStudent(Student):
         self.dropout = nn.Dropout(c.get("dropout", 0.0))
         self.encoder = nn.LSTM(c["embedding_dim"], c["hidden_size"], batch_first=True, bidirectional=True)
         self.classifier = nn.Linear(2 * c["hidden_size"], c["num_labels"])
-        self.projection = nn.Linear(2 * c["hidden_size"], c["teacher_hidden_size"])
         self.pooling = c.get("pooling", "none")
         if self.pooling not in ("none", "max", "attention"):
             raise ValueError(f"pooling must be none, max or attention, got {self.pooling!r}")
@@ -97,18 +61,30 @@ class BiLSTMStudent(Student):
                                        nn.Linear(c["hidden_size"], 1, bias=False)) if self.pooling == "attention" else None
 
     @classmethod
-    def from_config(cls, config: dict) -> "BiLSTMStudent":
-        return cls(config)
+    def create(cls, args: StudentArguments, ctx: StudentContext) -> "BiLSTMStudent":
+        """The teacher's vocabulary pruned to ``ctx.rows``' tokens (special tokens kept), SVD embeddings
+        from ``ctx.teacher_embeddings`` (random when ``None``), E and H from ``args``."""
+        kept, vocab_map = prune_vocabulary(ctx.input_rows(), ctx.vocab_size, ctx.pad_id, ctx.unk_id, ctx.special_ids)
+        emb = None
+        if ctx.teacher_embeddings is not None:
+            emb = svd_embeddings(ctx.teacher_embeddings, kept, args.embedding_dim, seed=ctx.seed)
+        return cls.build(vocab_map=vocab_map, student_vocab_size=len(kept), embedding_dim=args.embedding_dim,
+                         hidden_size=args.hidden_size, num_labels=ctx.num_labels, dropout=args.dropout,
+                         pooling=ctx.level.student_pooling(args.pooling), init_embeddings=emb, seed=ctx.seed,
+                         embedding_init="svd" if emb is not None else "random")
 
     @classmethod
     def build(cls, *, vocab_map: np.ndarray, student_vocab_size: int, embedding_dim: int, hidden_size: int,
-              num_labels: int, teacher_hidden_size: int, dropout: float, pooling: str = "none",
-              init_embeddings: torch.Tensor | None = None, seed: int = 0) -> "BiLSTMStudent":
-        """A new student; ``init_embeddings`` ``(V_s, E)`` (e.g. from :func:`svd_embeddings`) or random."""
+              num_labels: int, dropout: float, pooling: str = "none", init_embeddings: torch.Tensor | None = None,
+              seed: int = 0, embedding_init: str | None = None) -> "BiLSTMStudent":
+        """A new student (modules initialised after ``torch.manual_seed(seed)``); ``init_embeddings``
+        ``(V_s, E)`` (e.g. from :func:`~xdistill.students.vocab.svd_embeddings`) or random;
+        ``embedding_init`` records which (``svd``, ``random``; default ``given`` or ``random``)."""
         torch.manual_seed(seed)
+        init = embedding_init or ("given" if init_embeddings is not None else "random")
         m = cls({"teacher_vocab_size": int(len(vocab_map)), "student_vocab_size": int(student_vocab_size),
                  "embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_labels": num_labels,
-                 "teacher_hidden_size": teacher_hidden_size, "dropout": dropout, "pooling": pooling})
+                 "dropout": dropout, "pooling": pooling, "embedding_init": init})
         m.vocab_map.copy_(torch.as_tensor(vocab_map))
         if init_embeddings is not None:
             with torch.no_grad():
@@ -127,19 +103,15 @@ class BiLSTMStudent(Student):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
         h = self.states(input_ids, attention_mask)
-        return StudentOutput(logits=self.classifier(h), projected=torch.nn.functional.gelu(self.projection(h)))
+        return StudentOutput(logits=self.classifier(h), hidden_states=(h,))
 
     def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits only (no projection head): what ``predict``, ``evaluate`` and the benchmark run."""
+        """Logits only: what ``predict``, ``evaluate`` and the benchmark run."""
         return self.classifier(self.states(input_ids, attention_mask))
 
     def export_module(self) -> nn.Module:
         """The ONNX-exportable inference forward (see :class:`MaskedBiLSTM`)."""
         return ExportableBiLSTM(self)
-
-    def inference_parameters(self) -> int:
-        """All parameters but the stage-1 projection (training-only); the vocabulary buffer is not a parameter."""
-        return count_parameters(self) - sum(p.numel() for p in self.projection.parameters())
 
     def pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(B, T, 2H)`` states -> ``(B, T, 2H)`` (``none``) or ``(B, 2H)`` (``max``: max over real
@@ -152,17 +124,34 @@ class BiLSTMStudent(Student):
         scores = self.attention(h).masked_fill(pad, -1e4)
         return (torch.softmax(scores, dim=1) * h).sum(1)
 
-    def unfreeze_groups(self, stage: str) -> list[str]:
-        top = "projection" if stage == "representation" else "classifier"
-        return [top, "encoder", "embeddings"]
+    def body_groups(self) -> list[str]:
+        return ["encoder", "embeddings"]
+
+    def head_groups(self, feature: str) -> list[str]:
+        """``logits``: the classifier and the pooling that feeds it; ``hidden_states``: the pooling."""
+        return ["classifier", "pooling"] if feature == "logits" else ["pooling"]
 
     def group_parameters(self, group: str) -> list[nn.Parameter]:
-        if group not in ("projection", "classifier", "encoder", "embeddings"):
+        if group == "pooling":
+            return list(self.attention.parameters()) if self.attention is not None else []
+        if group not in ("classifier", "encoder", "embeddings"):
             raise KeyError(f"unknown layer group {group!r}")
-        params = list(getattr(self, group).parameters())
-        if group in ("projection", "classifier") and self.attention is not None:
-            params += list(self.attention.parameters())  # the pooling belongs to the head it feeds
-        return params
+        return list(getattr(self, group).parameters())
+
+    def output_size(self, feature: Feature) -> int:
+        return self.config["num_labels"] if feature.name == "logits" else 2 * self.config["hidden_size"]
+
+    def known_input_ids(self) -> np.ndarray:
+        """Teacher ids whose ``vocab_map`` entry is not 0 (padding) or 1 (unknown)."""
+        return np.flatnonzero(self.vocab_map.cpu().numpy() > UNK).astype(np.int64)
+
+    def describe(self) -> dict:
+        c = self.config
+        init = {"svd": "SVD of the teacher's input embeddings"}.get(c.get("embedding_init", ""), c.get("embedding_init"))
+        return {"name": "BiLSTM", "architecture": "BiLSTM (XtremeDistil)", "kind": self.kind,
+                "summary": f"E={c['embedding_dim']} H={c['hidden_size']}", "embedding_dim": c["embedding_dim"],
+                "hidden_size": c["hidden_size"], "pooling": self.pooling, "vocabulary": c["student_vocab_size"],
+                "embedding_init": init}
 
 
 class MaskedBiLSTM(nn.Module):

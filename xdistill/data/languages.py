@@ -78,7 +78,7 @@ def default_registry_path() -> Path:
     checkout or an editable install), then in the installed package data
     (``xdistill._languages``). Raises :class:`ConfigError` if neither exists.
     """
-    beside = Path(__file__).resolve().parent.parent / "languages" / "languages.toml"
+    beside = Path(__file__).resolve().parents[2] / "languages" / "languages.toml"
     if beside.is_file():
         return beside
     try:

@@ -1,4 +1,4 @@
-"""Length-bucketed batching and padding for encoded windows."""
+"""Length-bucketed batching and padding for encoded rows."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .adapters.base import Encoded
+from .types import Encoded
 
 IGNORE = -100
 
@@ -65,12 +65,7 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
-def collate(encoded: Encoded, rows: Sequence[int], pad_id: int, sequence_level: bool = False) -> dict[str, torch.Tensor]:
-    """Batch tensors for the given rows: ``input_ids`` and ``attention_mask`` ``(B, T)``,
-    ``labels`` ``(B, T)`` (token tasks, -100 on padding) or ``(B,)`` (sequence tasks)."""
+def collate_inputs(encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` (right-padded with ``pad_id``) and ``attention_mask`` of the given rows, both ``(B, T)`` int64."""
     ids = [encoded.input_ids[r] for r in rows]
-    input_ids = pad_rows(ids, pad_id)
-    attention = pad_rows([[1] * len(x) for x in ids], 0)
-    labels = [encoded.labels[r] for r in rows]
-    lab = torch.tensor([x[0] for x in labels], dtype=torch.long) if sequence_level else pad_rows(labels, IGNORE)
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": lab}
+    return {"input_ids": pad_rows(ids, pad_id), "attention_mask": pad_rows([[1] * len(x) for x in ids], 0)}

@@ -1,8 +1,11 @@
 """Declarative task specs (``tasks/*.toml``).
 
 A task file names its adapter type, label set, metric and data sources; the
-pipeline reads it instead of branching on task names. Unknown keys and wrong
-types raise :class:`~xdistill.errors.ConfigError` naming the file and key.
+pipeline reads it instead of branching on task names. This module checks the
+file's structure (unknown keys and wrong types raise
+:class:`~xdistill.errors.ConfigError` naming the file and key); what a key may
+hold for a given task type is checked by that type's adapter
+(:func:`xdistill.adapters.load_task`).
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _SCHEMA: dict[str, dict[str, type | tuple]] = {
-    "": {"name": str, "type": str, "description": str, "labels": list, "metric": str,
+    "": {"name": str, "type": str, "description": str, "labels": list, "metric": str, "word_splitter": str,
          "hub": dict, "local": dict, "defaults": dict, "cleaning": dict},
     "hub": {"path": str, "config": str, "tokens_column": str, "tags_column": str, "text_column": str,
             "label_column": str, "train_split": str, "eval_split": str, "unlabeled_split": str},
@@ -26,8 +29,6 @@ _SCHEMA: dict[str, dict[str, type | tuple]] = {
     "defaults": {"max_length": int},
 }
 _REQUIRED = ("name", "type", "labels", "metric")
-TASK_TYPES = ("token-classification", "sequence-classification")
-FORMATS = {"token-classification": ("auto", "panx", "conll"), "sequence-classification": ("csv", "jsonl")}
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,12 @@ class TaskSpec:
     defaults: dict = field(default_factory=dict)
     cleaning: dict = field(default_factory=dict)
     path: str = ""
+    word_splitter: str | None = None
 
 
 def tasks_dir() -> Path:
     """The folder of the packaged task files (source checkout first, then the installed package)."""
-    here = Path(__file__).resolve().parent.parent / "tasks"
+    here = Path(__file__).resolve().parents[2] / "tasks"
     if here.is_dir():
         return here
     return Path(str(resources.files("xdistill._tasks")))
@@ -79,11 +81,11 @@ def _check(path: Path, table: str, data: dict) -> None:
                 raise ConfigError(f"{path}: key 'cleaning.replace' must be a list of [old, new] string pairs, got {pair!r}")
 
 
-def load_task(name_or_path: str | Path) -> TaskSpec:
-    """Load ``tasks/NAME.toml`` or a task file by path.
+def read_task_file(name_or_path: str | Path) -> TaskSpec:
+    """Read ``tasks/NAME.toml`` or a task file by path and check its structure.
 
     Raises:
-        ConfigError: missing file, invalid TOML, unknown key, wrong type, missing key or unknown type.
+        ConfigError: missing file, invalid TOML, unknown key, wrong type or missing key.
     """
     p = Path(name_or_path)
     if p.suffix != ".toml":
@@ -99,21 +101,10 @@ def load_task(name_or_path: str | Path) -> TaskSpec:
     for key in _REQUIRED:
         if key not in data:
             raise ConfigError(f"{p}: missing key {key!r}")
-    if data["type"] not in TASK_TYPES:
-        raise ConfigError(f"{p}: key 'type' must be one of {', '.join(TASK_TYPES)}, got {data['type']!r}")
-    unl = data.get("local", {}).get("unlabeled")
-    want = bool if data["type"] == "token-classification" else str
-    if unl is not None and not isinstance(unl, want) and unl is not False:
-        raise ConfigError(f"{p}: key 'local.unlabeled' must be {want.__name__} for a {data['type']} task "
-                          f"({'use the registry files' if want is bool else 'a file path'}), got {type(unl).__name__}")
-    fmt = data.get("local", {}).get("format")
-    if fmt is not None and fmt not in FORMATS[data["type"]]:
-        raise ConfigError(f"{p}: key 'local.format' must be one of {', '.join(FORMATS[data['type']])} "
-                          f"for a {data['type']} task, got {fmt!r}")
     labels = data["labels"]
     if not labels or not all(isinstance(x, str) and x for x in labels) or len(set(labels)) != len(labels):
         raise ConfigError(f"{p}: key 'labels' must be a non-empty list of distinct strings")
     return TaskSpec(name=data["name"], type=data["type"], labels=tuple(labels), metric=data["metric"],
                     description=data.get("description", ""), hub=data.get("hub", {}),
                     local=data.get("local", {}), defaults=data.get("defaults", {}),
-                    cleaning=data.get("cleaning", {}), path=str(p))
+                    cleaning=data.get("cleaning", {}), path=str(p), word_splitter=data.get("word_splitter"))

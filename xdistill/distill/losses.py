@@ -27,34 +27,50 @@ Conventions shared by every function here:
   (``torch.promote_types(student.dtype, torch.float32)``): float32/float64
   students compute in their own dtype, float16/bfloat16 students compute (and
   return the loss) in float32 so softmax and squared sums do not overflow.
-* Bad shapes raise :class:`ValueError` naming the shapes; bad ``kind`` /
-  ``temperature`` raise :class:`xdistill.errors.ConfigError` (a
-  ``ValueError`` subclass) naming the option.
+* Bad shapes raise :class:`ValueError` naming the shapes; a bad
+  ``temperature`` or an unknown loss name raise :class:`xdistill.errors.ConfigError`
+  (a ``ValueError`` subclass) naming the option.
+
+Losses are registered by name in :data:`LOSSES` (the pattern of torchdistill's
+``losses/registry.py``); a distillation match names its loss (``mse``, ``kl``,
+``cross_entropy``). Every registered loss has the signature
+``loss(student, target, mask, temperature) -> 0-dim tensor``:
+
+===============  ======================  ======================  ==============
+name             student                 target                  mask
+===============  ======================  ======================  ==============
+``mse``          ``(B, T, F)``/``(B, F)``  same shape, any float  ``(B, T)``/``(B,)``
+``kl``           logits or features      same shape (softmax     ``(B, T)``/``(B,)``
+                                         over the last axis)
+``cross_entropy`` logits ``(B, T, C)``/   gold ids ``(B, T)``/     unused (-100 in
+                 ``(B, C)``               ``(B,)``                 the target)
+===============  ======================  ======================  ==============
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xdistill.errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
-    "LOSS_KINDS",
+    "LOSSES",
+    "LossFn",
+    "cross_entropy_loss",
+    "get_loss",
+    "kl_div_loss",
     "masked_mean",
     "mse_loss",
-    "kl_div_loss",
-    "cross_entropy_loss",
-    "representation_loss",
-    "logits_loss",
+    "register_loss",
 ]
 
-#: Accepted values of the ``kind`` argument of :func:`representation_loss` and
-#: :func:`logits_loss`.
-LOSS_KINDS = ("mse", "kl")
+#: ``loss(student, target, mask, temperature) -> 0-dim tensor``
+LossFn = Callable[[Tensor, Tensor, "Tensor | None", float], Tensor]
 
 
 # --------------------------------------------------------------------------- #
@@ -107,14 +123,6 @@ def _check_temperature(temperature: float) -> float:
     if not (t > 0.0) or not math.isfinite(t):
         raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
     return t
-
-
-def _check_kind(kind: str) -> str:
-    if kind not in LOSS_KINDS:
-        raise ConfigError(
-            f"unknown loss kind {kind!r}; choose one of: {', '.join(LOSS_KINDS)}"
-        )
-    return kind
 
 
 # --------------------------------------------------------------------------- #
@@ -291,79 +299,51 @@ def cross_entropy_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100)
     return masked_mean(per_position, counted)
 
 
-def representation_loss(
-    student_hidden: Tensor,
-    teacher_hidden: Tensor,
-    mask: Tensor | None = None,
-    kind: str = "mse",
-    temperature: float = 1.0,
-) -> Tensor:
-    """XtremeDistil stage-1 representation loss.
+#: loss name -> :data:`LossFn`
+LOSSES: dict[str, LossFn] = {}
 
-    ``student_hidden`` must already be projected into the teacher's space by
-    the caller, i.e. ``GELU(W h_student + b)`` (the projection is a model
-    parameter, not part of this pure function).
 
-    * ``kind="mse"``: :func:`mse_loss` over the hidden axis
-      (``temperature`` is validated but unused).
-    * ``kind="kl"``: :func:`kl_div_loss` between softmax-normalised
-      representations, softmax over the hidden axis ``D`` at ``temperature``.
-
-    Args:
-        student_hidden: projected student states, ``(B, T, D)`` or ``(B, D)``.
-        teacher_hidden: teacher layer-``l`` hidden states, same shape
-            (detached; may be float16).
-        mask: ``(B, T)`` / ``(B,)`` / ``None``; bool or 0/1, true = counted.
-        kind: one of :data:`LOSS_KINDS`.
-        temperature: ``> 0``; only used by ``kind="kl"``.
+def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+    """Decorator: register ``fn(student, target, mask, temperature)`` as the loss ``name``.
 
     Raises:
-        ConfigError (a ValueError): unknown ``kind`` (message lists the
-            choices) or bad ``temperature``.
-        ValueError: shape mismatch (both shapes named) or bad mask shape.
-
-    Source: XtremeDistil (Mukherjee & Hassan Awadallah, ACL 2020), sec. 3.2,
-    "representation loss" (stage 1 of the stage-wise optimisation).
+        ValueError: ``name`` is taken by another function.
     """
-    _check_kind(kind)
-    t_val = _check_temperature(temperature)
-    if kind == "mse":
-        return mse_loss(student_hidden, teacher_hidden, mask)
-    return kl_div_loss(student_hidden, teacher_hidden, mask, temperature=t_val)
+    def deco(fn: LossFn) -> LossFn:
+        if LOSSES.get(name, fn) is not fn:
+            raise ValueError(f"loss {name!r} is already registered")
+        LOSSES[name] = fn
+        return fn
+    return deco
 
 
-def logits_loss(
-    student_logits: Tensor,
-    teacher_logits: Tensor,
-    mask: Tensor | None = None,
-    kind: str = "mse",
-    temperature: float = 1.0,
-) -> Tensor:
-    """XtremeDistil stage-2 logit loss.
-
-    * ``kind="mse"`` (the paper's choice, after Ba & Caruana 2014, "Do Deep
-      Nets Really Need to be Deep?"): :func:`mse_loss` between raw logits,
-      averaged over classes and counted positions (``temperature`` is
-      validated but unused).
-    * ``kind="kl"``: :func:`kl_div_loss` at ``temperature`` (Hinton et al. 2015).
-
-    Args:
-        student_logits: ``(B, T, C)`` or ``(B, C)``.
-        teacher_logits: same shape (detached; may be float16).
-        mask: ``(B, T)`` / ``(B,)`` / ``None``; bool or 0/1, true = counted.
-        kind: one of :data:`LOSS_KINDS`.
-        temperature: ``> 0``; only used by ``kind="kl"``.
+def get_loss(name: str, where: str = "loss") -> LossFn:
+    """The loss registered as ``name``.
 
     Raises:
-        ConfigError (a ValueError): unknown ``kind`` (message lists the
-            choices) or bad ``temperature``.
-        ValueError: shape mismatch (both shapes named) or bad mask shape.
-
-    Source: XtremeDistil (Mukherjee & Hassan Awadallah, ACL 2020), sec. 3.2,
-    "logit loss" (stage 2).
+        ConfigError: an unknown name (``where`` names the option).
     """
-    _check_kind(kind)
-    t_val = _check_temperature(temperature)
-    if kind == "mse":
-        return mse_loss(student_logits, teacher_logits, mask)
-    return kl_div_loss(student_logits, teacher_logits, mask, temperature=t_val)
+    if name not in LOSSES:
+        raise ConfigError(f"{where}: unknown loss {name!r}; expected one of {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]
+
+
+@register_loss("mse")
+def _mse(student: Tensor, target: Tensor, mask: Tensor | None, temperature: float = 1.0) -> Tensor:
+    """:func:`mse_loss` (``temperature`` unused). XtremeDistil sec. 3.2: the representation loss
+    (stage 1) and the logit loss (stage 2, after Ba & Caruana 2014)."""
+    return mse_loss(student, target, mask)
+
+
+@register_loss("kl")
+def _kl(student: Tensor, target: Tensor, mask: Tensor | None, temperature: float = 1.0) -> Tensor:
+    """:func:`kl_div_loss` at ``temperature`` (Hinton et al. 2015), softmax over the last axis
+    (classes for logits, the hidden axis for representations)."""
+    return kl_div_loss(student, target, mask, temperature=temperature)
+
+
+@register_loss("cross_entropy")
+def _cross_entropy(student: Tensor, target: Tensor, mask: Tensor | None, temperature: float = 1.0) -> Tensor:
+    """:func:`cross_entropy_loss` of student logits against gold label ids (positions labeled
+    -100 do not count; ``mask`` and ``temperature`` unused). XtremeDistil stage 3."""
+    return cross_entropy_loss(student, target)

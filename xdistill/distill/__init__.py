@@ -1,0 +1,14 @@
+"""Distillation: losses registered by name (:mod:`~xdistill.distill.losses`), matches between
+teacher and student features (:mod:`~xdistill.distill.matches`), stages and the schedule
+(:mod:`~xdistill.distill.stages`), and the training loop with hooks
+(:mod:`~xdistill.distill.loop`, :mod:`~xdistill.distill.hooks`)."""
+
+from .hooks import DistillPlugin, StepCallback
+from .losses import LOSSES, get_loss, register_loss
+from .loop import DataSource, Distiller, StepResult
+from .matches import PROJECTIONS, Match, Trainee
+from .stages import STAGES, Stage, Step, build_stages, make_schedule, register_stage
+
+__all__ = ["DataSource", "DistillPlugin", "Distiller", "LOSSES", "Match", "PROJECTIONS", "STAGES", "Stage", "Step",
+           "StepCallback", "StepResult", "Trainee", "build_stages", "get_loss", "make_schedule", "register_loss",
+           "register_stage"]

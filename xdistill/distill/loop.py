@@ -1,0 +1,249 @@
+"""The training loop: a schedule of unfreezing steps with early stopping, checkpoints and resume.
+
+:class:`Distiller` runs :class:`~xdistill.distill.stages.Step` s on a
+:class:`~xdistill.distill.matches.Trainee`. Each step trains the step's groups with Adam on
+its stage's data source in length-bucketed, shuffled batches; the loss of a batch is the sum
+of the stage's weighted match losses (teacher targets come from the source's
+:class:`~xdistill.transfer.targets.Targets`: the cache, or a live teacher). Validation on the
+split held out of train (never the evaluation split) picks the best state of each step:
+the task metric, or minus the stage's loss on the validation rows. After every step the
+trainee and the progress are checkpointed (``student.pt``, ``progress.json``; the state at
+the end of each stage also as ``stage-NAME.pt``); ``resume`` skips finished steps. Plugins
+(:mod:`xdistill.distill.hooks`) extend the loop without editing it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..adapters import TaskAdapter
+from ..config import DistillArguments
+from ..data.batching import bucket_batches
+from ..data.types import Encoded
+from ..transfer import Targets
+from ..utils import atomic_torch_save, atomic_write_json
+from .hooks import DistillPlugin
+from .matches import Trainee
+from .stages import Stage, Step
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSource:
+    """Rows a stage trains or validates on, and the teacher targets for them (``None`` for gold
+    data only)."""
+
+    encoded: Encoded
+    targets: Targets | None = None
+
+
+@dataclass
+class StepResult:
+    """What one unfreezing step did: epochs run, optimizer updates, the best validation score
+    (``metric`` names it), wall seconds and the validation history."""
+
+    step: str
+    epochs: float
+    updates: int
+    best_score: float
+    metric: str
+    seconds: float
+    history: list = field(default_factory=list)
+
+
+class Distiller:
+    """Runs a schedule of steps on a trainee (see the module docstring).
+
+    Args:
+        trainee: the student and its distillation heads.
+        adapter: the task adapter (collation, masks, decoding, the validation metric).
+        args: the distillation options (batch size, learning rate, patience, checks per epoch).
+        sources: data sources by name (``transfer``, ``labeled``, ...), as stages name them.
+        validation: the validation rows, with teacher targets for stages selected by loss.
+        validation_gold: gold labels of the validation examples (for the task metric).
+        checkpoint_dir: where ``student.pt``, ``stage-NAME.pt`` and ``progress.json`` go.
+        pad_id: the tokenizer's padding id.
+        seed: seeds the batch order.
+        name: the name in logs.
+        plugins: loop plugins (:class:`~xdistill.distill.hooks.DistillPlugin`).
+    """
+
+    def __init__(self, trainee: Trainee, adapter: TaskAdapter, args: DistillArguments, sources: dict[str, DataSource],
+                 validation: DataSource, validation_gold: list, checkpoint_dir: Path, pad_id: int, seed: int,
+                 name: str = "student", plugins: Sequence[DistillPlugin] = ()):
+        self.trainee = trainee
+        self.adapter = adapter
+        self.args = args
+        self.sources = sources
+        self.validation = validation
+        self.validation_gold = validation_gold
+        self.dir = Path(checkpoint_dir)
+        self.pad_id = pad_id
+        self.seed = seed
+        self.name = name
+        self.plugins = list(plugins)
+
+    @property
+    def student(self):
+        return self.trainee.student
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.trainee.parameters()).device
+
+    # -- losses -------------------------------------------------------------------------------
+    def stage_loss(self, stage: Stage, source: DataSource, rows: Sequence[int]) -> torch.Tensor:
+        """The stage's loss on ``rows`` of ``source``: the sum of its matches' weighted losses.
+
+        Raises:
+            ValueError: the stage needs teacher targets and the source has none.
+        """
+        return self._loss_and_batch(stage, source, rows)[0]
+
+    def _loss_and_batch(self, stage: Stage, source: DataSource,
+                        rows: Sequence[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        dev = self.device
+        b = {k: v.to(dev) for k, v in self.adapter.collate(source.encoded, rows, self.pad_id).items()}
+        out = self.trainee(b["input_ids"], b["attention_mask"])
+        keys = [f.key for f in stage.teacher_features]
+        targets, mask = {}, None
+        if keys:
+            if source.targets is None:
+                raise ValueError(f"stage {stage.name}: its data has no teacher targets")
+            targets = source.targets.batch(rows, b, keys)
+            mask = self.adapter.level.distill_mask(b["attention_mask"])
+        total = None
+        for m in stage.matches:
+            target = targets[m.target] if m.from_teacher else b["labels"]
+            value = m.loss_value(self.trainee.student_output(out, m), target, mask)
+            total = value if total is None else total + value
+        return total, b
+
+    # -- validation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self, stage: Stage) -> tuple[float, str]:
+        """Score on the validation split, higher is better: minus the stage's loss (``select_by
+        = "loss"``) or the task metric (e.g. entity F1)."""
+        v = self.validation
+        if stage.select_by == "loss":
+            self.trainee.eval()
+            total, n = 0.0, 0
+            for rows in bucket_batches(v.encoded.lengths, batch_size=256):
+                total += float(self.stage_loss(stage, v, rows)) * len(rows)
+                n += len(rows)
+            self.trainee.train()
+            return -total / max(n, 1), f"neg_{stage.name}_loss"
+        logits = self.student.logits(self.adapter.level, v.encoded, self.pad_id)
+        preds = self.adapter.decode(logits, v.encoded)
+        k = self.adapter.primary_metric
+        return float(self.adapter.score(preds, self.validation_gold)[k]), k
+
+    # -- one step -------------------------------------------------------------------------------
+    def _trainable(self, step: Step) -> list[torch.nn.Parameter]:
+        groups = dict(self.trainee.stage_groups(step.stage.matches))
+        unknown = [g for g in step.trainable if g not in groups]
+        if unknown:
+            raise ValueError(f"step {step.name}: unknown groups {unknown}; the stage has {list(groups)}")
+        return [p for g in step.trainable for p in groups[g]]
+
+    def train_step(self, step: Step, max_epochs: int) -> StepResult:
+        """Train one step until early stopping; the trainee ends in the step's best state.
+
+        Raises:
+            ValueError: the stage's data source is missing or empty.
+        """
+        stage = step.stage
+        source = self.sources.get(stage.data)
+        if source is None or len(source.encoded) == 0:
+            raise ValueError(f"stage {stage.name}: no {stage.data} rows")
+        params = self._trainable(step)
+        self.trainee.set_trainable(params)
+        opt = torch.optim.Adam(params, lr=self.args.lr)
+        for p in self.plugins:
+            p.on_step_start(self, step, opt)
+        checks_per_epoch = stage.checks_per_epoch or self.args.evals_per_epoch
+        best, metric = self.validate(stage)
+        best_state = copy.deepcopy(self.trainee.state_dict())
+        bad, updates, epochs_done, history = 0, 0, 0.0, [{"epoch": 0.0, "score": best}]
+        t0 = time.perf_counter()
+        self.trainee.train()
+        stop = False
+        for epoch in range(max_epochs):
+            batches = bucket_batches(source.encoded.lengths, batch_size=self.args.batch_size, shuffle=True,
+                                     seed=self.seed * 1000 + epoch + 17 * step.index)
+            check_at = set(int(round(len(batches) * (k + 1) / checks_per_epoch)) - 1 for k in range(checks_per_epoch))
+            for bi, rows in enumerate(batches):
+                loss, batch = self._loss_and_batch(stage, source, rows)
+                for p in self.plugins:
+                    loss = p.batch_loss(self, step, batch, rows, loss)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                updates += 1
+                for p in self.plugins:
+                    p.after_update(self, step, updates)
+                if bi in check_at:
+                    score, metric = self.validate(stage)
+                    epochs_done = epoch + (bi + 1) / len(batches)
+                    history.append({"epoch": round(epochs_done, 3), "score": score, "loss": float(loss.detach())})
+                    if score > best + 1e-6:
+                        best, bad = score, 0
+                        best_state = copy.deepcopy(self.trainee.state_dict())
+                    else:
+                        bad += 1
+                    for p in self.plugins:
+                        p.after_validation(self, step, score, best)
+                    logger.info("%s %s epoch %.2f: validation %s %.4f (best %.4f)", self.name, step.name,
+                                epochs_done, metric, score, best)
+                    if bad >= self.args.patience:
+                        stop = True
+                        break
+            if stop:
+                break
+        self.trainee.load_state_dict(best_state)
+        return StepResult(step=step.name, epochs=round(epochs_done, 3), updates=updates, best_score=best,
+                          metric=metric, seconds=time.perf_counter() - t0, history=history)
+
+    # -- the schedule -----------------------------------------------------------------------------
+    def run(self, steps: Sequence[Step], max_epochs: int, resume: bool = False) -> list[dict]:
+        """Run ``steps`` in order; checkpoint after each; with ``resume`` skip finished ones.
+        Returns each step's :class:`StepResult` as a dict."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        progress_path = self.dir / "progress.json"
+        names = [s.name for s in steps]
+        done: list[dict] = []
+        if resume and progress_path.is_file():
+            prog = json.loads(progress_path.read_text())
+            if prog.get("steps") == names:
+                done = prog["done"]
+                if done:
+                    self.trainee.load_state_dict(torch.load(self.dir / "student.pt", map_location=self.device))
+                    logger.info("%s: resuming after %s (%d of %d steps done)", self.name, done[-1]["step"], len(done), len(steps))
+            else:
+                logger.warning("%s: checkpoint in %s is for another schedule; starting over", self.name, self.dir)
+        todo = list(steps[len(done):])
+        for p in self.plugins:
+            p.on_run_start(self, todo)
+        for i, step in enumerate(steps):
+            if i < len(done):
+                continue
+            logger.info("%s: step %s, training %s", self.name, step.name, "+".join(step.trainable))
+            res = self.train_step(step, max_epochs)
+            done.append(asdict(res))
+            atomic_torch_save(self.trainee.state_dict(), self.dir / "student.pt")
+            if i == len(steps) - 1 or steps[i + 1].stage.name != step.stage.name:
+                atomic_torch_save(self.trainee.state_dict(), self.dir / f"stage-{step.stage.name}.pt")
+            atomic_write_json(progress_path, {"steps": names, "done": done})
+            for p in self.plugins:
+                p.on_step_end(self, step, res)
+        return done

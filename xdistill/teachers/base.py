@@ -1,0 +1,254 @@
+"""The teacher: a ``transformers`` task model and its tokenizer, returning named features.
+
+:class:`Teacher` wraps any ``...ForTokenClassification`` or ``...ForSequenceClassification``
+checkpoint (BERT, XLM-R, DistilBERT, ...). :meth:`Teacher.features` runs a batch and returns
+the requested :class:`~xdistill.data.types.Feature` s by key: ``logits`` ``(B, T, C)`` or
+``(B, C)``, ``hidden_states.L`` ``(B, T, D)`` for any layer ``L`` (0 = embedding output),
+``attentions.L`` ``(B, A, T, T)`` for a layer ``L >= 1`` (which needs the eager attention
+implementation; it is switched on when attentions are asked for). Training it lives in
+:mod:`xdistill.teachers.finetune`; this module is all that inference needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoTokenizer
+
+from ..adapters import OutputLevel, batched_logits, level_of_architectures
+from ..data.types import Encoded, Feature
+from ..errors import ConfigError
+from .references import ReferenceModel, get_reference, reference_for
+
+TEACHER_META = "xdistill_teacher.json"
+#: display names of ``transformers`` model types in reports
+FAMILY_NAMES = {"bert": "BERT", "xlm-roberta": "XLM-R", "distilbert": "DistilBERT", "roberta": "RoBERTa"}
+
+
+@dataclass
+class TeacherInfo:
+    """What the report says about the teacher."""
+
+    source: str                 # hub id, local path, or "scratch"
+    trained_from_scratch: bool
+    fine_tuned_here: bool
+    architecture: str
+    parameters: int
+    hidden_size: int
+    num_layers: int
+    path: str                   # where the fine-tuned teacher is saved
+    fingerprint: str            # hash of the weights: keys the teacher-output cache
+    labeled_data: str = ""
+    best_validation_score: float | None = None
+    family: str = "bert"        # transformers model type
+    reference: str = "mbert-base"   # key of its reference model (xdistill.teachers.references)
+    vocabulary: str = "WordPiece"   # the tokenizer's model: WordPiece, Unigram (sentencepiece), BPE
+    vocab_size: int = 0
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeacherInfo":
+        """From a saved ``xdistill_teacher.json`` (unknown keys of other versions are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+#: model types whose position ids start after the padding index (RoBERTa's ``create_position_ids_from_input_ids``)
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
+
+
+def usable_positions(config) -> int | None:
+    """How many tokens a checkpoint of this configuration can read: ``max_position_embeddings``,
+    less ``pad_token_id + 1`` for RoBERTa-style models (XLM-R-base: 514 - 2 = 512); ``None`` when
+    the configuration has no position embeddings."""
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    if getattr(config, "model_type", "") in OFFSET_POSITIONS:
+        n -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    return int(n)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 (16 hex digits) over the model's parameter names, shapes and values."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def vocabulary_kind(tokenizer) -> str:
+    """The tokenizer's subword model: ``WordPiece``, ``Unigram`` (sentencepiece) or ``BPE``."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return type(backend.model).__name__ if backend is not None else type(tokenizer).__name__
+
+
+def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, reference: ReferenceModel) -> str:
+    """How reports name the teacher: ``BERT trained from scratch with the mBERT vocabulary (not
+    mBERT)`` for a scratch teacher, the checkpoint's source otherwise."""
+    if not scratch:
+        return source
+    vocab = reference.vocabulary if vocab_size == reference.vocab_size else f"a {vocab_size:,}-token vocabulary"
+    return f"{FAMILY_NAMES.get(family, family)} trained from scratch with {vocab} (not {reference.short})"
+
+
+class Teacher:
+    """A task model and its tokenizer (see the module docstring).
+
+    Args:
+        model: a ``transformers`` token- or sequence-classification model.
+        tokenizer: its tokenizer.
+        info: what reports say about it (:class:`TeacherInfo`).
+        task: the task it was fine-tuned on, as recorded (``task``, ``task_file``), if known.
+    """
+
+    def __init__(self, model, tokenizer, info: TeacherInfo, task: dict | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.task = dict(task or {})
+
+    @property
+    def num_layers(self) -> int:
+        return int(getattr(self.model.config, "num_hidden_layers", 0) or 0)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def level(self) -> OutputLevel | None:
+        """The output level of its head (from the model class: ``...ForTokenClassification`` -> token)."""
+        return level_of_architectures([type(self.model).__name__])
+
+    @property
+    def reference(self) -> ReferenceModel:
+        return get_reference(self.info.reference, "teacher")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def eval(self) -> "Teacher":
+        self.model.eval()
+        return self
+
+    def layer(self, layer: int, option: str = "--teacher-layer") -> int:
+        """``layer`` as a non-negative index into ``hidden_states`` (``-1`` is the last layer).
+
+        Raises:
+            ConfigError: outside ``-(L+1)..L`` for a teacher of ``L`` layers (names ``option``).
+        """
+        n = self.num_layers
+        if not -(n + 1) <= layer <= n:
+            raise ConfigError(f"{option} {layer}: the teacher has {n} layers; expected -{n + 1}..{n} "
+                              "(0 is the embedding output, -1 the last layer)")
+        return layer % (n + 1)
+
+    def feature_width(self, feature: Feature) -> int:
+        """The last axis of a per-position feature: classes for ``logits``, the hidden size for ``hidden_states``.
+
+        Raises:
+            ConfigError: attentions (which are ``(A, T, T)`` per row, not one vector per position).
+        """
+        if feature.name == "logits":
+            return int(self.model.config.num_labels)
+        if feature.name == "hidden_states":
+            return self.hidden_size
+        raise ConfigError(f"teacher feature {feature.key}: not one vector per position")
+
+    def input_embeddings(self) -> torch.Tensor:
+        """The input (word) embedding matrix, ``(V, D)``."""
+        return self.model.get_input_embeddings().weight
+
+    def _use_eager_attention(self) -> None:
+        impl = getattr(self.model.config, "_attn_implementation", "eager")
+        if impl == "eager":
+            return
+        try:
+            self.model.set_attn_implementation("eager")
+        except (AttributeError, ValueError) as e:
+            raise ConfigError(f"teacher {self.info.source}: attention weights need the eager attention implementation "
+                              f"and it cannot be switched from {impl!r}: {e}") from e
+
+    @torch.no_grad()
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 requested: Sequence[Feature]) -> dict[str, torch.Tensor]:
+        """Named features of one batch: ``input_ids``/``attention_mask`` ``(B, T)`` -> ``{key: tensor}``
+        (shapes in the module docstring), on the model's device, in its dtype.
+
+        Raises:
+            ConfigError: a layer the teacher does not have, or ``attentions.0``.
+        """
+        want_hidden = any(f.name == "hidden_states" for f in requested)
+        want_att = any(f.name == "attentions" for f in requested)
+        if want_att:
+            self._use_eager_attention()
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_hidden,
+                         output_attentions=want_att)
+        result = {}
+        for f in requested:
+            if f.name == "logits":
+                result[f.key] = out.logits
+            elif f.name == "hidden_states":
+                result[f.key] = out.hidden_states[self.layer(f.layer, f"teacher feature {f.key}")]
+            elif f.name == "attentions":
+                layer = self.layer(f.layer, f"teacher feature {f.key}")
+                if layer == 0:
+                    raise ConfigError(f"teacher feature {f.key}: attention layers are 1..{self.num_layers}")
+                result[f.key] = out.attentions[layer - 1]
+            else:
+                raise ConfigError(f"teacher feature {f.key}: a teacher returns logits, hidden_states or attentions")
+        return result
+
+    @torch.no_grad()
+    def logits(self, level: OutputLevel, encoded: Encoded, pad_id: int | None = None,
+               max_tokens: int = 8192) -> list[np.ndarray]:
+        """Per-row logits (``(T_i, C)`` or ``(C,)``, float32), in row order; length-bucketed
+        batches of at most ``max_tokens`` padded tokens and 256 rows."""
+        self.model.eval()
+        pad = self.tokenizer.pad_token_id if pad_id is None else pad_id
+
+        def forward(ids, mask):
+            return self.model(input_ids=ids, attention_mask=mask).logits
+
+        return batched_logits(forward, level, encoded, pad, batch_size=256, max_tokens=max_tokens, device=self.device)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Teacher":
+        """A teacher folder (``save_pretrained``, as ``OUTPUT/teacher``) for inference.
+
+        Raises:
+            ConfigError: no ``config.json``, or a checkpoint without a token- or sequence-classification head.
+        """
+        d = Path(directory)
+        if not (d / "config.json").is_file():
+            raise ConfigError(f"--model {d}: no transformers checkpoint here (expected config.json)")
+        config = AutoConfig.from_pretrained(d)
+        level = level_of_architectures(config.architectures)
+        if level is None:
+            raise ConfigError(f"--model {d}: config.json names no ...ForTokenClassification or "
+                              "...ForSequenceClassification architecture")
+        model = level.auto_model_class.from_pretrained(d).eval()
+        tokenizer = AutoTokenizer.from_pretrained(d)
+        meta_path = d / TEACHER_META
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        info = TeacherInfo.from_dict(meta["info"]) if "info" in meta else None
+        if info is None:
+            ref = reference_for(config.model_type)
+            info = TeacherInfo(source=str(d), trained_from_scratch=False, fine_tuned_here=False,
+                               architecture=type(model).__name__, parameters=sum(p.numel() for p in model.parameters()),
+                               hidden_size=int(config.hidden_size), num_layers=int(getattr(config, "num_hidden_layers", 0)),
+                               path=str(d), fingerprint=weights_fingerprint(model), family=config.model_type,
+                               reference=ref.key, vocabulary=vocabulary_kind(tokenizer), vocab_size=len(tokenizer),
+                               description=str(d))
+        return cls(model, tokenizer, info, task=meta.get("task"))

@@ -1,0 +1,163 @@
+"""Building the initial teacher: its tokenizer, a model of a registered architecture trained
+from scratch, or a checkpoint by hub id or local path.
+
+* A checkpoint whose ``id2label`` is the task's label set is already fine-tuned and is used
+  as is (labels in another order are permuted in its output layer).
+* A checkpoint with default labels (``LABEL_0``...) is a pretrained encoder: it gets a fresh
+  head and is fine-tuned.
+* A checkpoint fine-tuned on a *different* label set is an error.
+* No checkpoint: a model of :data:`SCRATCH_ARCHITECTURES` sized by the teacher options, with
+  the tokenizer's vocabulary. It is never called mBERT or XLM-R: the log and the report say
+  "trained from scratch".
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertTokenizerFast, XLMRobertaConfig
+
+from ..config import DataArguments, TeacherArguments
+from ..errors import ConfigError
+from .base import vocabulary_kind
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LABEL_PREFIX = "LABEL_"
+
+
+def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
+    """The teacher's tokenizer: the checkpoint's (or ``--tokenizer``'s), or mBERT's WordPiece
+    vocabulary (``DATA_DIR/tokenizers/bert-base-multilingual-cased/vocab.txt``) for a scratch teacher.
+
+    Raises:
+        ConfigError: no tokenizer could be found (names where it looked).
+    """
+    name = targs.tokenizer or targs.teacher
+    if name is None:
+        if not dargs.data_dir:
+            raise ConfigError("--tokenizer: a scratch teacher needs a tokenizer (a folder with vocab.txt or a hub id), "
+                              "or --data-dir with tokenizers/bert-base-multilingual-cased/vocab.txt")
+        name = str(Path(dargs.data_dir) / "tokenizers" / "bert-base-multilingual-cased")
+    p = Path(name)
+    if p.is_dir() and (p / "vocab.txt").is_file() and not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
+        # A bare WordPiece vocabulary (as in ../shared/data/tokenizers): mBERT-cased settings. transformers 5
+        # takes the vocabulary as ``vocab=`` (``vocab_file=`` silently builds a 5-token vocabulary).
+        tok = BertTokenizerFast(vocab=str(p / "vocab.txt"), do_lower_case=False, strip_accents=False,
+                                tokenize_chinese_chars=True)
+        if len(tok) < 10:
+            raise ConfigError(f"--tokenizer {p}: vocab.txt gave a vocabulary of {len(tok)} tokens")
+        return tok
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # transformers raises OSError, ValueError or its own types for a missing or bad tokenizer
+        raise ConfigError(f"--tokenizer/--teacher: could not load a tokenizer from {name!r}: {e}") from e
+
+
+def _bert_config(t: TeacherArguments, tokenizer, labels: dict) -> BertConfig:
+    return BertConfig(vocab_size=len(tokenizer), hidden_size=t.teacher_hidden_size, num_hidden_layers=t.teacher_layers,
+                      num_attention_heads=t.teacher_heads, intermediate_size=t.teacher_intermediate_size,
+                      max_position_embeddings=512, **labels)
+
+
+def _xlmr_config(t: TeacherArguments, tokenizer, labels: dict) -> XLMRobertaConfig:
+    # RoBERTa positions start after the padding index: 512 tokens need 514 position embeddings.
+    return XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=t.teacher_hidden_size,
+                            num_hidden_layers=t.teacher_layers, num_attention_heads=t.teacher_heads,
+                            intermediate_size=t.teacher_intermediate_size, max_position_embeddings=514,
+                            type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=tokenizer.pad_token_id,
+                            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, **labels)
+
+
+#: scratch teacher architectures: name -> ``(teacher options, tokenizer, id2label/label2id) -> config``
+SCRATCH_ARCHITECTURES: dict[str, Callable] = {"bert": _bert_config, "xlm-roberta": _xlmr_config}
+
+
+def scratch_architecture(requested: str, tokenizer) -> str:
+    """``--teacher-architecture``: as given, or for ``auto`` ``bert`` over a WordPiece vocabulary and
+    ``xlm-roberta`` over a sentencepiece (Unigram) or BPE one.
+
+    Raises:
+        ConfigError: an unregistered architecture.
+    """
+    if requested == "auto":
+        return "bert" if vocabulary_kind(tokenizer) == "WordPiece" else "xlm-roberta"
+    if requested not in SCRATCH_ARCHITECTURES:
+        raise ConfigError(f"--teacher-architecture: expected auto or one of {', '.join(SCRATCH_ARCHITECTURES)}, "
+                          f"got {requested!r}")
+    return requested
+
+
+def _label_maps(labels: list[str]) -> dict:
+    id2label = dict(enumerate(labels))
+    return {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+
+
+def build_scratch(targs: TeacherArguments, tokenizer, auto_class, labels: list[str], seed: int):
+    """A randomly initialised model of the scratch architecture (seeded with ``seed``)."""
+    arch = scratch_architecture(targs.teacher_architecture, tokenizer)
+    cfg = SCRATCH_ARCHITECTURES[arch](targs, tokenizer, _label_maps(labels))
+    torch.manual_seed(seed)
+    logger.info("teacher: %s trained from scratch (%d layers, hidden %d, vocabulary of %d); not a pretrained model",
+                arch, targs.teacher_layers, targs.teacher_hidden_size, len(tokenizer))
+    return auto_class.from_config(cfg)
+
+
+def _is_default_labels(id2label: dict) -> bool:
+    return all(str(v).startswith(DEFAULT_LABEL_PREFIX) for v in id2label.values())
+
+
+def output_layer(model: torch.nn.Module, num_labels: int) -> torch.nn.Linear:
+    """The layer that produces the logits: the last ``nn.Linear`` with ``num_labels`` outputs (BERT's
+    ``classifier``, RoBERTa's ``classifier.out_proj``, DistilBERT's ``classifier``).
+
+    Raises:
+        ConfigError: the model has no such layer.
+    """
+    heads = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
+    if not heads:
+        raise ConfigError(f"--teacher: no linear output layer with {num_labels} outputs to reorder the labels of "
+                          f"{type(model).__name__}")
+    return heads[-1]
+
+
+def permute_labels(model: torch.nn.Module, order: list[int]) -> None:
+    """Reorder the output layer's rows so that output ``i`` is the checkpoint's label ``order[i]``."""
+    head = output_layer(model, len(order))
+    with torch.no_grad():
+        head.weight.copy_(head.weight[order])
+        if head.bias is not None:
+            head.bias.copy_(head.bias[order])
+
+
+def load_checkpoint(name: str, auto_class, labels: list[str]):
+    """``(model, needs_fine_tuning)`` for a checkpoint by hub id or local path (see the module docstring).
+
+    Raises:
+        ConfigError: the checkpoint cannot be loaded, or was fine-tuned on other labels.
+    """
+    try:
+        cfg = AutoConfig.from_pretrained(name)
+    except Exception as e:  # transformers raises OSError, ValueError or its own types
+        raise ConfigError(f"--teacher: could not load {name!r} (hub id or local directory): {e}") from e
+    maps = _label_maps(labels)
+    ckpt_labels = {int(k): v for k, v in (cfg.id2label or {}).items()}
+    if ckpt_labels and not _is_default_labels(ckpt_labels):
+        if set(ckpt_labels.values()) != set(labels) or len(ckpt_labels) != len(labels):
+            raise ConfigError(
+                f"--teacher {name}: checkpoint labels {sorted(ckpt_labels.values())} differ from the task's "
+                f"{labels}; expected a checkpoint fine-tuned on the same label set, or a base checkpoint")
+        model = auto_class.from_pretrained(name)
+        by_label = {v: k for k, v in ckpt_labels.items()}
+        order = [by_label[lab] for lab in labels]
+        if order != list(range(len(labels))):
+            permute_labels(model, order)
+            model.config.id2label, model.config.label2id = maps["id2label"], maps["label2id"]
+        logger.info("teacher: %s is already fine-tuned on this label set; used as is", name)
+        return model, False
+    model = auto_class.from_pretrained(name, num_labels=len(labels), ignore_mismatched_sizes=True, **maps)
+    logger.info("teacher: fine-tuning pretrained checkpoint %s", name)
+    return model, True

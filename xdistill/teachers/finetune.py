@@ -1,0 +1,152 @@
+"""Preparing the teacher for a run: reuse the one saved in ``OUTPUT/teacher``, load a checkpoint,
+or build one from scratch (:mod:`xdistill.teachers.build`), then fine-tune it.
+
+Fine-tuning uses ``transformers.Trainer`` with length-grouped batches, early stopping and
+model selection on the validation split (held out of train). The result is saved with
+``save_pretrained`` next to ``xdistill_teacher.json`` (what the report says about it and the
+key of the settings it was made with, so a later run with the same settings reuses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+
+from ..adapters import TaskAdapter
+from ..config import TeacherArguments
+from ..data.types import Encoded
+from ..utils import atomic_write_json, count_parameters
+from .base import TEACHER_META, Teacher, TeacherInfo, describe_teacher, vocabulary_kind, weights_fingerprint
+from .build import build_scratch, load_checkpoint
+from .references import reference_for
+
+logger = logging.getLogger(__name__)
+
+
+class _EncodedDataset(torch.utils.data.Dataset):
+    def __init__(self, enc: Encoded, adapter: TaskAdapter):
+        self.enc = enc
+        self.adapter = adapter
+
+    def __len__(self):
+        return len(self.enc)
+
+    def __getitem__(self, i):
+        return self.adapter.level.trainer_example(self.enc, i)
+
+
+class TeacherTrainer:
+    """Prepares the teacher for a run: reuse a saved one, load a checkpoint, or fine-tune.
+
+    Args:
+        adapter: the task adapter (label set, output level, validation metric).
+        targs: the teacher options.
+        out_dir: the run's output folder (``teacher/`` and ``checkpoints/teacher/`` go there).
+        seed: seed of the scratch initialisation and of the ``Trainer``.
+        setup: what the teacher's training depends on; its hash decides whether a saved teacher is reused.
+    """
+
+    def __init__(self, adapter: TaskAdapter, targs: TeacherArguments, out_dir: Path, seed: int, setup: dict):
+        self.adapter = adapter
+        self.targs = targs
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.setup_key = hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def saved_dir(self) -> Path:
+        return self.out_dir / "teacher"
+
+    def _load_saved(self, tokenizer) -> Teacher | None:
+        meta_path = self.saved_dir / TEACHER_META
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text())
+        if meta.get("setup_key") != self.setup_key:
+            logger.info("saved teacher in %s was made with other settings; not reused", self.saved_dir)
+            return None
+        model = self.adapter.level.auto_model_class.from_pretrained(self.saved_dir)
+        info = TeacherInfo.from_dict(meta["info"])
+        logger.info("reusing the teacher saved in %s (%s)", self.saved_dir,
+                    "trained from scratch" if info.trained_from_scratch else info.source)
+        return Teacher(model, tokenizer, info, task=meta.get("task"))
+
+    def _build(self, tokenizer):
+        """The initial model and whether it still needs fine-tuning."""
+        labels = list(self.adapter.labels)
+        auto = self.adapter.level.auto_model_class
+        if self.targs.from_scratch:
+            return build_scratch(self.targs, tokenizer, auto, labels, self.seed), True
+        return load_checkpoint(self.targs.teacher, auto, labels)
+
+    def prepare(self, tokenizer, train: Encoded, validation: Encoded, resume: bool, labeled_desc: str) -> Teacher:
+        """The teacher ready to label the transfer set, saved in ``OUTPUT/teacher``.
+
+        Raises:
+            ConfigError: the checkpoint cannot be loaded or has other labels.
+        """
+        saved = self._load_saved(tokenizer)
+        if saved is not None:
+            return saved
+        model, needs_training = self._build(tokenizer)
+        best = None
+        if needs_training:
+            best = self._fine_tune(model, tokenizer, train, validation, resume)
+        cfg = model.config
+        ref = reference_for(cfg.model_type)
+        source = self.targs.teacher or "scratch"
+        info = TeacherInfo(
+            source=source, trained_from_scratch=self.targs.from_scratch,
+            fine_tuned_here=needs_training, architecture=type(model).__name__, parameters=count_parameters(model),
+            hidden_size=int(getattr(cfg, "hidden_size", 0)), num_layers=int(getattr(cfg, "num_hidden_layers", 0)),
+            path=str(self.saved_dir), fingerprint=weights_fingerprint(model),
+            labeled_data=labeled_desc if needs_training else "none here (checkpoint used as is)",
+            best_validation_score=best, family=cfg.model_type, reference=ref.key,
+            vocabulary=vocabulary_kind(tokenizer), vocab_size=len(tokenizer),
+            description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref))
+        task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
+        tmp = self.saved_dir.with_name("teacher.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / TEACHER_META, {"setup_key": self.setup_key, "info": asdict(info), "task": task})
+        shutil.rmtree(self.saved_dir, ignore_errors=True)
+        tmp.rename(self.saved_dir)
+        return Teacher(model, tokenizer, info, task=task)
+
+    def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool) -> float | None:
+        t = self.targs
+        ckpt_dir = self.out_dir / "checkpoints" / "teacher"
+        strategy = "steps" if t.teacher_eval_steps else "epoch"
+        args = TrainingArguments(
+            output_dir=str(ckpt_dir), num_train_epochs=t.teacher_epochs, learning_rate=t.teacher_lr,
+            per_device_train_batch_size=t.teacher_batch_size, per_device_eval_batch_size=64,
+            warmup_steps=0.1, weight_decay=0.01, optim="adamw_torch_fused",
+            eval_strategy=strategy, save_strategy=strategy,
+            eval_steps=t.teacher_eval_steps or None, save_steps=t.teacher_eval_steps or None,
+            load_best_model_at_end=True, metric_for_best_model=self.adapter.primary_metric, greater_is_better=True,
+            save_total_limit=2, train_sampling_strategy="group_by_length", logging_steps=50,
+            report_to=[], seed=self.seed, dataloader_num_workers=0, disable_tqdm=True,
+        )
+        adapter = self.adapter
+
+        def compute_metrics(p):
+            return adapter.trainer_metrics(p.predictions, p.label_ids)
+
+        trainer = Trainer(
+            model=model, args=args, train_dataset=_EncodedDataset(train, adapter), eval_dataset=_EncodedDataset(validation, adapter),
+            data_collator=adapter.level.trainer_collator(tokenizer), compute_metrics=compute_metrics,
+            callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
+        )
+        has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
+        trainer.train(resume_from_checkpoint=True if (resume and has_ckpt) else None)
+        best = trainer.state.best_metric
+        logger.info("teacher fine-tuned: best validation %s %.2f", adapter.primary_metric, best if best is not None else float("nan"))
+        return None if best is None else float(best)

@@ -1,0 +1,14 @@
+"""Transfer text and the teacher's outputs on it: sources of unlabeled text
+(:mod:`~xdistill.transfer.sources`: the task's unlabeled text, generated text), generation-
+distillation (:mod:`~xdistill.transfer.generation`), the teacher-feature cache
+(:mod:`~xdistill.transfer.cache`) and the targets a distillation stage reads
+(:mod:`~xdistill.transfer.targets`: cached or from a live teacher)."""
+
+from .cache import FeatureCache, FeatureCacheView, inputs_fingerprint, label_rows
+from .sources import (TRANSFER_SETS, TRANSFER_SOURCES, TransferContext, TransferSource, TransferText, register_source,
+                      resolve_transfer_sets, set_rows)
+from .targets import CachedTargets, LiveTeacherTargets, Targets
+
+__all__ = ["CachedTargets", "FeatureCache", "FeatureCacheView", "LiveTeacherTargets", "TRANSFER_SETS",
+           "TRANSFER_SOURCES", "Targets", "TransferContext", "TransferSource", "TransferText", "inputs_fingerprint",
+           "label_rows", "register_source", "resolve_transfer_sets", "set_rows"]

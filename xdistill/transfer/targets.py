@@ -1,0 +1,60 @@
+"""Where a distillation stage's teacher targets come from: the cache, or the teacher live.
+
+A :class:`Targets` gives the teacher features of a batch's rows, shaped like the student's
+outputs (the output level pads or reduces them). :class:`CachedTargets` reads the features
+cached once per transfer set (:mod:`xdistill.transfer.cache`); :class:`LiveTeacherTargets`
+runs the teacher on the batch, for what cannot be cached (attention maps, inputs that change
+every step such as adversarial examples). The training loop does not know which it has.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import torch
+
+from ..adapters import OutputLevel
+from ..data.types import Feature
+from ..teachers import Teacher
+from .cache import FeatureCache, FeatureCacheView
+
+
+class Targets(ABC):
+    """Teacher features for the rows of a batch."""
+
+    @abstractmethod
+    def batch(self, rows: Sequence[int], batch: dict[str, torch.Tensor], keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``{key: tensor}`` for ``rows`` (indices into this source's rows) whose collated inputs are
+        ``batch`` (``input_ids``/``attention_mask`` ``(B, T)``): ``(B, T, F)`` for token tasks (zero
+        beyond each row's length), ``(B, F)`` for sequence tasks; float32 on the inputs' device."""
+
+
+class CachedTargets(Targets):
+    """Targets read from a :class:`~xdistill.transfer.cache.FeatureCache` (or a view of it)."""
+
+    def __init__(self, cache: FeatureCache | FeatureCacheView, level: OutputLevel):
+        self.cache = cache
+        self.level = level
+
+    def batch(self, rows, batch, keys):
+        width = batch["input_ids"].size(1)
+        dev = batch["input_ids"].device
+        return {k: self.level.target_batch(lambda r, w, k=k: self.cache.batch(k, r, w), rows, width).to(dev)
+                for k in keys}
+
+
+class LiveTeacherTargets(Targets):
+    """Targets computed by the teacher on the batch itself (no cache, no gradient)."""
+
+    def __init__(self, teacher: Teacher, level: OutputLevel):
+        self.teacher = teacher
+        self.level = level
+
+    def batch(self, rows, batch, keys):
+        dev = batch["input_ids"].device
+        tdev = self.teacher.device
+        self.teacher.eval()
+        feats = self.teacher.features(batch["input_ids"].to(tdev), batch["attention_mask"].to(tdev),
+                                      [Feature.parse(k) for k in keys])
+        return {k: self.level.reduce(v).float().to(dev) for k, v in feats.items()}
