@@ -9,7 +9,9 @@ __version__ = "0.1.0"
 
 
 def load_model(*args, **kwargs):
-    """Load a saved student or teacher for inference; see :func:`xdistill.inference.load_model`."""
-    from .inference import load_model as _load
+    """Load a saved student or teacher for inference; see :func:`xdistill.serving.inference.load_model`."""
+    # deferred: serving imports torch and transformers (about 5 s); importing a light submodule of
+    # the package (xdistill.errors, xdistill.data.readers) must not pay for them
+    from .serving.inference import load_model as _load
 
     return _load(*args, **kwargs)

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,6 @@ def default_registry_path() -> Path:
     if beside.is_file():
         return beside
     try:
-        from importlib.resources import files
-
         packaged = Path(str(files("xdistill._languages") / "languages.toml"))
     except (ModuleNotFoundError, TypeError) as exc:
         raise ConfigError(

@@ -173,7 +173,7 @@ def write_plot(result: dict, path: Path) -> None:
     import matplotlib  # deferred: ~1.5 s to import, only needed for the plot
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred with matplotlib, after choosing the headless backend
 
     st = result["settings"]
     b = max(st["batch_sizes"])
