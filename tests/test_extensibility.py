@@ -12,8 +12,8 @@ import tiny_models as tm
 from tiny import make_adapter, make_teacher, make_tokenizer, sentences, single_thread  # noqa: F401
 from xdistill.config import DistillArguments, StudentArguments
 from xdistill.data.types import Encoded, Feature
-from xdistill.distill import (LOSSES, DataSource, DistillPlugin, Distiller, Match, Stage, Trainee, make_schedule,
-                              register_loss)
+from xdistill.distill import (LOSSES, DataSource, DistillData, DistillPlugin, Distiller, Match, Stage, Trainee,
+                              make_schedule, register_loss)
 from xdistill.distill.losses import masked_mean
 from xdistill.students import STUDENTS, Student, StudentContext, StudentOutput, build_student, register_student
 from xdistill.transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, TransferSource, TransferText,
@@ -108,9 +108,9 @@ def test_a_toy_student_and_loss_train_one_step(registered, tmp_path):
     trainee = Trainee(student, stage.matches, {"hidden_states.2": teacher.hidden_size})
     sources = {"transfer": DataSource(transfer, CachedTargets(cache, adapter.level))}
     after_update = AfterUpdate()
-    distiller = Distiller(trainee, adapter, DistillArguments(batch_size=8, max_epochs=1, patience=1), sources,
-                          DataSource(validation), adapter.gold(sentences(4, seed=2)), tmp_path / "ckpt",
-                          tok.pad_token_id, seed=0, plugins=[after_update])
+    data = DistillData(sources, DataSource(validation), adapter.gold(sentences(4, seed=2)), tok.pad_token_id)
+    distiller = Distiller(trainee, adapter, DistillArguments(batch_size=8, max_epochs=1, patience=1), data,
+                          tmp_path / "ckpt", seed=0, plugins=[after_update])
     (step,) = make_schedule(trainee, [stage], gradual=False)
     # the toy's heads: the projection of the hidden-state match; its classifier, for the logits match; then its body
     assert step.trainable == ("projection", "embeddings")

@@ -24,8 +24,8 @@ from tiny import (  # single_thread: an autouse fixture
 import tiny_models as tm
 from xdistill.config import DistillArguments
 from xdistill.data.types import Feature
-from xdistill.distill import (DataSource, DistillPlugin, Distiller, Step, StepCallback, Trainee, build_stages,
-                              make_schedule)
+from xdistill.distill import (DataSource, DistillData, DistillPlugin, Distiller, Step, StepCallback, Trainee,
+                              build_stages, make_schedule)
 from xdistill.transfer import CachedTargets, LiveTeacherTargets, label_rows
 
 STAGE_NAMES = ["representation", "logits", "labeled"]
@@ -70,8 +70,8 @@ def distiller(world, directory, seed=0, student_seed=0, live=False, plugins=(), 
     targets = LiveTeacherTargets(world["teacher"], level) if live else CachedTargets(world["t_out"], level)
     sources = {"transfer": DataSource(world["transfer"], targets), "labeled": DataSource(world["labeled"])}
     validation = DataSource(world["validation"], CachedTargets(world["v_out"], level))
-    return Distiller(trainee(world, student_seed), world["adapter"], args, sources, validation, world["gold"], directory,
-                     pad_id=world["tok"].pad_token_id, seed=seed, plugins=plugins)
+    data = DistillData(sources, validation, world["gold"], pad_id=world["tok"].pad_token_id)
+    return Distiller(trainee(world, student_seed), world["adapter"], args, data, directory, seed=seed, plugins=plugins)
 
 
 def batches(encoded, batch_size: int = 4) -> int:

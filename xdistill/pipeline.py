@@ -22,7 +22,7 @@ from datasets import concatenate_datasets
 from .adapters import TaskAdapter
 from .config import RunSettings
 from .data.types import Encoded, TaskData
-from .distill import (DataSource, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule)
+from .distill import DataSource, DistillData, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule
 from .reporting import (ModelScores, RunResult, TaskInfo, build_report, write_model_card, write_report,
                         write_training_summary)
 from .students import Student, StudentContext, build_student, student_class
@@ -197,9 +197,9 @@ def _distiller(r: Run, trainee: Trainee, transfer: DataSource | None, name: str,
     sources = {"labeled": DataSource(r.enc["labeled"])}
     if transfer is not None:
         sources["transfer"] = transfer
-    return Distiller(trainee, r.adapter, dist, sources, DataSource(r.enc["validation"], targets),
-                     r.adapter.gold(r.splits["validation"]), r.out / "checkpoints" / checkpoint, r.pad_id,
-                     s.data.seed, name=name)
+    data = DistillData(sources, DataSource(r.enc["validation"], targets), r.adapter.gold(r.splits["validation"]),
+                       r.pad_id)
+    return Distiller(trainee, r.adapter, dist, data, r.out / "checkpoints" / checkpoint, s.data.seed, name=name)
 
 
 def student_dir(out: Path, variant: str, variants: list[str]) -> Path:

@@ -19,6 +19,7 @@ import torch
 
 from ..data.taskspec import TaskSpec
 from ..data.types import Encoded, TaskData
+from ..errors import ConfigError
 from .levels import OutputLevel
 
 
@@ -65,11 +66,16 @@ class TaskAdapter(ABC):
 
     @classmethod
     def check_spec(cls, spec: TaskSpec) -> None:
-        """Check what the task file's keys may hold for this task type.
+        """Check what the task file's keys may hold for this task type (here: ``local.format`` is
+        one of :attr:`formats`; subclasses add their own checks).
 
         Raises:
             ConfigError: naming the file and key.
         """
+        fmt = spec.local.get("format")
+        if fmt is not None and fmt not in cls.formats:
+            raise ConfigError(f"{spec.path or spec.name}: key 'local.format' must be one of {', '.join(cls.formats)} "
+                              f"for a {cls.type} task, got {fmt!r}")
 
     # -- data ---------------------------------------------------------------------------------
     @abstractmethod

@@ -48,15 +48,12 @@ class SequenceClassificationAdapter(TaskAdapter):
     def check_spec(cls, spec: TaskSpec) -> None:
         """``local.unlabeled`` is a file path, ``local.format`` one of :attr:`formats`; a word
         splitter does not apply (texts go to the tokenizer whole)."""
+        super().check_spec(spec)
         where = spec.path or spec.name
         unl = spec.local.get("unlabeled")
         if unl is not None and not isinstance(unl, str) and unl is not False:
             raise ConfigError(f"{where}: key 'local.unlabeled' must be str for a {cls.type} task "
                               f"(a file path), got {type(unl).__name__}")
-        fmt = spec.local.get("format")
-        if fmt is not None and fmt not in cls.formats:
-            raise ConfigError(f"{where}: key 'local.format' must be one of {', '.join(cls.formats)} "
-                              f"for a {cls.type} task, got {fmt!r}")
         if spec.word_splitter is not None:
             raise ConfigError(f"{where}: key 'word_splitter' applies to token-classification tasks only")
 

@@ -93,15 +93,12 @@ class TokenClassificationAdapter(TaskAdapter):
     def check_spec(cls, spec: TaskSpec) -> None:
         """``local.unlabeled`` is a boolean (use the language registry's unlabeled files);
         ``local.format`` one of :attr:`formats`; ``word_splitter`` a registered splitter."""
+        super().check_spec(spec)
         where = spec.path or spec.name
         unl = spec.local.get("unlabeled")
         if unl is not None and not isinstance(unl, bool):
             raise ConfigError(f"{where}: key 'local.unlabeled' must be bool for a {cls.type} task "
                               f"(use the registry files), got {type(unl).__name__}")
-        fmt = spec.local.get("format")
-        if fmt is not None and fmt not in cls.formats:
-            raise ConfigError(f"{where}: key 'local.format' must be one of {', '.join(cls.formats)} "
-                              f"for a {cls.type} task, got {fmt!r}")
         make_word_splitter(spec.word_splitter or DEFAULT_WORD_SPLITTER, f"{where}: key 'word_splitter'")
 
     def load_data(self, args: NERDataArguments) -> TaskData:

@@ -5,10 +5,10 @@ teacher and student features (:mod:`~xdistill.distill.matches`), stages and the 
 
 from .hooks import DistillPlugin, StepCallback
 from .losses import LOSSES, get_loss, register_loss
-from .loop import DataSource, Distiller, StepResult
+from .loop import DataSource, DistillData, Distiller, StepResult
 from .matches import PROJECTIONS, Match, Trainee
 from .stages import STAGES, Stage, Step, build_stages, make_schedule, register_stage
 
-__all__ = ["DataSource", "DistillPlugin", "Distiller", "LOSSES", "Match", "PROJECTIONS", "STAGES", "Stage", "Step",
+__all__ = ["DataSource", "DistillData", "DistillPlugin", "Distiller", "LOSSES", "Match", "PROJECTIONS", "STAGES", "Stage", "Step",
            "StepCallback", "StepResult", "Trainee", "build_stages", "get_loss", "make_schedule", "register_loss",
            "register_stage"]

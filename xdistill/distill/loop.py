@@ -47,6 +47,24 @@ class DataSource:
 
 
 @dataclass
+class DistillData:
+    """What a schedule trains and validates on.
+
+    Attributes:
+        sources: data sources by name (``transfer``, ``labeled``, ...), as stages name them.
+        validation: the validation rows (held out of train), with teacher targets for stages
+            selected by their loss.
+        validation_gold: gold labels of the validation examples (for the task metric).
+        pad_id: the tokenizer's padding id.
+    """
+
+    sources: dict[str, DataSource]
+    validation: DataSource
+    validation_gold: list
+    pad_id: int
+
+
+@dataclass
 class StepResult:
     """What one unfreezing step did: epochs run, optimizer updates, the best validation score
     (``metric`` names it), wall seconds and the validation history."""
@@ -67,27 +85,20 @@ class Distiller:
         trainee: the student and its distillation heads.
         adapter: the task adapter (collation, masks, decoding, the validation metric).
         args: the distillation options (batch size, learning rate, patience, checks per epoch).
-        sources: data sources by name (``transfer``, ``labeled``, ...), as stages name them.
-        validation: the validation rows, with teacher targets for stages selected by loss.
-        validation_gold: gold labels of the validation examples (for the task metric).
+        data: the sources, the validation rows and their gold labels (:class:`DistillData`).
         checkpoint_dir: where ``student.pt``, ``stage-NAME.pt`` and ``progress.json`` go.
-        pad_id: the tokenizer's padding id.
         seed: seeds the batch order.
         name: the name in logs.
         plugins: loop plugins (:class:`~xdistill.distill.hooks.DistillPlugin`).
     """
 
-    def __init__(self, trainee: Trainee, adapter: TaskAdapter, args: DistillArguments, sources: dict[str, DataSource],
-                 validation: DataSource, validation_gold: list, checkpoint_dir: Path, pad_id: int, seed: int,
-                 name: str = "student", plugins: Sequence[DistillPlugin] = ()):
+    def __init__(self, trainee: Trainee, adapter: TaskAdapter, args: DistillArguments, data: DistillData,
+                 checkpoint_dir: Path, seed: int, name: str = "student", plugins: Sequence[DistillPlugin] = ()):
         self.trainee = trainee
         self.adapter = adapter
         self.args = args
-        self.sources = sources
-        self.validation = validation
-        self.validation_gold = validation_gold
+        self.data = data
         self.dir = Path(checkpoint_dir)
-        self.pad_id = pad_id
         self.seed = seed
         self.name = name
         self.plugins = list(plugins)
@@ -95,6 +106,14 @@ class Distiller:
     @property
     def student(self):
         return self.trainee.student
+
+    @property
+    def sources(self) -> dict[str, DataSource]:
+        return self.data.sources
+
+    @property
+    def pad_id(self) -> int:
+        return self.data.pad_id
 
     @property
     def device(self) -> torch.device:
@@ -133,7 +152,7 @@ class Distiller:
     def validate(self, stage: Stage) -> tuple[float, str]:
         """Score on the validation split, higher is better: minus the stage's loss (``select_by
         = "loss"``) or the task metric (e.g. entity F1)."""
-        v = self.validation
+        v = self.data.validation
         if stage.select_by == "loss":
             self.trainee.eval()
             total, n = 0.0, 0
@@ -145,7 +164,7 @@ class Distiller:
         logits = self.student.logits(self.adapter.level, v.encoded, self.pad_id)
         preds = self.adapter.decode(logits, v.encoded)
         k = self.adapter.primary_metric
-        return float(self.adapter.score(preds, self.validation_gold)[k]), k
+        return float(self.adapter.score(preds, self.data.validation_gold)[k]), k
 
     # -- one step -------------------------------------------------------------------------------
     def _trainable(self, step: Step) -> list[torch.nn.Parameter]:
