@@ -239,6 +239,13 @@ def test_unregistered_loss_is_refused_before_the_run(kw, option):
         check_settings(_settings(**kw))
 
 
+def test_unknown_scratch_architecture_is_refused_before_the_run():
+    s = _settings()
+    s.teacher = TeacherArguments(teacher_architecture="gpt")
+    with pytest.raises(ConfigError, match="--teacher-architecture.*bert, xlm-roberta.*'gpt'"):
+        check_settings(s)
+
+
 def test_unregistered_student_kind_is_refused_before_the_run():
     s = _settings()
     s.student = StudentArguments(student="cnn")

@@ -414,3 +414,24 @@ def test_usable_positions_of_roberta_style_models():
 
     assert usable_positions(XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512
     assert usable_positions(BertConfig(max_position_embeddings=512)) == 512
+
+
+def test_a_distilbert_teacher_returns_named_features_and_fills_the_cache(tok, enc, adapter, tmp_path):
+    """Any transformers family: DistilBERT names its sizes dim/n_layers and has no token types."""
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+
+    from xdistill.transfer import label_rows
+
+    torch.manual_seed(0)
+    model = DistilBertForTokenClassification(DistilBertConfig(
+        vocab_size=len(tok), dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64,
+        num_labels=7)).eval()
+    teacher = tm.teacher_of(model, tok)
+    assert teacher.num_layers == 2 and teacher.hidden_size == 32 and teacher.level is TOKEN
+    b = TOKEN.collate(enc, [0, 1], tok.pad_token_id)
+    feats = teacher.features(b["input_ids"], b["attention_mask"], [Feature("logits"), Feature("hidden_states", 1)])
+    assert feats["logits"].shape[-1] == 7 and feats["hidden_states.1"].shape[-1] == 32
+    cache, _ = label_rows(teacher, adapter.level, enc, [Feature("hidden_states", 2), Feature("logits")], tmp_path,
+                          max_tokens=64, name="transfer")
+    assert cache.row("hidden_states.2", 0).shape == (len(enc.input_ids[0]), 32)
+    assert reference_for(model.config.model_type).name == "mBERT-base"

@@ -22,12 +22,13 @@ from datasets import concatenate_datasets
 from .adapters import TaskAdapter
 from .config import RunSettings
 from .data.types import Encoded, TaskData
+from .errors import ConfigError
 from .distill import DataSource, DistillData, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule
 from .reporting import (ModelScores, RunResult, TaskInfo, build_report, write_model_card, write_report,
                         write_training_summary)
 from .students import Student, StudentContext, build_student, student_class
 from .teachers import Teacher
-from .teachers.build import load_tokenizer
+from .teachers.build import SCRATCH_ARCHITECTURES, load_tokenizer
 from .teachers.finetune import TeacherTrainer
 from .transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, TransferContext,
                        inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
@@ -100,9 +101,13 @@ def check_settings(s: RunSettings) -> list[str]:
     """Check what the registries decide, before anything slow runs; returns the transfer sources.
 
     Raises:
-        ConfigError: an unknown student kind, stage, loss or transfer set (naming the option).
+        ConfigError: an unknown student kind, stage, loss, transfer set or scratch architecture (naming the option).
     """
     student_class(s.student.student)
+    arch = s.teacher.teacher_architecture
+    if s.teacher.from_scratch and arch != "auto" and arch not in SCRATCH_ARCHITECTURES:
+        raise ConfigError(f"--teacher-architecture: expected auto or one of {', '.join(SCRATCH_ARCHITECTURES)}, "
+                          f"got {arch!r}")
     for option in ("representation_loss", "logits_loss"):
         get_loss(getattr(s.distill, option), "--" + option.replace("_", "-"))
     build_stages(s.distill.stage_names, s.distill, 0)
