@@ -107,10 +107,12 @@ def _distill(command: str, argv: list[str]) -> int:
 
 
 def cmd_ner(argv: list[str]) -> int:
+    """``python -m xdistill ner``: distil a NER student (exit status 0)."""
     return _distill("ner", argv)
 
 
 def cmd_classify(argv: list[str]) -> int:
+    """``python -m xdistill classify``: distil a text-classification student (exit status 0)."""
     return _distill("classify", argv)
 
 
@@ -135,6 +137,7 @@ def _load_for_inference(a):
 
 
 def cmd_evaluate(argv: list[str]) -> int:
+    """``python -m xdistill evaluate``: score a student or teacher on a labeled file; prints JSON (metrics in %)."""
     p = argparse.ArgumentParser(prog="python -m xdistill evaluate", description=COMMANDS["evaluate"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
     p.add_argument("--data", required=True, help="labeled file: NER: PAN-X .tsv (token<TAB>tag) or CoNLL columns; "
@@ -151,6 +154,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 
 def cmd_predict(argv: list[str]) -> int:
+    """``python -m xdistill predict``: one JSON line per input text (``--text`` or stdin lines)."""
     p = argparse.ArgumentParser(prog="python -m xdistill predict", description=COMMANDS["predict"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
     p.add_argument("--text", action="append", help="a text to tag or classify (repeatable); default: lines of stdin")
@@ -187,6 +191,7 @@ def cmd_predict(argv: list[str]) -> int:
 
 
 def cmd_export(argv: list[str]) -> int:
+    """``python -m xdistill export``: ONNX (and int8) with the parity check; prints its summary as JSON."""
     p = argparse.ArgumentParser(prog="python -m xdistill export", description=COMMANDS["export"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
@@ -225,6 +230,7 @@ def cmd_export(argv: list[str]) -> int:
 
 
 def cmd_benchmark(argv: list[str]) -> int:
+    """``python -m xdistill benchmark``: batch latency (ms) of students, teachers and reference models."""
     _setup_logging()
     return benchmark.main(argv)
 

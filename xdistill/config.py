@@ -188,6 +188,7 @@ class GenerationArguments:
 
     @property
     def transfer_sets(self) -> list[str]:
+        """``--transfer`` as a list, repeats dropped, in order."""
         return list(dict.fromkeys(t.strip() for t in self.transfer.split(",") if t.strip()))
 
 
@@ -229,6 +230,7 @@ class TeacherArguments:
 
     @property
     def from_scratch(self) -> bool:
+        """Whether no checkpoint was given (the teacher is trained from scratch)."""
         return self.teacher is None
 
 
@@ -285,6 +287,7 @@ class DistillArguments:
 
     @property
     def stage_names(self) -> list[str]:
+        """``--stages`` as a list, in order."""
         return [s.strip() for s in self.stages.split(",") if s.strip()]
 
 

@@ -127,6 +127,7 @@ class Feature:
 
     @property
     def key(self) -> str:
+        """``logits``, ``hidden_states.4``: the name, and the layer when there is one."""
         return self.name if self.layer is None else f"{self.name}.{self.layer}"
 
     @classmethod

@@ -119,6 +119,7 @@ class Trainee(nn.Module):
                                                                   target_widths[m.target])
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
+        """The student's named outputs for ``(B, T)`` inputs (projections are applied per match)."""
         return self.student(input_ids, attention_mask)
 
     def student_output(self, out: StudentOutput, m: Match) -> torch.Tensor:

@@ -119,6 +119,7 @@ class Step:
 
     @property
     def name(self) -> str:
+        """``STAGE:INDEX``, e.g. ``logits:2`` (in reports, logs and ``progress.json``)."""
         return f"{self.stage.name}:{self.index}"
 
 

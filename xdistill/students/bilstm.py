@@ -102,6 +102,8 @@ class BiLSTMStudent(Student):
         return self.pool(self.dropout(h), attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
+        """``(B, T)`` teacher ids -> logits ``(B, T, C)`` and ``hidden_states = ((B, T, 2H),)`` (pooled:
+        ``(B, C)`` and ``((B, 2H),)``)."""
         h = self.states(input_ids, attention_mask)
         return StudentOutput(logits=self.classifier(h), hidden_states=(h,))
 
@@ -139,6 +141,7 @@ class BiLSTMStudent(Student):
         return list(getattr(self, group).parameters())
 
     def output_size(self, feature: Feature) -> int:
+        """C for ``logits``, 2H (both directions) for ``hidden_states``."""
         return self.config["num_labels"] if feature.name == "logits" else 2 * self.config["hidden_size"]
 
     def known_input_ids(self) -> np.ndarray:

@@ -119,10 +119,12 @@ class Teacher:
 
     @property
     def num_layers(self) -> int:
+        """Transformer layers ``L`` (``hidden_states`` has ``L + 1`` entries)."""
         return int(getattr(self.model.config, "num_hidden_layers", 0) or 0)
 
     @property
     def hidden_size(self) -> int:
+        """Width ``D`` of its hidden states."""
         return int(self.model.config.hidden_size)
 
     @property
@@ -132,13 +134,16 @@ class Teacher:
 
     @property
     def reference(self) -> ReferenceModel:
+        """The pretrained model students of this teacher are compared with (mBERT-base, XLM-R-base)."""
         return get_reference(self.info.reference, "teacher")
 
     @property
     def device(self) -> torch.device:
+        """Where its weights are."""
         return next(self.model.parameters()).device
 
     def eval(self) -> "Teacher":
+        """Inference mode (no dropout); returns itself."""
         self.model.eval()
         return self
 

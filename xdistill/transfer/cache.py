@@ -85,6 +85,7 @@ class FeatureCache:
 
     @property
     def keys(self) -> list[str]:
+        """The cached feature keys (``logits``, ``hidden_states.4``)."""
         return list(self.arrays)
 
     def _array(self, key: str) -> np.ndarray:
@@ -111,6 +112,7 @@ class FeatureCache:
 
     @classmethod
     def open(cls, path: Path) -> "FeatureCache":
+        """A complete cache folder (``meta.json``, ``offsets.npy`` and one ``KEY.npy`` per feature), memory-mapped."""
         meta = json.loads((path / "meta.json").read_text())
         arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in meta["features"]}
         return cls(path=path, arrays=arrays, offsets=np.load(path / "offsets.npy"), meta=meta)
