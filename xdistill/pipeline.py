@@ -63,7 +63,7 @@ class Run:
     sources: list[str] = field(default_factory=list)
     source_enc: dict[str, Encoded] = field(default_factory=dict)
     union: Encoded | None = None
-    generation: dict | None = None
+    sections: dict[str, dict] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
     union_cache: FeatureCache | None = None
     validation_cache: FeatureCache | None = None
@@ -159,8 +159,8 @@ def build_transfer(r: Run) -> None:
         r.enc[source.encoding] = text.encoded
         r.source_enc[name] = text.encoded
         parts.append(text.encoded)
-        if text.report is not None:
-            r.generation = text.report
+        if source.section is not None:
+            r.sections[source.section] = text.report
     r.union = parts[0] if len(parts) == 1 else Encoded.concat(parts)
 
 
@@ -295,7 +295,7 @@ def _result(r: Run, trainees: dict[str, Trainee], baseline: Trainee, scores: dic
         sizes={k: len(r.splits[k]) for k in ("labeled", "validation", "teacher_labeled")},
         encoding={k: e.stats for k, e in r.enc.items()}, teacher=info, reference=r.teacher.reference, student=student,
         models=models, transfer_sizes={v: len(rows_of(v)) for v in r.variants}, schedules=schedules,
-        baseline_schedule=baseline_schedule, generation=r.generation, timing=timing, settings=r.settings.as_dict())
+        baseline_schedule=baseline_schedule, sections=r.sections, timing=timing, settings=r.settings.as_dict())
 
 
 def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None) -> dict:

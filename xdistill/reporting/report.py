@@ -90,11 +90,12 @@ def build_report(r: RunResult) -> dict:
         "schedule": r.schedules[variants[0]],
         "schedules": r.schedules,
         "baseline_schedule": r.baseline_schedule,
-        "generation": r.generation,
+        "generation": None,  # a run without generated text has none; a source's section replaces it below
         "timing": r.timing,
         "settings": r.settings,
         "mean": _mean(r, per_group),
     }
+    report.update(r.sections)
     if r.task.group_name:  # e.g. NER: report["languages"] = {lang: {...}}
         report[r.task.group_name] = per_group
     return report

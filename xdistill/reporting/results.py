@@ -58,7 +58,7 @@ class RunResult:
         models: teacher, baseline, then one distilled student per transfer set (in that order).
         transfer_sizes: rows per transfer set.
         schedules: per transfer set, its student's step results; ``baseline_schedule`` the baseline's.
-        generation: the generation section, or ``None``.
+        sections: what transfer sources say about their text, by report key (``generation``).
         timing: seconds per phase, labeling throughput, peak RSS, threads.
         settings: every option, by argument class.
     """
@@ -76,7 +76,7 @@ class RunResult:
     transfer_sizes: dict[str, int]
     schedules: dict[str, list]
     baseline_schedule: list
-    generation: dict | None = None
+    sections: dict[str, dict] = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 

@@ -58,11 +58,13 @@ class TransferSource(ABC):
         name: the registry name, used in ``TRANSFER_SETS`` and the report.
         phase: the report's timing phase for building it (``None``: not timed separately).
         encoding: the key of its rows in the report's encoding statistics.
+        section: the report's key for what :meth:`build` says about the text (``None``: nothing to say).
     """
 
     name: ClassVar[str]
     phase: ClassVar[str | None] = None
     encoding: ClassVar[str]
+    section: ClassVar[str | None] = None
 
     @classmethod
     def check(cls, generation: GenerationArguments | None) -> None:
@@ -103,6 +105,7 @@ class GeneratedText(TransferSource):
     name = "generated"
     phase = "generation"
     encoding = "generated"
+    section = "generation"
 
     @classmethod
     def check(cls, generation: GenerationArguments | None) -> None:
