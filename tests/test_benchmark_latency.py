@@ -28,7 +28,8 @@ from xdistill.adapters import SEQUENCE, TOKEN  # noqa: E402
 from xdistill.errors import ConfigError  # noqa: E402
 from xdistill.serving import benchmark as bm  # noqa: E402
 from xdistill.serving.benchmark import candidates, options, references  # noqa: E402
-from xdistill.serving.onnx import META_FINGERPRINT, export_module_to_onnx, file_sha256, onnx_path, quantize_int8  # noqa: E402
+from xdistill.serving.onnx import META_FINGERPRINT, export_module_to_onnx, onnx_path, quantize_int8  # noqa: E402
+from xdistill.utils import file_sha256  # noqa: E402
 from xdistill.students import load_student  # noqa: E402
 from xdistill.teachers import REFERENCE_MODELS  # noqa: E402
 

@@ -193,9 +193,13 @@ def test_distiller_runs_every_step_and_checkpoints(world, tmp_path):
     prog = json.loads((tmp_path / "ckpt" / "progress.json").read_text())
     assert prog["steps"] == [s.name for s in steps]
     assert without_time(prog["done"]) == without_time(json.loads(json.dumps(done)))
-    saved = torch.load(tmp_path / "ckpt" / "student.pt", map_location="cpu")
-    assert state_equal(saved, dist.trainee.state_dict())
-    assert any(k.startswith("projections.") for k in saved)  # the distillation heads are checkpointed too
+    prog_file = prog["checkpoint"]
+    assert prog_file["file"] == f"student-{len(steps):02d}.pt"
+    assert [p.name for p in (tmp_path / "ckpt").glob("student-*.pt")] == [prog_file["file"]]  # older steps' files go
+    saved = torch.load(tmp_path / "ckpt" / prog_file["file"], map_location="cpu", weights_only=False)
+    assert saved["step"] == steps[-1].name and set(saved["rng"]) >= {"torch", "numpy", "python"}
+    assert state_equal(saved["trainee"], dist.trainee.state_dict())
+    assert any(k.startswith("projections.") for k in saved["trainee"])  # the distillation heads are checkpointed too
     assert {p.name for p in (tmp_path / "ckpt").glob("stage-*.pt")} == {f"stage-{n}.pt" for n in STAGE_NAMES}
     # stage 1 learned something: the representation loss went down
     assert done[0]["best_score"] > done[0]["history"][0]["score"]

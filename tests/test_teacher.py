@@ -266,7 +266,8 @@ def test_scratch_teacher_is_trained_and_saved(scratch_run, tok):
     saved = out / "teacher"
     assert saved.is_dir() and not (out / "teacher.tmp").exists()
     meta = json.loads((saved / TEACHER_META).read_text())
-    assert set(meta) == {"setup_key", "info", "task"}
+    assert set(meta) == {"setup_key", "info", "task", "files"}
+    assert meta["files"]["model.safetensors"]["bytes"] == (saved / "model.safetensors").stat().st_size
     assert meta["info"]["fingerprint"] == info.fingerprint
     assert (saved / "config.json").is_file() and (saved / "tokenizer_config.json").is_file()
 

@@ -1,10 +1,12 @@
-"""Small helpers: atomic writes, parameter counts, peak memory, phase timing."""
+"""Small helpers: atomic writes, file digests, random states, parameter counts, peak memory, phase timing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import random
 import resource
 import sys
 import tempfile
@@ -12,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -59,6 +62,52 @@ def atomic_torch_save(obj, path: str | Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> dict:
+    """``{"bytes": size, "sha256": hex}`` of a file, to record when it is written and check when it is read."""
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
+def digest_problem(path: str | Path, expected: dict) -> str | None:
+    """Why ``path`` does not match a :func:`file_digest` recorded earlier (missing, other size, other
+    checksum), or ``None`` when it matches. The size is compared first, so a truncated file costs no hashing."""
+    p = Path(path)
+    if not p.is_file():
+        return "it is missing"
+    size = p.stat().st_size
+    if size != expected["bytes"]:
+        return f"it has {size:,} bytes, {expected['bytes']:,} were written"
+    if file_sha256(p) != expected["sha256"]:
+        return "its SHA-256 differs from the one recorded when it was written"
+    return None
+
+
+def capture_rng() -> dict:
+    """Every random state training draws from: torch (CPU, and CUDA when present), NumPy's global
+    generator and Python's ``random``; :func:`restore_rng` puts them back."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Restore the random states of :func:`capture_rng` (CUDA's only where it was captured and is present)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def count_parameters(model: torch.nn.Module) -> int:

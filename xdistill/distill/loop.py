@@ -6,9 +6,14 @@ its stage's data source in length-bucketed, shuffled batches; the loss of a batc
 of the stage's weighted match losses (teacher targets come from the source's
 :class:`~xdistill.transfer.targets.Targets`: the cache, or a live teacher). Validation on the
 split held out of train (never the evaluation split) picks the best state of each step:
-the task metric, or minus the stage's loss on the validation rows. After every step the
-trainee and the progress are checkpointed (``student.pt``, ``progress.json``; the state at
-the end of each stage also as ``stage-NAME.pt``); ``resume`` skips finished steps. Plugins
+the task metric, or minus the stage's loss on the validation rows.
+
+After every step the trainee, every random state and the progress are checkpointed
+(``student-K.pt`` after K steps, and ``progress.json`` naming it with its size and SHA-256; the
+state at the end of each stage also as ``stage-NAME.pt``). ``resume`` verifies the checkpoint,
+skips the finished steps and restores the random states, so that a run killed anywhere and
+resumed ends exactly as an uninterrupted one: a step that was cut off trains again from its
+start, and the order of its batches depends only on the seed, the step and the epoch. Plugins
 (:mod:`xdistill.distill.hooks`) extend the loop without editing it.
 """
 
@@ -29,12 +34,17 @@ from ..config import DistillArguments
 from ..data.batching import bucket_batches
 from ..data.types import Encoded
 from ..transfer import Targets
-from ..utils import atomic_torch_save, atomic_write_json
+from ..errors import ConfigError
+from ..utils import atomic_torch_save, atomic_write_json, capture_rng, digest_problem, file_digest, restore_rng
 from .hooks import DistillPlugin
 from .matches import Trainee
 from .stages import Stage, Step
 
 logger = logging.getLogger(__name__)
+
+PROGRESS = "progress.json"
+#: the layout of a checkpoint ``student-K.pt``: ``{"format", "trainee", "rng", "step"}``
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -86,7 +96,7 @@ class Distiller:
         adapter: the task adapter (collation, masks, decoding, the validation metric).
         args: the distillation options (batch size, learning rate, patience, checks per epoch).
         data: the sources, the validation rows and their gold labels (:class:`DistillData`).
-        checkpoint_dir: where ``student.pt``, ``stage-NAME.pt`` and ``progress.json`` go.
+        checkpoint_dir: where ``student-K.pt``, ``stage-NAME.pt`` and ``progress.json`` go.
         seed: seeds the batch order.
         name: the name in logs.
         plugins: loop plugins (:class:`~xdistill.distill.hooks.DistillPlugin`).
@@ -234,22 +244,63 @@ class Distiller:
                           metric=metric, seconds=time.perf_counter() - t0, history=history)
 
     # -- the schedule -----------------------------------------------------------------------------
+    def _save_checkpoint(self, names: list[str], done: list[dict], stage_ends: bool, stage: str) -> None:
+        """The trainee's weights and every random state after the last finished step, in a file of
+        its own (``student-K.pt`` after K steps; ``stage-STAGE.pt`` too when a stage ends); then
+        ``progress.json``, which names it with its size and SHA-256, replaces the old one atomically;
+        then the previous step's file goes. A kill anywhere leaves a progress file whose checkpoint
+        is complete."""
+        name = f"student-{len(done):02d}.pt"
+        checkpoint = {"format": CHECKPOINT_FORMAT, "trainee": self.trainee.state_dict(), "rng": capture_rng(),
+                      "step": done[-1]["step"]}
+        atomic_torch_save(checkpoint, self.dir / name)
+        if stage_ends:
+            atomic_torch_save(checkpoint, self.dir / f"stage-{stage}.pt")
+        atomic_write_json(self.dir / PROGRESS, {"steps": names, "done": done,
+                                                "checkpoint": {"file": name, **file_digest(self.dir / name)}})
+        for old in self.dir.glob("student-*.pt"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def _resume(self, names: list[str]) -> list[dict]:
+        """The finished steps of an interrupted run of the same schedule, with the trainee's weights and
+        the random states restored to where the last of them ended (so the next step trains exactly as
+        it would have without the interruption); ``[]`` when there is nothing to resume.
+
+        Raises:
+            ConfigError: the checkpoint is truncated or corrupted (its size or SHA-256 differs from
+                the one recorded when it was written), or from an older version of xdistill.
+        """
+        prog = json.loads((self.dir / PROGRESS).read_text())
+        if prog.get("steps") != names:
+            logger.warning("%s: checkpoint in %s is for another schedule; starting over", self.name, self.dir)
+            return []
+        done = prog["done"]
+        if not done:
+            return []
+        recorded = prog.get("checkpoint")
+        path = self.dir / (recorded["file"] if recorded else "student.pt")
+        problem = "it has no recorded checksum (an older xdistill wrote it)" if recorded is None \
+            else digest_problem(path, recorded)
+        if problem is not None:
+            raise ConfigError(f"--resume: the checkpoint {path} cannot be used: {problem}. Remove {self.dir} to "
+                              f"retrain this student from its first step, or run without --resume")
+        checkpoint = torch.load(path, map_location=self.device, weights_only=False)
+        self.trainee.load_state_dict(checkpoint["trainee"])
+        restore_rng(checkpoint["rng"])
+        logger.info("%s: resuming after %s (%d of %d steps done)", self.name, done[-1]["step"], len(done), len(names))
+        return done
+
     def run(self, steps: Sequence[Step], max_epochs: int, resume: bool = False) -> list[dict]:
-        """Run ``steps`` in order; checkpoint after each; with ``resume`` skip finished ones.
-        Returns each step's :class:`StepResult` as a dict."""
+        """Run ``steps`` in order; checkpoint after each; with ``resume`` skip the finished ones and go
+        on exactly where the last of them ended. Returns each step's :class:`StepResult` as a dict.
+
+        Raises:
+            ConfigError: ``resume`` with a truncated or corrupted checkpoint.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
-        progress_path = self.dir / "progress.json"
         names = [s.name for s in steps]
-        done: list[dict] = []
-        if resume and progress_path.is_file():
-            prog = json.loads(progress_path.read_text())
-            if prog.get("steps") == names:
-                done = prog["done"]
-                if done:
-                    self.trainee.load_state_dict(torch.load(self.dir / "student.pt", map_location=self.device))
-                    logger.info("%s: resuming after %s (%d of %d steps done)", self.name, done[-1]["step"], len(done), len(steps))
-            else:
-                logger.warning("%s: checkpoint in %s is for another schedule; starting over", self.name, self.dir)
+        done = self._resume(names) if resume and (self.dir / PROGRESS).is_file() else []
         todo = list(steps[len(done):])
         for p in self.plugins:
             p.on_run_start(self, todo)
@@ -259,10 +310,8 @@ class Distiller:
             logger.info("%s: step %s, training %s", self.name, step.name, "+".join(step.trainable))
             res = self.train_step(step, max_epochs)
             done.append(asdict(res))
-            atomic_torch_save(self.trainee.state_dict(), self.dir / "student.pt")
-            if i == len(steps) - 1 or steps[i + 1].stage.name != step.stage.name:
-                atomic_torch_save(self.trainee.state_dict(), self.dir / f"stage-{step.stage.name}.pt")
-            atomic_write_json(progress_path, {"steps": names, "done": done})
+            stage_ends = i == len(steps) - 1 or steps[i + 1].stage.name != step.stage.name
+            self._save_checkpoint(names, done, stage_ends, step.stage.name)
             for p in self.plugins:
                 p.on_step_end(self, step, res)
         return done

@@ -22,10 +22,10 @@ import torch
 from ..data.types import Encoded
 from ..errors import ConfigError
 from ..students import is_student_dir, run_folder_hint
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, file_sha256
 from .inference import InferenceModel, load_model
 from .onnx import (FP32_TOLERANCE, INPUT_NAMES, META_FINGERPRINT, ONNX_DIR, OPSET, OUTPUT_NAME, PARITY_FILE, ExportError,
-                   OnnxStudent, export_module_to_onnx, file_sha256, onnx_metadata, onnx_path, ort_session, quantize_int8,
+                   OnnxStudent, export_module_to_onnx, onnx_metadata, onnx_path, ort_session, quantize_int8,
                    versions)
 
 logger = logging.getLogger(__name__)

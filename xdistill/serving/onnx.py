@@ -22,7 +22,6 @@ dynamo exporter specialises the LSTM's sequence length to the example's.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import platform
@@ -38,6 +37,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from ..adapters import OutputLevel, batched_logits
 from ..errors import ConfigError, XDistillError
+from ..utils import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +65,6 @@ def onnx_path(student_dir: str | Path, precision: str = "fp32") -> Path:
     if precision not in ONNX_FILES:
         raise ConfigError(f"--precision: expected one of {', '.join(ONNX_FILES)}, got {precision!r}")
     return Path(student_dir) / ONNX_DIR / ONNX_FILES[precision]
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def ort_session(path: str | Path, threads: int | None = None):

@@ -22,10 +22,12 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from ..adapters import TaskAdapter
 from ..config import TeacherArguments
 from ..data.types import Encoded
-from ..utils import atomic_write_json, count_parameters
+from ..errors import ConfigError
+from ..utils import atomic_write_json, count_parameters, digest_problem, file_digest
 from .base import TEACHER_META, Teacher, TeacherInfo, describe_teacher, vocabulary_kind, weights_fingerprint
 from .build import build_scratch, load_checkpoint
 from .references import reference_for
+from .training import pin_memory, quiet, resume_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,11 @@ class TeacherTrainer:
         if meta.get("setup_key") != self.setup_key:
             logger.info("saved teacher in %s was made with other settings; not reused", self.saved_dir)
             return None
+        for name, expected in (meta.get("files") or {}).items():
+            problem = digest_problem(self.saved_dir / name, expected)
+            if problem is not None:
+                raise ConfigError(f"the saved teacher {self.saved_dir} is damaged: {name}: {problem}. Remove "
+                                  f"{self.saved_dir} to train or load the teacher again")
         model = self.adapter.level.auto_model_class.from_pretrained(self.saved_dir)
         info = TeacherInfo.from_dict(meta["info"])
         logger.info("reusing the teacher saved in %s (%s)", self.saved_dir,
@@ -116,12 +123,22 @@ class TeacherTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        atomic_write_json(tmp / TEACHER_META, {"setup_key": self.setup_key, "info": asdict(info), "task": task})
+        files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        atomic_write_json(tmp / TEACHER_META, {"setup_key": self.setup_key, "info": asdict(info), "task": task,
+                                               "files": files})
         shutil.rmtree(self.saved_dir, ignore_errors=True)
         tmp.rename(self.saved_dir)
         return Teacher(model, tokenizer, info, task=task)
 
     def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool) -> float | None:
+        """Fine-tune with ``transformers.Trainer`` (validation and a checkpoint per epoch or every
+        ``--teacher-eval-steps`` steps, early stopping after 2 checks without improvement, the best
+        checkpoint kept); with ``resume``, from the latest complete checkpoint. Returns the best
+        validation score.
+
+        Raises:
+            ConfigError: ``resume`` with a corrupted checkpoint.
+        """
         t = self.targs
         ckpt_dir = self.out_dir / "checkpoints" / "teacher"
         strategy = "steps" if t.teacher_eval_steps else "epoch"
@@ -134,19 +151,22 @@ class TeacherTrainer:
             load_best_model_at_end=True, metric_for_best_model=self.adapter.primary_metric, greater_is_better=True,
             save_total_limit=2, train_sampling_strategy="group_by_length", logging_steps=50,
             report_to=[], seed=self.seed, dataloader_num_workers=0, disable_tqdm=True,
+            dataloader_pin_memory=pin_memory(),
         )
         adapter = self.adapter
 
         def compute_metrics(p):
             return adapter.trainer_metrics(p.predictions, p.label_ids)
 
-        trainer = Trainer(
+        trainer = quiet(Trainer(
             model=model, args=args, train_dataset=_EncodedDataset(train, adapter), eval_dataset=_EncodedDataset(validation, adapter),
             data_collator=adapter.level.trainer_collator(tokenizer), compute_metrics=compute_metrics,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
-        )
-        has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
-        trainer.train(resume_from_checkpoint=True if (resume and has_ckpt) else None)
+        ), "teacher")
+        start = resume_checkpoint(ckpt_dir) if resume else None
+        if start is not None:
+            logger.info("teacher: resuming fine-tuning from %s", start)
+        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         best = trainer.state.best_metric
         logger.info("teacher fine-tuned: best validation %s %.2f", adapter.primary_metric, best if best is not None else float("nan"))
         return None if best is None else float(best)

@@ -15,7 +15,9 @@ a schedule that matches attentions reads them from a live teacher
 The cache key hashes the teacher's weights fingerprint, the exact input ids of every row and
 the settings (features, dtype, level, format version), so a different teacher, data or
 setting never reads a stale cache. A cache folder is written under a temporary name and
-renamed when complete, so an interrupted labeling run leaves nothing that looks finished.
+renamed when complete, so an interrupted labeling run leaves nothing that looks finished, and
+``meta.json`` records the size and SHA-256 of every file: a cache that was truncated or changed
+afterwards is computed again (with a warning), never read as garbage.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ from ..data.batching import bucket_batches, collate_inputs, padding_fraction
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
 from ..teachers import Teacher
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, digest_problem, file_digest
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: the features a cache can hold (one vector per stored position)
 CACHEABLE = ("logits", "hidden_states")
 
@@ -117,6 +119,20 @@ class FeatureCache:
         arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in meta["features"]}
         return cls(path=path, arrays=arrays, offsets=np.load(path / "offsets.npy"), meta=meta)
 
+    @staticmethod
+    def damage(path: Path) -> str | None:
+        """Why a cache folder cannot be read back (``meta.json`` unreadable, a file missing, truncated or
+        changed since it was written: sizes and SHA-256 are recorded in ``meta.json``), or ``None``."""
+        try:
+            files = json.loads((path / "meta.json").read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return f"meta.json: {type(e).__name__}: {e}"
+        for name, expected in files.items():
+            problem = digest_problem(path / name, expected)
+            if problem is not None:
+                return f"{name}: {problem}"
+        return None
+
 
 class FeatureCacheView:
     """Rows ``index`` of a :class:`FeatureCache`, with the same ``row``/``batch``/``rows`` interface."""
@@ -169,9 +185,12 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     key = cache_key(teacher.info.fingerprint, encoded, settings)
     path = Path(cache_root) / f"{name}-{key}"
     if (path / "meta.json").is_file():
-        out = FeatureCache.open(path)
-        logger.info("teacher outputs for %s read from cache %s", name, path)
-        return out, dict(out.meta["stats"], cached=True)
+        damage = FeatureCache.damage(path)
+        if damage is None:
+            out = FeatureCache.open(path)
+            logger.info("teacher outputs for %s read from cache %s (sizes and checksums verified)", name, path)
+            return out, dict(out.meta["stats"], cached=True)
+        logger.warning("cache %s is damaged (%s); computing the teacher outputs again", path, damage)
     lengths = encoded.lengths
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(level.positions(lengths), out=offsets[1:])
@@ -204,8 +223,10 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     stats = {"seconds": seconds, "rows": len(encoded), "real_tokens": real,
              "tokens_per_second": real / seconds if seconds > 0 else None,
              "padding_fraction": padding_fraction(lengths, batches), "batches": len(batches)}
+    files = {p.name: file_digest(p) for p in sorted(tmp.glob("*.npy"))}
     atomic_write_json(tmp / "meta.json", {"key": key, "settings": settings, "teacher": teacher.info.fingerprint,
-                                          "teacher_layers": teacher.num_layers, "features": widths, "stats": stats})
+                                          "teacher_layers": teacher.num_layers, "features": widths, "stats": stats,
+                                          "files": files})
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
     logger.info("teacher labeled %s: %d rows, %d real tokens in %.1f s (%.0f tokens/s), padding %.1f%%",

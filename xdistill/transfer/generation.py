@@ -34,6 +34,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2L
 
 from ..config import GenerationArguments
 from ..errors import ConfigError
+from ..teachers.training import pin_memory, quiet
 from ..utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -220,8 +221,10 @@ def _train(gen: _Generator, args: GenerationArguments, out_dir: Path, seed: int)
     targs = TrainingArguments(output_dir=str(Path(out_dir) / "checkpoints" / "generator"), num_train_epochs=args.generator_epochs,
                               learning_rate=args.generator_lr, per_device_train_batch_size=16, warmup_steps=0.05,
                               weight_decay=0.01, save_strategy="no", logging_steps=50, report_to=[], seed=seed,
-                              disable_tqdm=True, train_sampling_strategy="group_by_length")
-    Trainer(model=gen.model, args=targs, train_dataset=_Texts(gen.rows), data_collator=_Collator(gen.pad)).train()
+                              disable_tqdm=True, train_sampling_strategy="group_by_length",
+                              dataloader_pin_memory=pin_memory())
+    quiet(Trainer(model=gen.model, args=targs, train_dataset=_Texts(gen.rows), data_collator=_Collator(gen.pad)),
+          "generator").train()
 
 
 @torch.no_grad()

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..onnx import OUTPUT_NAME, export_module_to_onnx, file_sha256, onnx_metadata, ort_session, quantize_int8
+from ...utils import file_sha256
+from ..onnx import OUTPUT_NAME, export_module_to_onnx, onnx_metadata, ort_session, quantize_int8
 from .candidates import Candidate
 from .references import ReferenceSource
 
