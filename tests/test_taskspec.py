@@ -29,8 +29,6 @@ train = "toy/train-{lang}.tsv"
 eval = "toy/dev-{lang}.tsv"
 unlabeled = false
 
-[defaults]
-max_length = 64
 """
 
 
@@ -62,7 +60,6 @@ def test_wikiann_loads_with_seven_iob2_labels():
     assert spec.local["format"] == "panx"
     assert "{lang}" in spec.local["train"] and "{lang}" in spec.local["eval"]
     assert spec.local["unlabeled"] is True
-    assert spec.defaults == {"max_length": 128}
     assert Path(spec.path) == tasks_dir() / "wikiann.toml"
 
 
@@ -76,7 +73,6 @@ def test_valid_file_by_path(tmp_path):
     assert spec.labels == ("O", "B-PER", "I-PER")
     assert spec.description == "a toy task"
     assert spec.local["unlabeled"] is False
-    assert spec.defaults["max_length"] == 64
     assert spec.path == str(p)
     assert load_task(str(p)) == spec
 
@@ -84,7 +80,7 @@ def test_valid_file_by_path(tmp_path):
 def test_optional_tables_default_to_empty(tmp_path):
     text = 'name = "t"\ntype = "token-classification"\nlabels = ["O"]\nmetric = "seqeval"\n'
     spec = load_task(write(tmp_path, text))
-    assert spec.hub == {} and spec.local == {} and spec.defaults == {} and spec.description == ""
+    assert spec.hub == {} and spec.local == {} and spec.description == ""
 
 
 # --------------------------------------------------------------------------- errors
@@ -108,8 +104,6 @@ def test_unknown_nested_key_is_dotted(tmp_path):
     ('metric = "seqeval"', "metric = 3", "'metric'", "str"),
     ('labels = ["O", "B-PER", "I-PER"]', 'labels = "O"', "'labels'", "list"),
     ("unlabeled = false", 'unlabeled = "no"', "'local.unlabeled'", "bool"),
-    ("max_length = 64", "max_length = 64.5", "'defaults.max_length'", "int"),
-    ("max_length = 64", "max_length = true", "'defaults.max_length'", "int"),  # a bool is not an int
     ('name = "toy"', 'name = "toy"\nhub = "someone/toy"', "'hub'", "dict"),
 ])
 def test_wrong_type_names_file_key_and_type(tmp_path, old, new, key, expected):
@@ -185,3 +179,22 @@ def test_unknown_local_format(tmp_path):
 @pytest.mark.parametrize("fmt", ["auto", "panx", "conll"])
 def test_known_local_formats(tmp_path, fmt):
     assert load_task(write(tmp_path, VALID.replace('format = "panx"', f'format = "{fmt}"'))).local["format"] == fmt
+
+
+def test_a_defaults_table_is_refused_not_ignored(tmp_path):
+    """Presets and the command line set options; a task file's [defaults] would never apply."""
+    msg, p = load_error(tmp_path, VALID + "\n[defaults]\nmax_length = 64\n")
+    assert str(p) in msg and "'defaults'" in msg and "--max-length" in msg
+
+
+@pytest.mark.parametrize("metric,key", [("seqeval", "f1"), ("f1", "f1")])
+def test_ner_metric_is_honoured(tmp_path, metric, key):
+    from xdistill.adapters import make_adapter
+
+    spec = load_task(write(tmp_path, VALID.replace('metric = "seqeval"', f'metric = "{metric}"')))
+    assert make_adapter(spec).primary_metric == key
+
+
+def test_unknown_metric_names_the_choices(tmp_path):
+    msg, p = load_error(tmp_path, VALID.replace('metric = "seqeval"', 'metric = "bleu"'))
+    assert str(p) in msg and "'metric'" in msg and "seqeval" in msg and "'bleu'" in msg

@@ -374,8 +374,6 @@ label_column = "category"
 [cleaning]
 replace = [["&amp;", "&"], ["\\\\n", " "]]
 
-[defaults]
-max_length = 64
 """
 
 TOPICS = {"sports": ["the match ended late", "a goal in extra time", "the team won the cup", "a record lap"],
@@ -446,10 +444,12 @@ metric = "accuracy"
     ('[cleaning]\nreplace = ["<br />"]\n', "'cleaning.replace'"),
     ('[cleaning]\nreplace = [["<br />", 1]]\n', "'cleaning.replace'"),
     ('[cleaning]\nreplace = "x"\n', "'cleaning.replace' must be list"),
-    ('[defaults]\nmax_length = true\n', "'defaults.max_length' must be int"),
+    ('[defaults]\nmax_length = 64\n', "'defaults' is not supported"),
+    ('[local]\nlabel_values = { "0" = "a", "1" = "negative" }\n', "'local.label_values.1' maps to 'negative'"),
     ('[cleaning]\nlowercase = true\n', "'cleaning.lowercase'"),
 ])
 def test_malformed_task_file(tmp_path, extra, key):
+    """Every key is checked: a bad value names the file and the key (see also the metric tests below)."""
     p = tmp_path / "t.toml"
     p.write_text(BASE_TOML + extra, encoding="utf-8")
     with pytest.raises(ConfigError) as e:
@@ -493,3 +493,16 @@ def test_real_imdb_test_file(data_dir, imdb):
     assert len(pairs) == 25000 and st.rows == 25000
     assert st.label_counts == {"neg": 12500, "pos": 12500}
     assert not any("<br />" in t for t, _ in pairs[:500])
+
+
+@pytest.mark.parametrize("metric,ok", [("accuracy", True), ("macro_f1", True), ("f1", False), ("seqeval", False)])
+def test_classification_metric_is_honoured_or_refused(tmp_path, metric, ok):
+    from xdistill.adapters import make_adapter
+
+    p = tmp_path / "t.toml"
+    p.write_text(BASE_TOML.replace('metric = "accuracy"', f'metric = "{metric}"'), encoding="utf-8")
+    if ok:
+        assert make_adapter(load_task(p)).primary_metric == metric  # model selection and reports use it
+    else:
+        with pytest.raises(ConfigError, match=f"{p}: key 'metric' must be one of accuracy, macro_f1"):
+            load_task(p)

@@ -24,8 +24,8 @@ from transformers import HfArgumentParser
 from .adapters import COMMANDS as DISTILL_COMMANDS
 from .adapters import adapter_for_saved, load_task, make_adapter
 from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
-from .errors import ConfigError, EmptyTextError, XDistillError
-from .pipeline import run
+from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError
+from .pipeline import RunFolder, run
 from .reporting import write_model_card
 from .serving import benchmark
 from .serving.export import evaluation_files, export_student
@@ -90,6 +90,7 @@ def parse_distill_args(argv: list[str], command: str) -> RunSettings:
 def _distill(command: str, argv: list[str]) -> int:
     """``ner`` / ``classify``: parse options, check the task type, run the pipeline, print a summary."""
     settings = parse_distill_args(argv, command)
+    RunFolder.check_writable(Path(settings.run.output_dir))
     _setup_logging(Path(settings.run.output_dir) / "run.log")
     if settings.run.threads:
         torch.set_num_threads(settings.run.threads)
@@ -176,18 +177,48 @@ def cmd_predict(argv: list[str]) -> int:
         for r in results:
             print(json.dumps(r, ensure_ascii=False))
 
+    if a.batch_lines < 1:
+        raise ConfigError(f"--batch-lines: expected a positive integer, got {a.batch_lines}")
     if a.text:
-        emit(a.text, 1, "--text")
+        emit([_text_argument(t, i) for i, t in enumerate(a.text, 1)], 1, "--text")
         return 0
     buf, start = [], 1
-    for n, line in enumerate(sys.stdin, 1):
-        buf.append(line.rstrip("\n"))
+    for n, raw in enumerate(getattr(sys.stdin, "buffer", sys.stdin), 1):  # bytes; a text stream when replaced
+        buf.append(_stdin_line(raw, n))
         if len(buf) >= a.batch_lines:
             emit(buf, start, "stdin")
             buf, start = [], n + 1
     if buf:
         emit(buf, start, "stdin")
     return 0
+
+
+def _stdin_line(raw: bytes | str, n: int) -> str:
+    """Line ``n`` of stdin as text, without its line ending.
+
+    Raises:
+        DataFormatError: the line is not UTF-8 (names the line and the byte).
+    """
+    if isinstance(raw, str):
+        return raw.rstrip("\r\n")
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise DataFormatError("stdin", n, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                              "UTF-8 encoded text, one text per line") from None
+
+
+def _text_argument(text: str, i: int) -> str:
+    """A ``--text`` value. Python keeps bytes of the command line that are not UTF-8 as lone surrogates.
+
+    Raises:
+        ConfigError: such a value (names the ``--text`` occurrence).
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"--text number {i}: not UTF-8 text; expected UTF-8") from None
+    return text
 
 
 def cmd_export(argv: list[str]) -> int:

@@ -18,12 +18,21 @@ import numpy as np
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``),
+    with the mode an ordinary file gets under the user's umask (``0o666 & ~umask``; ``mkstemp`` alone
+    would leave 0600, unreadable to a service running as another user)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -80,7 +80,7 @@ def adapter_for_saved(config: dict) -> TaskAdapter:
             if spec.labels == labels and spec.type == task_type:
                 return make_adapter(spec)
     cls = adapter_class(task_type, "the model's config.json")
-    return cls(TaskSpec(name=config.get("task", "task"), type=task_type, labels=labels, metric=cls.primary_metric))
+    return cls(TaskSpec(name=config.get("task", "task"), type=task_type, labels=labels, metric=next(iter(cls.metrics))))
 
 
 def level_of_architectures(architectures: Sequence[str] | None) -> OutputLevel | None:

@@ -35,7 +35,8 @@ class TaskAdapter(ABC):
         level: the output level (:data:`~xdistill.adapters.levels.TOKEN` or ``SEQUENCE``).
         arguments: the task's own argument dataclasses (its data budgets, generation options).
         formats: file formats its task files may name in ``[local] format``.
-        primary_metric: key of :meth:`score`'s result used for model selection (higher is better).
+        metrics: the values a task file's ``metric`` may take -> the key of :meth:`score`'s result
+            it selects models by (higher is better); ``primary_metric`` is the task file's.
         unit: what one example is called in reports (``sentences``, ``texts``).
         group_name: the report's name for the groups (``languages``), or ``None`` for one group.
     """
@@ -45,7 +46,7 @@ class TaskAdapter(ABC):
     level: ClassVar[OutputLevel]
     arguments: ClassVar[tuple[type, ...]]
     formats: ClassVar[tuple[str, ...]]
-    primary_metric: ClassVar[str]
+    metrics: ClassVar[dict[str, str]]
     unit: ClassVar[str]
     group_name: ClassVar[str | None] = None
     description: ClassVar[str] = ""
@@ -54,6 +55,8 @@ class TaskAdapter(ABC):
         self.spec = spec
         self.labels: tuple[str, ...] = spec.labels
         self.label2id = {label: i for i, label in enumerate(self.labels)}
+        #: the key of :meth:`score`'s result that model selection and reports use (the task file's metric)
+        self.primary_metric: str = self.metrics.get(spec.metric, next(iter(self.metrics.values())))
 
     @property
     def num_labels(self) -> int:
@@ -66,12 +69,15 @@ class TaskAdapter(ABC):
 
     @classmethod
     def check_spec(cls, spec: TaskSpec) -> None:
-        """Check what the task file's keys may hold for this task type (here: ``local.format`` is
-        one of :attr:`formats`; subclasses add their own checks).
+        """Check what the task file's keys may hold for this task type (here: ``metric`` is one of
+        :attr:`metrics`, ``local.format`` one of :attr:`formats`; subclasses add their own checks).
 
         Raises:
             ConfigError: naming the file and key.
         """
+        if spec.metric not in cls.metrics:
+            raise ConfigError(f"{spec.path or spec.name}: key 'metric' must be one of {', '.join(cls.metrics)} for a "
+                              f"{cls.type} task, got {spec.metric!r}")
         fmt = spec.local.get("format")
         if fmt is not None and fmt not in cls.formats:
             raise ConfigError(f"{spec.path or spec.name}: key 'local.format' must be one of {', '.join(cls.formats)} "

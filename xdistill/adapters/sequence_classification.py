@@ -39,7 +39,7 @@ class SequenceClassificationAdapter(TaskAdapter):
     level = SEQUENCE
     arguments = (TextDataArguments, GenerationArguments)
     formats = ("csv", "jsonl")
-    primary_metric = "accuracy"
+    metrics = {"accuracy": "accuracy", "macro_f1": "macro_f1"}
     unit = "texts"
     group_name = None
     description = "text classification"
@@ -56,6 +56,10 @@ class SequenceClassificationAdapter(TaskAdapter):
                               f"(a file path), got {type(unl).__name__}")
         if spec.word_splitter is not None:
             raise ConfigError(f"{where}: key 'word_splitter' applies to token-classification tasks only")
+        for raw, name in (spec.local.get("label_values") or {}).items():
+            if name not in spec.labels:
+                raise ConfigError(f"{where}: key 'local.label_values.{raw}' maps to {name!r}, which is not a label; "
+                                  f"expected one of {', '.join(spec.labels)}")
 
     def load_data(self, args: TextDataArguments) -> TaskData:
         """The task's one group: train, validation, budgets, transfer and evaluation texts."""

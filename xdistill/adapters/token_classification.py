@@ -75,7 +75,7 @@ class TokenClassificationAdapter(TaskAdapter):
     level = TOKEN
     arguments = (NERDataArguments,)
     formats = ("auto", "panx", "conll")
-    primary_metric = "f1"
+    metrics = {"seqeval": "f1", "f1": "f1"}  # both mean seqeval's entity-level micro F1
     unit = "sentences"
     group_name = "languages"
     description = "NER, IOB2 tags"

@@ -58,6 +58,10 @@ class NERSource:
     def available_languages(self) -> set[str]:
         raise NotImplementedError
 
+    def incomplete_languages(self) -> dict[str, str]:
+        """Languages with a train split but no evaluation split: ``{lang: what is missing}``."""
+        return {}
+
     def load(self, lang: str, split: str) -> list[Sentence]:
         """Labeled sentences of ``split`` ("train" or "eval") for ``lang``."""
         raise NotImplementedError
@@ -81,7 +85,7 @@ class LocalSource(NERSource):
     def path(self, lang: str, split: str) -> Path:
         return self.data_dir / self.spec.local[split].format(lang=lang)
 
-    def available_languages(self) -> set[str]:
+    def _train_languages(self) -> set[str]:
         pattern = self.spec.local["train"]
         prefix, _, suffix = pattern.partition("{lang}")
         folder = (self.data_dir / prefix).parent
@@ -89,11 +93,17 @@ class LocalSource(NERSource):
         langs = set()
         if folder.is_dir():
             for p in folder.iterdir():
-                if p.name.startswith(name_prefix) and p.name.endswith(suffix):
-                    lang = p.name[len(name_prefix):len(p.name) - len(suffix)]
-                    if lang and self.path(lang, "eval").is_file():
-                        langs.add(lang)
+                if p.name.startswith(name_prefix) and p.name.endswith(suffix) and len(p.name) > len(name_prefix + suffix):
+                    langs.add(p.name[len(name_prefix):len(p.name) - len(suffix)])
         return langs
+
+    def available_languages(self) -> set[str]:
+        """Languages with both a train and an evaluation file."""
+        return {lang for lang in self._train_languages() if self.path(lang, "eval").is_file()}
+
+    def incomplete_languages(self) -> dict[str, str]:
+        return {lang: f"{self.path(lang, 'eval')} is missing (the train file {self.path(lang, 'train')} is there)"
+                for lang in self._train_languages() if not self.path(lang, "eval").is_file()}
 
     def load(self, lang: str, split: str) -> list[Sentence]:
         p = self.path(lang, split)
@@ -250,10 +260,23 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
 
 
 def resolve_languages(spec_str: str, source: NERSource, registry: LanguageRegistry) -> tuple[list[str], list[str]]:
-    """Resolve ``--langs`` against the languages the source has; warn about group members it lacks."""
+    """Resolve ``--langs`` against the languages the source has; warn about group members it lacks.
+
+    Raises:
+        UnknownLanguageError: no language has data, a named language has none (or lacks its evaluation
+            file: the message names it), or an unknown code.
+    """
     available = source.available_languages()
+    incomplete = source.incomplete_languages()
+    named = [t.strip().lower() for t in spec_str.split(",") if t.strip().lower() in incomplete]
+    if named:
+        raise UnknownLanguageError("--langs: " + "; ".join(f"{lang}: {incomplete[lang]}" for lang in named))
     if not available:
-        raise UnknownLanguageError(f"--langs: {source.name} has no labeled data for any language")
+        extra = f" ({'; '.join(f'{k}: {v}' for k, v in sorted(incomplete.items()))})" if incomplete else ""
+        raise UnknownLanguageError(f"--langs: no language has labeled data in {source.name}{extra}")
+    if incomplete:
+        logger.warning("--langs %s: skipped for lack of an evaluation file: %s", spec_str,
+                       "; ".join(f"{k}: {v}" for k, v in sorted(incomplete.items())))
     selected, missing = registry.resolve(spec_str, available=available, source=source.name)
     if missing:
         logger.warning("--langs %s: %d languages have no labeled data in %s and are skipped: %s",

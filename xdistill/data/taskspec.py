@@ -19,14 +19,13 @@ from ..errors import ConfigError
 
 _SCHEMA: dict[str, dict[str, type | tuple]] = {
     "": {"name": str, "type": str, "description": str, "labels": list, "metric": str, "word_splitter": str,
-         "hub": dict, "local": dict, "defaults": dict, "cleaning": dict},
+         "hub": dict, "local": dict, "cleaning": dict},
     "hub": {"path": str, "config": str, "tokens_column": str, "tags_column": str, "text_column": str,
             "label_column": str, "train_split": str, "eval_split": str, "unlabeled_split": str},
     "local": {"format": str, "train": str, "eval": str, "unlabeled": (bool, str), "text_column": str,
               "label_column": str, "label_values": dict},
     "label_values": {},
     "cleaning": {"replace": list},
-    "defaults": {"max_length": int},
 }
 _REQUIRED = ("name", "type", "labels", "metric")
 
@@ -42,7 +41,6 @@ class TaskSpec:
     description: str = ""
     hub: dict = field(default_factory=dict)
     local: dict = field(default_factory=dict)
-    defaults: dict = field(default_factory=dict)
     cleaning: dict = field(default_factory=dict)
     path: str = ""
     word_splitter: str | None = None
@@ -97,6 +95,9 @@ def read_task_file(name_or_path: str | Path) -> TaskSpec:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not a valid UTF-8 TOML file: {e}") from e
+    if "defaults" in data:
+        raise ConfigError(f"{p}: key 'defaults' is not supported: presets and the command line set options "
+                          "(e.g. --max-length); remove the [defaults] table")
     _check(p, "", data)
     for key in _REQUIRED:
         if key not in data:
@@ -106,5 +107,5 @@ def read_task_file(name_or_path: str | Path) -> TaskSpec:
         raise ConfigError(f"{p}: key 'labels' must be a non-empty list of distinct strings")
     return TaskSpec(name=data["name"], type=data["type"], labels=tuple(labels), metric=data["metric"],
                     description=data.get("description", ""), hub=data.get("hub", {}),
-                    local=data.get("local", {}), defaults=data.get("defaults", {}),
+                    local=data.get("local", {}),
                     cleaning=data.get("cleaning", {}), path=str(p), word_splitter=data.get("word_splitter"))

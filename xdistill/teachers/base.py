@@ -101,6 +101,20 @@ def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, r
     return f"{FAMILY_NAMES.get(family, family)} trained from scratch with {vocab} (not {reference.short})"
 
 
+def check_vocabulary(model, tokenizer, name: str, option: str = "--teacher") -> None:
+    """The tokenizer's ids must all have a row in the model's input embeddings.
+
+    Raises:
+        ConfigError: the tokenizer is larger than the embedding matrix (names ``option`` and the teacher).
+    """
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ConfigError(f"{option} {name}: its tokenizer has {len(tokenizer):,} tokens but the model's input "
+                          f"embeddings have {rows:,} rows; expected the tokenizer saved with this checkpoint "
+                          "(or --tokenizer pointing at it)")
+
+
+
 class Teacher:
     """A task model and its tokenizer (see the module docstring).
 
@@ -245,6 +259,7 @@ class Teacher:
                               "...ForSequenceClassification architecture")
         model = level.auto_model_class.from_pretrained(d).eval()
         tokenizer = AutoTokenizer.from_pretrained(d)
+        check_vocabulary(model, tokenizer, str(d), "--model")
         meta_path = d / TEACHER_META
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
         info = TeacherInfo.from_dict(meta["info"]) if "info" in meta else None

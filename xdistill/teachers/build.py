@@ -27,6 +27,55 @@ from .base import vocabulary_kind
 logger = logging.getLogger(__name__)
 
 DEFAULT_LABEL_PREFIX = "LABEL_"
+#: files of which a tokenizer folder has at least one
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model",
+                   "vocab.json")
+
+
+def local_folder(name: str, option: str) -> Path | None:
+    """``name`` as a local folder, or ``None`` for a hub id (``name`` or ``owner/name``).
+
+    Raises:
+        ConfigError: ``name`` is a file, or looks like a path (starts with ``.``, ``/`` or ``~``, or has
+            more than one ``/``) and does not exist; names ``option``.
+    """
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"{option} {name}: a file, not a folder; expected a checkpoint folder or a hub id")
+        return p
+    if name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1:
+        raise ConfigError(f"{option} {name}: no such folder (and not a hub id of the form name or owner/name)")
+    return None
+
+
+def check_teacher_source(targs: TeacherArguments) -> None:
+    """Check ``--teacher`` and ``--tokenizer`` that name local folders, before anything slow runs.
+
+    Raises:
+        ConfigError: a missing folder, a teacher folder without ``config.json``, or a tokenizer folder
+            without tokenizer files.
+    """
+    if targs.teacher is not None:
+        d = local_folder(targs.teacher, "--teacher")
+        if d is not None and not (d / "config.json").is_file():
+            raise ConfigError(f"--teacher {targs.teacher}: no config.json in this folder; expected a transformers "
+                              "checkpoint (config.json and the weights, as save_pretrained writes them)")
+    check_tokenizer_source(targs)
+
+
+def check_tokenizer_source(targs: TeacherArguments) -> None:
+    """Check the folder the tokenizer comes from (``--tokenizer``, else ``--teacher``), when local.
+
+    Raises:
+        ConfigError: a missing folder, or one without tokenizer files.
+    """
+    name, option = (targs.tokenizer, "--tokenizer") if targs.tokenizer else (targs.teacher, "--teacher")
+    if name is not None:
+        d = local_folder(name, option)
+        if d is not None and not any((d / f).is_file() for f in TOKENIZER_FILES):
+            raise ConfigError(f"{option} {name}: no tokenizer files in this folder (expected one of "
+                              f"{', '.join(TOKENIZER_FILES)}); save the tokenizer with the checkpoint, or give --tokenizer")
 
 
 def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
@@ -36,6 +85,7 @@ def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
     Raises:
         ConfigError: no tokenizer could be found (names where it looked).
     """
+    check_tokenizer_source(targs)
     name = targs.tokenizer or targs.teacher
     if name is None:
         if not dargs.data_dir:

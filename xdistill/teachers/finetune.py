@@ -24,7 +24,8 @@ from ..config import TeacherArguments
 from ..data.types import Encoded
 from ..errors import ConfigError
 from ..utils import atomic_write_json, count_parameters, digest_problem, file_digest
-from .base import TEACHER_META, Teacher, TeacherInfo, describe_teacher, vocabulary_kind, weights_fingerprint
+from .base import (TEACHER_META, Teacher, TeacherInfo, check_vocabulary, describe_teacher, vocabulary_kind,
+                   weights_fingerprint)
 from .build import build_scratch, load_checkpoint
 from .references import reference_for
 from .training import pin_memory, quiet, resume_checkpoint
@@ -103,6 +104,7 @@ class TeacherTrainer:
         if saved is not None:
             return saved
         model, needs_training = self._build(tokenizer)
+        check_vocabulary(model, tokenizer, self.targs.teacher or "scratch")
         best = None
         if needs_training:
             best = self._fine_tune(model, tokenizer, train, validation, resume)

@@ -19,20 +19,21 @@ import torch
 from accelerate import PartialState
 from datasets import concatenate_datasets
 
-from .adapters import TaskAdapter
-from .config import RunSettings
-from .data.types import Encoded, TaskData
-from .errors import ConfigError
-from .distill import DataSource, DistillData, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule
-from .reporting import (ModelScores, RunResult, TaskInfo, build_report, write_model_card, write_report,
+from ..adapters import TaskAdapter
+from ..config import RunSettings
+from ..data.types import Encoded, TaskData
+from ..errors import ConfigError
+from ..distill import DataSource, DistillData, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule
+from ..reporting import (ModelScores, RunResult, TaskInfo, build_report, write_model_card, write_report,
                         write_training_summary)
-from .students import Student, StudentContext, build_student, student_class
-from .teachers import Teacher
-from .teachers.build import SCRATCH_ARCHITECTURES, load_tokenizer
-from .teachers.finetune import TeacherTrainer
-from .transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, TransferContext,
+from ..students import Student, StudentContext, build_student, student_class
+from ..teachers import Teacher
+from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer
+from ..teachers.finetune import TeacherTrainer
+from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, TransferContext,
                        inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
-from .utils import PhaseTimer, count_parameters, peak_rss_mib
+from ..utils import PhaseTimer, count_parameters, peak_rss_mib
+from .folder import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,11 @@ def check_settings(s: RunSettings) -> list[str]:
     """Check what the registries decide, before anything slow runs; returns the transfer sources.
 
     Raises:
-        ConfigError: an unknown student kind, stage, loss, transfer set or scratch architecture (naming the option).
+        ConfigError: an unknown student kind, stage, loss, transfer set or scratch architecture, or a
+            teacher or tokenizer folder that is missing or holds no checkpoint (naming the option).
     """
     student_class(s.student.student)
+    check_teacher_source(s.teacher)
     arch = s.teacher.teacher_architecture
     if s.teacher.from_scratch and arch != "auto" and arch not in SCRATCH_ARCHITECTURES:
         raise ConfigError(f"--teacher-architecture: expected auto or one of {', '.join(SCRATCH_ARCHITECTURES)}, "
@@ -298,21 +301,11 @@ def _result(r: Run, trainees: dict[str, Trainee], baseline: Trainee, scores: dic
         baseline_schedule=baseline_schedule, sections=r.sections, timing=timing, settings=r.settings.as_dict())
 
 
-def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None) -> dict:
-    """Run the whole distillation and write ``OUTPUT/report.json``, ``report.md`` and the students.
-
-    ``command`` is the command line recorded in the report (default: this process's arguments).
-
-    Raises:
-        ConfigError: bad options (checked before anything slow runs), or data and checkpoints that
-            do not fit them.
-        DataFormatError: a malformed data file.
-    """
-    t_start = time.perf_counter()
+def _run(adapter: TaskAdapter, settings: RunSettings, sources: list[str], command: str, t_start: float) -> dict:
+    """The phases of :func:`run`, inside its locked output folder."""
     r = Run(adapter, settings, Path(settings.run.output_dir))
-    r.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.data.seed)
-    r.sources = check_settings(settings)
+    r.sources = sources
     with r.timer.phase("data"):
         prepare_data(r)
     with r.timer.phase("teacher"):
@@ -329,13 +322,34 @@ def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None)
         scores = evaluate(r, students, baseline.student)
     with r.timer.phase("save"):
         save_students(r, students)
-    result = _result(r, trainees, baseline, scores, schedules, baseline_schedule, t_start,
-                     command or " ".join(["python -m xdistill"] + sys.argv[1:]))
+    result = _result(r, trainees, baseline, scores, schedules, baseline_schedule, t_start, command)
     report = build_report(result)
     write_report(report, r.out)
     for variant in r.variants:  # the model card of each saved student (task, data, metrics, size)
         write_training_summary(student_dir(r.out, variant, r.variants), report, variant)
         write_model_card(student_dir(r.out, variant, r.variants))
+    return report
+
+
+def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None) -> dict:
+    """Run the whole distillation and write ``OUTPUT/report.json``, ``report.md`` and the students.
+
+    ``command`` is the command line recorded in the report (default: this process's arguments).
+
+    The output folder is locked for the run (a second run into it stops at once), and ``--resume``
+    only continues a run started with the same settings (:mod:`xdistill.pipeline.folder`).
+
+    Raises:
+        ConfigError: bad options (checked before anything slow runs), a folder in use or not
+            writable, ``--resume`` with other settings or a damaged checkpoint, or data and
+            checkpoints that do not fit the options.
+        DataFormatError: a malformed data file.
+    """
+    t_start = time.perf_counter()
+    command = command or " ".join(["python -m xdistill"] + sys.argv[1:])
+    sources = check_settings(settings)
+    with RunFolder(settings.run.output_dir, settings, adapter.spec.path, command):
+        report = _run(adapter, settings, sources, command, t_start)
     m, k = report["mean"], adapter.primary_metric
     logger.info("mean %s: teacher %.2f, student %.2f, baseline %.2f (student/teacher %.3f); total %.1f min, peak RSS %.0f MiB",
                 k, m[f"teacher_{k}"], m[f"student_{k}"], m[f"baseline_{k}"], m["student_to_teacher"] or 0,
