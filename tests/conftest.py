@@ -27,6 +27,14 @@ def _find_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Files reused across runs (``$XDISTILL_CACHE``) go to a folder of this test session, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDISTILL_CACHE", str(tmp_path_factory.mktemp("xdistill-cache")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging():
     """The CLI commands replace the root logger's handlers; put pytest's back afterwards."""

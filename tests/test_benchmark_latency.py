@@ -29,7 +29,7 @@ from xdistill.errors import ConfigError  # noqa: E402
 from xdistill.serving import benchmark as bm  # noqa: E402
 from xdistill.serving.benchmark import candidates, options, references  # noqa: E402
 from xdistill.serving.onnx import META_FINGERPRINT, export_module_to_onnx, onnx_path, quantize_int8  # noqa: E402
-from xdistill.utils import file_sha256  # noqa: E402
+from xdistill.utils import cache_root, file_sha256  # noqa: E402
 from xdistill.students import load_student  # noqa: E402
 from xdistill.teachers import REFERENCE_MODELS  # noqa: E402
 
@@ -104,7 +104,7 @@ COMPARED = {NER: MB_TOKEN, CLS: MB_SEQ, XLMR: XR_TOKEN, TEACHER: MB_TOKEN, MB_TO
             XR_TOKEN: XR_TOKEN}
 
 
-def test_outputs_and_schema(result):
+def test_outputs_and_schema(result, tiny):
     out, r = result["out"], result["json"]
     for f in ("latency.json", "latency.md", "latency.png"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0
@@ -125,7 +125,10 @@ def test_outputs_and_schema(result):
         assert set(i["onnx_files"]) == {"fp32", "int8"} and i["onnx"]["cached"] is False
     assert refs[MB_TOKEN]["tasks"] == ["wikiann"] and refs[MB_SEQ]["tasks"] == ["imdb"]
     for f in ("mbert-base-token-7.onnx", "mbert-base-sequence-2.int8.onnx", "xlmr-base-token-7.onnx"):
-        assert (out / "onnx" / f).is_file()
+        assert (cache_root() / "onnx" / f).is_file()  # reused across runs, outside students and outputs
+        assert not (out / "onnx").exists()
+    for student in (tiny["ner"], tiny["xlmr"]):  # a student's onnx/ holds its own files only
+        assert {p.name for p in (student / "onnx").iterdir()} <= {"model.onnx", "model.int8.onnx", "parity.json"}
     md = (out / "latency.md").read_text()
     assert "random weights" in md and "Speedup against the reference model" in md and NER in md
     assert "## Reference models" in md and XR_TOKEN in md and "177.3M" in md and "277.5M" in md
@@ -213,19 +216,18 @@ def test_per_student_latency_and_card(result, tiny):
 
 
 def test_reference_onnx_is_cached(result, tiny):
-    """A second export with the same identity reuses OUT/onnx; another identity re-exports."""
+    """A second export with the same identity reuses the cached file; another identity re-exports."""
     with single_thread():
         torch.manual_seed(0)
         model = AutoModelForTokenClassification.from_config(bert_config(len(tiny["tok"]))).eval()
         c = bm.Candidate(name=MB_TOKEN, role="reference", task="t", path="x", level=TOKEN, num_labels=7, parameters=1,
                          known_ids=np.arange(5, 40), forward=bm.LogitsModule(model).eval(),
                          reference=REFERENCE_MODELS["mbert-base"])
-        out = tiny["root"] / "cache"
-        first = bm.prepare_onnx(c, out, "mbert-base-token-7", "identity-a", 1)
+        first = bm.prepare_onnx(c, "test-mbert-base-token-7", "identity-a", 1)
         assert first["cached"] is False and first["max_abs_logit_diff"] < 1e-3
-        assert c.onnx["int8"] == out / "onnx" / "mbert-base-token-7.int8.onnx"
-        assert bm.prepare_onnx(c, out, "mbert-base-token-7", "identity-a", 1)["cached"] is True
-        assert bm.prepare_onnx(c, out, "mbert-base-token-7", "identity-b", 1)["cached"] is False
+        assert c.onnx["int8"] == cache_root() / "onnx" / "test-mbert-base-token-7.int8.onnx"
+        assert bm.prepare_onnx(c, "test-mbert-base-token-7", "identity-a", 1)["cached"] is True
+        assert bm.prepare_onnx(c, "test-mbert-base-token-7", "identity-b", 1)["cached"] is False
 
 
 def test_student_candidate_draws_from_known_ids(tiny):

@@ -5,7 +5,7 @@ distillation (Melas-Kyriazi et al., 2019) and zero-shot distillation
 (Rashid et al., 2020).
 """
 
-__version__ = "0.1.0"
+from .utils import VERSION as __version__  # noqa: F401
 
 
 def load_model(*args, **kwargs):

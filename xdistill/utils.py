@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import random
@@ -13,9 +14,26 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+#: seconds between progress lines in the log when no progress bar is shown
+PROGRESS_EVERY_S = 60.0
+
+
+#: the package's version (``xdistill.__version__``), recorded in saved students
+VERSION = "0.1.0"
+CACHE_ENV = "XDISTILL_CACHE"
+
+
+def cache_root() -> Path:
+    """Where files reused across runs go (the reference models' ONNX exports): ``$XDISTILL_CACHE``,
+    default ``~/.cache/xdistill``."""
+    return Path(os.environ.get(CACHE_ENV) or "~/.cache/xdistill").expanduser()
 
 
 def _umask() -> int:
@@ -154,3 +172,29 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None, log: logging.Logger | None = None,
+             every: float = PROGRESS_EVERY_S) -> Iterator[T]:
+    """Iterate ``items`` with a progress bar (tqdm) when stderr is a terminal; otherwise, where no bar
+    would show, with a log line at least every ``every`` seconds and one at the end
+    (``DESC: N of TOTAL (P%), S s``)."""
+    total = len(items) if total is None and hasattr(items, "__len__") else total
+    if sys.stderr.isatty():
+        yield from tqdm(items, desc=desc, total=total, mininterval=1.0)
+        return
+    log = log or logging.getLogger("xdistill")
+    t0 = last = time.monotonic()
+    n = 0
+    for n, item in enumerate(items, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            log.info("%s: %d%s, %.0f s", desc, n, f" of {total} ({100 * n / total:.0f}%)" if total else "", now - t0)
+    log.info("%s: done, %d in %.0f s", desc, n, time.monotonic() - t0)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 thread``, ``2 threads``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

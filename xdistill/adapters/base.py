@@ -107,8 +107,8 @@ class TaskAdapter(ABC):
 
     # -- model inputs and outputs -------------------------------------------------------------
     @abstractmethod
-    def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
-        """Tokenize a split into rows of at most ``max_length`` tokens."""
+    def encode(self, dataset, tokenizer, max_length: int, split: str = "") -> Encoded:
+        """Tokenize a split into rows of at most ``max_length`` tokens (``split`` names it in log lines)."""
 
     @abstractmethod
     def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list:

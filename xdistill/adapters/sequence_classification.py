@@ -65,13 +65,14 @@ class SequenceClassificationAdapter(TaskAdapter):
         """The task's one group: train, validation, budgets, transfer and evaluation texts."""
         return build_text_data(self.spec, args)
 
-    def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
+    def encode(self, dataset, tokenizer, max_length: int, split: str = "") -> Encoded:
         """One row per text (``dataset["text"]``; ``dataset["label"]`` label names or empty for transfer text)."""
         texts, labels = list(dataset["text"]), list(dataset["label"])
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        return self.encode_ids(ids, labels, tokenizer, max_length)
+        return self.encode_ids(ids, labels, tokenizer, max_length, split)
 
-    def encode_ids(self, ids: Sequence[Sequence[int]], labels: Sequence[str], tokenizer, max_length: int) -> Encoded:
+    def encode_ids(self, ids: Sequence[Sequence[int]], labels: Sequence[str], tokenizer, max_length: int,
+                   split: str = "") -> Encoded:
         """:meth:`encode` from subword ids already computed (without special tokens).
 
         Raises:
@@ -96,7 +97,8 @@ class SequenceClassificationAdapter(TaskAdapter):
         enc.stats = {"examples": len(ids), "windows": len(ids), "examples_truncated": truncated, "tokens_cut": cut,
                      "max_length": max_length}
         if truncated:
-            logger.info("%d of %d texts longer than %d tokens were truncated (%d tokens cut)", truncated, len(ids), max_length, cut)
+            logger.info("%s%d of %d texts longer than %d tokens were truncated (%d tokens cut)",
+                        f"{split}: " if split else "", truncated, len(ids), max_length, cut)
         return enc
 
     def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list[str]:

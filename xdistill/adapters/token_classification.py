@@ -105,7 +105,7 @@ class TokenClassificationAdapter(TaskAdapter):
         """Splits of every language ``args.langs`` names (see :mod:`xdistill.data.ner`)."""
         return build_ner_data(self.spec, args, LanguageRegistry.load(), self.splitter)
 
-    def encode(self, dataset, tokenizer, max_length: int) -> Encoded:
+    def encode(self, dataset, tokenizer, max_length: int, split: str = "") -> Encoded:
         """Windows of at most ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included).
 
         Labels are aligned to first subwords; an example with no tags (transfer
@@ -146,7 +146,8 @@ class TokenClassificationAdapter(TaskAdapter):
         enc.stats = {"examples": len(enc.n_words), "windows": len(enc.input_ids),
                      "examples_split_into_windows": n_windows_split, "subwords_cut_from_overlong_words": n_pieces_cut}
         if n_windows_split:
-            logger.info("%d sentences longer than %d tokens were split into windows", n_windows_split, max_length)
+            logger.info("%s%d sentences longer than %d tokens were split into windows", f"{split}: " if split else "",
+                        n_windows_split, max_length)
         return enc
 
     def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list[list[str]]:

@@ -43,6 +43,8 @@ from .stages import Stage, Step
 logger = logging.getLogger(__name__)
 
 PROGRESS = "progress.json"
+#: seconds of training without a log line after which a step says where it is
+HEARTBEAT_S = 60.0
 #: the layout of a checkpoint ``student-K.pt``: ``{"format", "trainee", "rng", "step"}``
 CHECKPOINT_FORMAT = 2
 
@@ -203,7 +205,7 @@ class Distiller:
         best, metric = self.validate(stage)
         best_state = copy.deepcopy(self.trainee.state_dict())
         bad, updates, epochs_done, history = 0, 0, 0.0, [{"epoch": 0.0, "score": best}]
-        t0 = time.perf_counter()
+        t0 = last_log = time.perf_counter()
         self.trainee.train()
         stop = False
         for epoch in range(max_epochs):
@@ -221,6 +223,10 @@ class Distiller:
                 updates += 1
                 for p in self.plugins:
                     p.after_update(self, step, updates)
+                if time.perf_counter() - last_log >= HEARTBEAT_S and bi not in check_at:
+                    logger.info("%s %s epoch %d: batch %d of %d, loss %.4f", self.name, step.name, epoch + 1, bi + 1,
+                                len(batches), float(loss.detach()))
+                    last_log = time.perf_counter()
                 if bi in check_at:
                     score, metric = self.validate(stage)
                     epochs_done = epoch + (bi + 1) / len(batches)
@@ -234,6 +240,7 @@ class Distiller:
                         p.after_validation(self, step, score, best)
                     logger.info("%s %s epoch %.2f: validation %s %.4f (best %.4f)", self.name, step.name,
                                 epochs_done, metric, score, best)
+                    last_log = time.perf_counter()
                     if bad >= self.args.patience:
                         stop = True
                         break

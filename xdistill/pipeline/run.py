@@ -127,8 +127,9 @@ def prepare_data(r: Run) -> None:
     r.tokenizer = load_tokenizer(s.teacher, s.data)
     r.data = a.load_data(s.data)
     r.splits = {name: _concat([getattr(g, name) for g in r.data.groups.values()]) for name in SPLITS}
-    r.enc = {name: a.encode(ds, r.tokenizer, s.data.max_length) for name, ds in r.splits.items()}
-    r.eval_enc = {g: a.encode(d.evaluation, r.tokenizer, s.data.max_length) for g, d in r.data.groups.items()}
+    r.enc = {name: a.encode(ds, r.tokenizer, s.data.max_length, name) for name, ds in r.splits.items()}
+    r.eval_enc = {g: a.encode(d.evaluation, r.tokenizer, s.data.max_length, f"evaluation {g}")
+                  for g, d in r.data.groups.items()}
     r.eval_gold = {g: a.gold(d.evaluation) for g, d in r.data.groups.items()}
 
 

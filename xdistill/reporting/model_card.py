@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..adapters import adapter_for_saved
-from ..utils import atomic_write_json, atomic_write_text
+from ..utils import atomic_write_json, atomic_write_text, plural
 
 #: ``onnx/parity.json`` of an exported student (written by :mod:`xdistill.serving.export`)
 PARITY_PATH = Path("onnx") / "parity.json"
@@ -196,7 +196,7 @@ def _latency(latency: dict | None) -> list[str]:
                         "speedup_vs_reference") if c in rows.columns]
     m = latency.get("machine", {})
     return ["## Latency", "", f"Batch latency at sequence length {latency['settings']['sequence_length']} on "
-            f"{m.get('cpu', '?')} ({latency['settings']['threads']} threads); median of "
+            f"{m.get('cpu', '?')} ({plural(latency['settings']['threads'], 'thread')}); median of "
             f"{latency['settings']['repeats']} timed runs after {latency['settings']['warmup']} warm-up runs. "
             "Speedup is against the reference model (mBERT-base or XLM-R-base) in the same runtime and batch size.", "",
             rows[keep].to_markdown(index=False, floatfmt=".2f"), ""]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..utils import atomic_write_json, atomic_write_text
+from ..utils import atomic_write_json, atomic_write_text, plural
 from .results import ModelScores, RunResult
 
 
@@ -70,7 +70,7 @@ def build_report(r: RunResult) -> dict:
             "teacher_saw": (f"{sizes['teacher_labeled']} labeled {unit} ({td.teacher_budget})" if r.teacher.fine_tuned_here
                             else r.teacher.labeled_data),
             "student_saw": (f"{sizes['labeled']} labeled {unit} ({td.student_budget}) and transfer text without "
-                            f"labels, labeled by the teacher: {len(r.transfer_sizes)} sets ("
+                            f"labels, labeled by the teacher: {plural(len(r.transfer_sizes), 'set')} ("
                             + ", ".join(f"{v}: {n} rows" for v, n in r.transfer_sizes.items()) + ")"),
             "baseline_saw": f"the same {sizes['labeled']} labeled {unit} only",
             "validation": f"{sizes['validation']} {unit} held out of train (early stopping, model selection)",
@@ -101,8 +101,14 @@ def build_report(r: RunResult) -> dict:
     return report
 
 
-def _table(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
-    return df.to_markdown(floatfmt=floatfmt)
+#: columns that hold counts: printed without decimals (a DataFrame row is upcast to float)
+COUNT_COLUMNS = ("n_eval", "examples", "examples_truncated", "tokens_cut", "updates", "parameters")
+
+
+def _table(df: pd.DataFrame, floatfmt: str = ".2f", index: bool = True) -> str:
+    formats = [".0f" if c in COUNT_COLUMNS else floatfmt for c in df.columns]
+    return df.to_markdown(floatfmt=(["g"] if index else []) + formats, index=index)
+
 
 
 def render_markdown(r: dict) -> str:
@@ -126,7 +132,6 @@ def render_markdown(r: dict) -> str:
     lines += ["## Mean over groups" if len(r["groups"]) > 1 else "## Summary", "",
               _table(pd.DataFrame([mean_row], index=["mean"])), ""]
     per = pd.DataFrame(r["groups"]).T
-    per["n_eval"] = per["n_eval"].astype(int)
     lines += ["## Per " + ("language" if "languages" in r else "group"), "", _table(per), ""]
     g = r.get("generation")
     if g:
@@ -147,7 +152,7 @@ def render_markdown(r: dict) -> str:
     tm = r["timing"]
     phases = pd.DataFrame({"seconds": tm["seconds"]}).assign(minutes=lambda x: x["seconds"] / 60)
     lines += ["## Timing", "", _table(phases), "",
-              f"Total {tm['total_seconds'] / 60:.1f} min; peak RSS {tm['peak_rss_mib']:.0f} MiB; {tm['threads']} threads.",
+              f"Total {tm['total_seconds'] / 60:.1f} min; peak RSS {tm['peak_rss_mib']:.0f} MiB; {plural(tm['threads'], 'thread')}.",
               f"Teacher labeling: {tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
               f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}.", ""]
     rows = []
@@ -158,7 +163,8 @@ def render_markdown(r: dict) -> str:
              for s in r["baseline_schedule"]]
     if rows:
         lines += ["## Schedule (XtremeDistil Algorithm 1, gradual unfreezing)", "",
-                  _table(pd.DataFrame(rows).set_index(["student", "step"]), ".3f"), ""]
+                  _table(pd.DataFrame(rows)[["student", "step", "epochs", "updates", "best_score", "metric", "seconds"]],
+                         ".3f", index=False), ""]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
+import transformers
 from safetensors.torch import save_file
 from torch import nn
 
@@ -31,7 +32,7 @@ from ..adapters import OutputLevel, batched_logits
 from ..config import StudentArguments
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
-from ..utils import atomic_write_json, count_parameters
+from ..utils import VERSION, atomic_write_json, count_parameters
 
 STUDENT_CONFIG = "config.json"
 STUDENT_WEIGHTS = "model.safetensors"
@@ -196,4 +197,8 @@ class Student(nn.Module):
         tmp.replace(d / STUDENT_WEIGHTS)
         if tokenizer is not None:
             tokenizer.save_pretrained(d)
-        atomic_write_json(d / STUDENT_CONFIG, {STUDENT_MARKER: True, "kind": self.kind, **self.config, **(extra or {})})
+        # transformers_version: what a tokenizer loaded from this folder looks for in config.json (without
+        # it transformers 5 warns of a "Mistral regex" that does not concern this tokenizer)
+        versions = {"xdistill_version": VERSION, "transformers_version": transformers.__version__}
+        atomic_write_json(d / STUDENT_CONFIG, {STUDENT_MARKER: True, "kind": self.kind, **self.config, **(extra or {}),
+                                               **versions})

@@ -33,14 +33,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..adapters import OutputLevel
 from ..data.batching import bucket_batches, collate_inputs, padding_fraction
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
 from ..teachers import Teacher
-from ..utils import atomic_write_json, digest_problem, file_digest
+from ..utils import atomic_write_json, digest_problem, file_digest, progress
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +202,7 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     arrays = {f.key: np.lib.format.open_memmap(tmp / f"{f.key}.npy", mode="w+", dtype=np.float16,
                                                shape=(int(offsets[-1]), teacher.feature_width(f))) for f in features}
     t0 = time.perf_counter()
-    for rows in tqdm(batches, desc=f"teacher labels {name}", mininterval=30, disable=None):
+    for rows in progress(batches, f"teacher labels {name} (batches)", log=logger):
         b = collate_inputs(encoded, rows, teacher.tokenizer.pad_token_id)
         feats = teacher.features(b["input_ids"].to(device), b["attention_mask"].to(device), features)
         lens = [len(encoded.input_ids[r]) for r in rows]

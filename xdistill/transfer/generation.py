@@ -35,7 +35,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2L
 from ..config import GenerationArguments
 from ..errors import ConfigError
 from ..teachers.training import pin_memory, quiet
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, progress
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def _sample(gen: _Generator, args: GenerationArguments, rng: random.Random) -> l
             prompts.append(gen.rows[0][:1])
     texts: list[str] = []
     batch = 64
-    for a in range(0, len(prompts), batch):
+    for a in progress(range(0, len(prompts), batch), "generator samples (batches of 64)", log=logger):
         chunk = prompts[a:a + batch]
         width = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), width), gen.pad, dtype=torch.long)

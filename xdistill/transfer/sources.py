@@ -120,7 +120,8 @@ class GeneratedText(TransferSource):
         if not texts:
             raise ConfigError("--augment generate: every generated text was filtered out; lower --min-words, "
                               "raise --near-duplicate or --generate")
-        return TransferText(adapter.encode(adapter.from_texts(texts), ctx.tokenizer, ctx.max_length), asdict(rep))
+        return TransferText(adapter.encode(adapter.from_texts(texts), ctx.tokenizer, ctx.max_length, "generated"),
+                            asdict(rep))
 
 
 #: transfer set (``--transfer``) -> the sources it is made of

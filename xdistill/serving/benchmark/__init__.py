@@ -21,8 +21,9 @@ runtime and at the same batch size, compression its parameters over the model's.
 comes from ``--reference KEY=ID_OR_DIR`` (``--mbert ID_OR_DIR`` for mBERT-base) or the registry's
 hub id; when the hub is not reachable and the id is not cached, it is built from the registry's
 configuration with random weights (latency does not depend on weight values; the reports say so).
-The teachers' and reference models' ONNX files are cached in ``OUTPUT/onnx``; students use their
-own ``onnx/model[.int8].onnx`` from ``python -m xdistill export``.
+The teachers' and reference models' ONNX files are cached in ``$XDISTILL_CACHE/onnx`` (default
+``~/.cache/xdistill/onnx``) and reused across runs; students use their own
+``onnx/model[.int8].onnx`` from ``python -m xdistill export``.
 
 Writes ``OUTPUT/latency.json`` (``settings``, ``machine``, ``references``, ``rows``, ``goals``),
 ``OUTPUT/latency.md`` and ``OUTPUT/latency.png``, and for each student ``STUDENT/latency.json``
@@ -50,7 +51,7 @@ from .timing import latency_stats, make_inputs, measure
 
 
 def export_references(refs: dict[tuple[str, str, int], Candidate], infos: list[dict],
-                      sources: dict[str, ReferenceSource], out_dir: Path, s: Settings) -> None:
+                      sources: dict[str, ReferenceSource], s: Settings) -> None:
     """Export (or reuse) each reference model's ONNX files; adds ``onnx`` (export seconds, parity) and
     ``onnx_files`` to its ``latency.json`` entry.
 
@@ -58,7 +59,7 @@ def export_references(refs: dict[tuple[str, str, int], Candidate], infos: list[d
         ExportError: an export or quantization failed.
     """
     for ((key, _, _), c), info in zip(refs.items(), infos):
-        info["onnx"] = prepare_reference_onnx(c, sources[key], info["weights"], s.seed, out_dir, s.threads)
+        info["onnx"] = prepare_reference_onnx(c, sources[key], info["weights"], s.seed, s.threads)
         info["onnx_files"] = {k: str(v) for k, v in c.onnx.items()}
 
 
@@ -78,9 +79,9 @@ def run_benchmark(a: argparse.Namespace, s: Settings) -> dict:
     models = [*students, *teachers]
     sources = resolve_references(models, choices)
     refs, infos = build_references(models, sources, s.seed, s.sequence_length)
-    export_references(refs, infos, sources, out_dir, s)
+    export_references(refs, infos, sources, s)
     for t in teachers:
-        prepare_teacher_onnx(t, out_dir, s.threads)
+        prepare_teacher_onnx(t, s.threads)
     measured = [(c, measure(c, s)) for c in [*models, *refs.values()]]
     rows = make_rows(measured, refs, s)
     result = {"settings": s.as_dict(), "machine": machine_info(s.threads), "references": infos,

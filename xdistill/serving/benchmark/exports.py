@@ -1,4 +1,5 @@
-"""ONNX files of teachers and reference models, cached in ``OUTPUT/onnx``.
+"""ONNX files of teachers and reference models, cached in ``$XDISTILL_CACHE/onnx`` (default
+``~/.cache/xdistill/onnx``), outside students and benchmark outputs, and reused across runs.
 
 Exporting and quantizing a 12-layer reference model takes a while, so each file carries an
 identity in its metadata (the teacher's weight files' SHA-256, or the reference's source, weights
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...utils import file_sha256
+from ...utils import cache_root, file_sha256
 from ..onnx import OUTPUT_NAME, export_module_to_onnx, onnx_metadata, ort_session, quantize_int8
 from .candidates import Candidate
 from .references import ReferenceSource
@@ -54,9 +55,9 @@ def reference_export(c: Candidate, src: ReferenceSource, weights: str, seed: int
     return f"{src.model.key}-{c.level.name}-{c.num_labels}", json.dumps(ident, sort_keys=True)
 
 
-def onnx_cache_paths(out_dir: Path, stem: str) -> dict[str, Path]:
-    """``{"fp32": OUT/onnx/<stem>.onnx, "int8": OUT/onnx/<stem>.int8.onnx}``."""
-    d = Path(out_dir) / ONNX_CACHE_DIR
+def onnx_cache_paths(stem: str) -> dict[str, Path]:
+    """``{"fp32": CACHE/onnx/<stem>.onnx, "int8": CACHE/onnx/<stem>.int8.onnx}`` (CACHE: :func:`~xdistill.utils.cache_root`)."""
+    d = cache_root() / ONNX_CACHE_DIR
     return {"fp32": d / f"{stem}.onnx", "int8": d / f"{stem}.int8.onnx"}
 
 
@@ -77,8 +78,8 @@ def _parity(c: Candidate, path: Path, threads: int) -> float:
     return float(np.abs(got - want).max())
 
 
-def prepare_onnx(c: Candidate, out_dir: Path, stem: str, identity: str, threads: int) -> dict:
-    """Export ``c.forward`` to ONNX fp32 and int8 as ``OUT/onnx/<stem>[.int8].onnx`` unless files with
+def prepare_onnx(c: Candidate, stem: str, identity: str, threads: int) -> dict:
+    """Export ``c.forward`` to ONNX fp32 and int8 as ``CACHE/onnx/<stem>[.int8].onnx`` unless files with
     the same ``identity`` are there; sets ``c.onnx``. Returns ``{"cached", "export_seconds",
     "quantize_seconds", "max_abs_logit_diff"}`` (seconds; the last is ORT fp32 against PyTorch on a
     ``(2, 8)`` batch after a new export; all ``None`` when reused).
@@ -87,7 +88,7 @@ def prepare_onnx(c: Candidate, out_dir: Path, stem: str, identity: str, threads:
         ExportError: the export or quantization failed.
         ConfigError: ONNX Runtime cannot load the exported file.
     """
-    paths = onnx_cache_paths(out_dir, stem)
+    paths = onnx_cache_paths(stem)
     c.onnx = paths
     if all(_matches(p, identity) for p in paths.values()):
         logger.info("%s: reusing %s and %s", c.name, paths["fp32"], paths["int8"])
@@ -105,20 +106,19 @@ def prepare_onnx(c: Candidate, out_dir: Path, stem: str, identity: str, threads:
     return {"cached": False, "export_seconds": round(t1 - t0, 2), "quantize_seconds": round(t2 - t1, 2), "max_abs_logit_diff": diff}
 
 
-def prepare_teacher_onnx(c: Candidate, out_dir: Path, threads: int) -> dict:
+def prepare_teacher_onnx(c: Candidate, threads: int) -> dict:
     """:func:`prepare_onnx` for a teacher (see :func:`teacher_export`).
 
     Raises:
         ExportError: the export or quantization failed.
     """
-    return prepare_onnx(c, out_dir, *teacher_export(c), threads)
+    return prepare_onnx(c, *teacher_export(c), threads)
 
 
-def prepare_reference_onnx(c: Candidate, src: ReferenceSource, weights: str, seed: int, out_dir: Path,
-                           threads: int) -> dict:
+def prepare_reference_onnx(c: Candidate, src: ReferenceSource, weights: str, seed: int, threads: int) -> dict:
     """:func:`prepare_onnx` for a reference model (see :func:`reference_export`).
 
     Raises:
         ExportError: the export or quantization failed.
     """
-    return prepare_onnx(c, out_dir, *reference_export(c, src, weights, seed), threads)
+    return prepare_onnx(c, *reference_export(c, src, weights, seed), threads)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ...errors import ConfigError
 from ...reporting.model_card import LATENCY_FILE, write_model_card
-from ...utils import atomic_write_json, atomic_write_text
+from ...utils import atomic_write_json, atomic_write_text, plural
 from .candidates import Candidate
 from .results import student_result
 
@@ -67,8 +67,8 @@ def _per_batch(ratios: dict) -> str:
 def _header(result: dict) -> list[str]:
     m, st = result["machine"], result["settings"]
     return ["# Batch-inference latency", "",
-            f"Machine: {m['cpu']} ({m['physical_cores']} physical / {m['logical_cores']} logical cores), {m['threads']} "
-            f"threads; {m['platform']}; Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
+            f"Machine: {m['cpu']} ({m['physical_cores']} physical / {m['logical_cores']} logical cores), "
+            f"{plural(m['threads'], 'thread')}; {m['platform']}; Python {m['python']}, torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
             f"transformers {m['transformers']}, numpy {m['numpy']}.", "",
             f"Settings: batch sizes {', '.join(map(str, st['batch_sizes']))}; sequence length {st['sequence_length']} "
             f"(random token ids, no padding); {st['warmup']} warm-up and {st['repeats']} timed calls per cell"
@@ -188,7 +188,7 @@ def write_plot(result: dict, path: Path) -> None:
     if panels != [None] and undrawn:
         fig.text(0.01, 0.01, "no metric recorded, not drawn: " + ", ".join(undrawn), fontsize=7)
     fig.suptitle(f"Batch-inference latency at batch size {b}, sequence length {st['sequence_length']}, "
-                 f"{st['threads']} thread(s)\nmedian of {st['repeats']} runs; reference models (vertical lines, "
+                 f"{plural(st['threads'], 'thread')}\nmedian of {st['repeats']} runs; reference models (vertical lines, "
                  f"{weights_summary(result['references'])} weights, no metric) per runtime", fontsize=9)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     path = Path(path)
@@ -227,7 +227,7 @@ def print_summary(result: dict, out_dir: Path) -> None:
     g = result["goals"]
     b = g["batch_size"]
     st = result["settings"]
-    print(f"latency at batch size {b}, sequence length {st['sequence_length']}, {st['threads']} thread(s) on "
+    print(f"latency at batch size {b}, sequence length {st['sequence_length']}, {plural(st['threads'], 'thread')} on "
           f"{result['machine']['cpu']}; reference model weights: {weights_summary(result['references'])}")
     for r in result["rows"]:
         if r["batch_size"] == b:
