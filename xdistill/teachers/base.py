@@ -115,6 +115,22 @@ def check_vocabulary(model, tokenizer, name: str, option: str = "--teacher") -> 
 
 
 
+def _check_checkpoint_config(path: Path) -> None:
+    """Refuse a ``config.json`` that transformers cannot read as a checkpoint's configuration.
+
+    Raises:
+        ConfigError: not UTF-8 JSON, not an object, or no ``"model_type"``; names the file and
+            says that it is no xdistill student either (the caller tried that first).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--model {path.parent}: {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise ConfigError(f"--model {path.parent}: no student or transformers checkpoint here ({path} has neither "
+                          "\"xdistill_student\": true nor a \"model_type\")")
+
+
 class Teacher:
     """A task model and its tokenizer (see the module docstring).
 
@@ -252,6 +268,7 @@ class Teacher:
         d = Path(directory)
         if not (d / "config.json").is_file():
             raise ConfigError(f"--model {d}: no transformers checkpoint here (expected config.json)")
+        _check_checkpoint_config(d / "config.json")
         config = AutoConfig.from_pretrained(d)
         level = level_of_architectures(config.architectures)
         if level is None:
