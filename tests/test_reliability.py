@@ -28,10 +28,15 @@ from xdistill.utils import atomic_write_json, file_digest
 
 
 @pytest.fixture
-def labeled(tmp_path):
+def tiny(tmp_path):
+    """A tiny random tokenizer, NER adapter and teacher."""
     tok = make_tokenizer(tmp_path / "tok")
-    adapter = make_adapter()
-    teacher = tm.teacher_of(make_teacher(tok), tok)
+    return tok, make_adapter(), tm.teacher_of(make_teacher(tok), tok)
+
+
+@pytest.fixture
+def labeled(tmp_path, tiny):
+    tok, adapter, teacher = tiny
     enc = adapter.encode(sentences(8, seed=1, labeled=False), tok, 16)
     features = [Feature("hidden_states", 2), Feature("logits")]
 
@@ -68,10 +73,8 @@ def test_a_damaged_cache_is_computed_again(labeled, damage, caplog):
 
 
 @pytest.fixture
-def distill_world(tmp_path):
-    tok = make_tokenizer(tmp_path / "tok")
-    adapter = make_adapter()
-    teacher = tm.teacher_of(make_teacher(tok), tok)
+def distill_world(tmp_path, tiny):
+    tok, adapter, teacher = tiny
     transfer = adapter.encode(sentences(8, seed=1, labeled=False), tok, 16)
     labeled = adapter.encode(sentences(8, seed=2), tok, 16)
     val = sentences(4, seed=3)
