@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -214,3 +216,18 @@ def test_files_are_written_with_the_umask_mode(tmp_path):
         assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.integration
+def test_several_launched_processes_stop_with_a_clear_error(tmp_path, data_dir):
+    """Two ranks (``torchrun``, as ``accelerate launch`` starts them) must not race on one folder: each
+    stops at once, before writing anything, with an error that says how to launch."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29533", "-m", "xdistill", "ner", "--preset", "smoke", "--langs", "sw", "--data-dir",
+                        str(data_dir), "--output-dir", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode != 0
+    assert p.stderr.count("error: 2 processes were launched") == 2 and "--num_processes 1" in p.stderr
+    assert "Traceback (most recent call last)" not in p.stderr.split("error: 2 processes")[0]
+    assert not (tmp_path / "out").exists()

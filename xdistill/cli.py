@@ -25,7 +25,7 @@ from .adapters import COMMANDS as DISTILL_COMMANDS
 from .adapters import adapter_for_saved, load_task, make_adapter
 from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
 from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError
-from .pipeline import RunFolder, run
+from .pipeline import RunFolder, check_single_process, run
 from .reporting import write_model_card
 from .serving import benchmark
 from .serving.export import evaluation_files, export_student
@@ -90,6 +90,7 @@ def parse_distill_args(argv: list[str], command: str) -> RunSettings:
 def _distill(command: str, argv: list[str]) -> int:
     """``ner`` / ``classify``: parse options, check the task type, run the pipeline, print a summary."""
     settings = parse_distill_args(argv, command)
+    check_single_process()
     RunFolder.check_writable(Path(settings.run.output_dir))
     _setup_logging(Path(settings.run.output_dir) / "run.log")
     if settings.run.threads:

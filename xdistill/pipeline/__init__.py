@@ -3,6 +3,6 @@ and its output folder (:mod:`~xdistill.pipeline.folder`: the lock, the record of
 must match)."""
 
 from .folder import RunFolder
-from .run import check_settings, compute_device, run, student_dir, transfer_sets
+from .run import check_settings, check_single_process, compute_device, run, student_dir, transfer_sets
 
-__all__ = ["RunFolder", "check_settings", "compute_device", "run", "student_dir", "transfer_sets"]
+__all__ = ["RunFolder", "check_settings", "check_single_process", "compute_device", "run", "student_dir", "transfer_sets"]

@@ -10,6 +10,7 @@ stage registry, so nothing here branches on the task, the student kind or a stag
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,20 @@ SPLITS = ("labeled", "validation", "teacher_labeled", "transfer")
 def compute_device() -> torch.device:
     """The device ``accelerate`` picks for this process (a GPU when there is one, else the CPU)."""
     return PartialState().device
+
+
+def check_single_process() -> None:
+    """A run is one process for now; several (``accelerate launch --num_processes N``, ``torchrun``)
+    would each train the whole run into the same folder.
+
+    Raises:
+        ConfigError: more than one process was launched.
+    """
+    world = os.environ.get("WORLD_SIZE", "1")  # set by torchrun and accelerate launch for every rank
+    n = max(PartialState().num_processes, int(world) if world.isdigit() else 1)
+    if n > 1:
+        raise ConfigError(f"{n} processes were launched (accelerate launch or torchrun): xdistill runs as one "
+                          "process for now; launch it with --num_processes 1, or run python -m xdistill directly")
 
 
 @dataclass
@@ -349,6 +364,7 @@ def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None)
     t_start = time.perf_counter()
     command = command or " ".join(["python -m xdistill"] + sys.argv[1:])
     sources = check_settings(settings)
+    check_single_process()
     with RunFolder(settings.run.output_dir, settings, adapter.spec.path, command):
         report = _run(adapter, settings, sources, command, t_start)
     m, k = report["mean"], adapter.primary_metric
