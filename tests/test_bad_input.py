@@ -72,12 +72,24 @@ def _task(w: World, text: str) -> list[str]:
 
 
 def _tiny_teacher(w: World, vocab_size: int) -> str:
-    """A tiny BERT checkpoint whose embeddings have ``vocab_size`` rows, saved with the tiny tokenizer."""
+    """A tiny BERT checkpoint fine-tuned on the NER labels (its config names them) whose embeddings
+    have ``vocab_size`` rows, saved with the tiny tokenizer."""
     from transformers import BertForTokenClassification
 
     d = w.root / "teacher"
     torch.manual_seed(0)
     BertForTokenClassification(tm.bert_config(vocab_size)).save_pretrained(d)
+    w.tok.save_pretrained(d)
+    return str(d)
+
+
+def _tiny_gpt2(w: World) -> str:
+    """A tiny GPT-2 checkpoint (no masked-language-model architecture) with the tiny tokenizer."""
+    from transformers import GPT2Config, GPT2ForTokenClassification
+
+    d = w.root / "gpt2"
+    torch.manual_seed(0)
+    GPT2ForTokenClassification(GPT2Config(vocab_size=len(tm.VOCAB), n_embd=16, n_layer=1, n_head=2)).save_pretrained(d)
     w.tok.save_pretrained(d)
     return str(d)
 
@@ -173,6 +185,14 @@ CASES = [
     Case("tokenizer folder without tokenizer files", lambda w: w.ner_run("--tokenizer", str(Path(w.file("tk/readme", "x")).parent)), ("--tokenizer", "no tokenizer files")),
     Case("tokenizer larger than the embeddings", lambda w: w.ner_run("--teacher", _tiny_teacher(w, 20)), ("--teacher", f"{len(tm.VOCAB):,} tokens", "20 rows")),
     Case("missing dev file", lambda w: (w.data / "wikiann" / "dev-sw.tsv").unlink() or w.ner_run(), ("--langs", "dev-sw.tsv is missing")),
+    Case("MLM budget zero", lambda w: w.ner_run("--teacher-mlm", "0"), ("--teacher-mlm", "above zero")),
+    Case("MLM budget negative minutes", lambda w: w.ner_run("--teacher-mlm=-5min"), ("--teacher-mlm", "above zero")),
+    Case("MLM budget not a number", lambda w: w.ner_run("--teacher-mlm", "lots"), ("--teacher-mlm", "'lots'")),
+    Case("MLM text file missing", lambda w: w.ner_run("--teacher-mlm", "5", "--mlm-text", "transfer,no-such.txt"), ("--mlm-text", "no-such.txt", "no such file")),
+    Case("MLM text not UTF-8", lambda w: w.ner_run("--teacher-mlm", "5", "--mlm-text", w.file("m.txt", b"Anna visited\nZ\xfcrich\n")), ("m.txt:2", "not UTF-8")),
+    Case("MLM text empty", lambda w: w.ner_run("--teacher-mlm", "5", "--mlm-text", w.file("m.txt", "\n  \n")), ("m.txt", "no text")),
+    Case("MLM teacher already fine-tuned", lambda w: w.ner_run("--teacher-mlm", "5", "--teacher", _tiny_teacher(w, len(tm.VOCAB))), ("--teacher-mlm", "already fine-tuned")),
+    Case("MLM teacher without an MLM architecture", lambda w: w.ner_run("--teacher-mlm", "5", "--teacher", _tiny_gpt2(w)), ("--teacher-mlm", "AutoModelForMaskedLM")),
     Case("resume with other settings", lambda w: _settings_recorded(w, lr=0.5) or w.ner_run("--resume"), ("--resume", "--lr: 0.5 -> 0.003")),
 ]
 

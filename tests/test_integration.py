@@ -47,13 +47,20 @@ def test_report_fields(smoke_run):
     assert s["compression_vs_reference"] == pytest.approx(177.3e6 / s["parameters"])
     assert s["compression_vs_teacher"] == pytest.approx(t["parameters"] / s["parameters"])
     tm = r["timing"]
-    assert set(tm["seconds"]) >= {"data", "teacher", "teacher_labeling", "distillation", "baseline", "evaluation"}
+    assert set(tm["seconds"]) >= {"data", "teacher", "teacher_labeling", "distillation", "baseline", "baseline_svd",
+                                  "evaluation"}
     assert tm["peak_rss_mib"] > 0 and tm["teacher_tokens_per_second"] > 0 and 0 <= tm["padding_fraction"] < 1
     # the schedule ran all 9 steps of Algorithm 1 (3 stages x 3 unfreezing steps)
     assert [x["step"] for x in r["schedule"]] == [f"{s}:{k}" for s in ("representation", "logits", "labeled") for k in (1, 2, 3)]
     assert r["data"]["per_group"]["en"]["labeled"] == 100
     assert r["groups"] == r["languages"]
-    assert [m["model"] for m in r["models"]][:2] == ["teacher", "student (no distillation)"]
+    assert [m["model"] for m in r["models"]][:3] == ["teacher", "student (no distillation)",
+                                                     "student (no distillation, SVD embeddings)"]
+    m = r["mean"]
+    assert m["stronger_baseline"] in ("baseline", "baseline_svd")
+    assert m["gain_over_stronger_baseline"] == pytest.approx(m["student_f1"] - max(m["baseline_f1"], m["baseline_svd_f1"]))
+    assert r["phases"]["mlm_pretraining"] is None and r["phases"]["fine_tuning"]["teacher_f1"] == m["teacher_f1"]
+    assert r["teacher"]["mlm"] is None
     assert "teacher_saw" in r["data"] and "student_saw" in r["data"]
     md = (out / "report.md").read_text()
     assert "| en" in md and "scratch" in md

@@ -29,7 +29,8 @@ def test_report_rows(classify_run):
     r = json.loads((classify_run / "report.json").read_text())
     assert r["task"] == "imdb" and r["task_type"] == "sequence-classification" and r["metric"] == "accuracy"
     names = [m["model"] for m in r["models"]]
-    assert names == ["teacher", "student (no distillation)", "student (distilled, unlabeled)",
+    assert names == ["teacher", "student (no distillation)", "student (no distillation, SVD embeddings)",
+                     "student (distilled, unlabeled)",
                      "student (distilled, generated)", "student (distilled, both)"]
     for m in r["models"]:
         assert 0 <= m["accuracy"] <= 100 and 0 <= m["macro_f1"] <= 100

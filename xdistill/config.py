@@ -216,10 +216,25 @@ class TeacherArguments:
     teacher_eval_steps: int = field(default=0, metadata={"help": "Evaluate the teacher on the validation split every N steps (0: once per epoch)."})
     teacher_layer: int = field(default=-1, metadata={"help": "Teacher hidden layer for the representation loss (XtremeDistil stage 1); -1 is the last."})
     label_tokens_per_batch: int = field(default=8192, metadata={"help": "Token budget of a length-bucketed batch when the teacher labels the transfer set."})
+    teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
+    teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
+    mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), or UTF-8 files with one text per line."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "--teacher-mlm: share of words masked (whole-word masking)."})
+    mlm_lr: float = field(default=1e-3, metadata={"help": "--teacher-mlm: peak learning rate."})
+    mlm_batch_size: int = field(default=64, metadata={"help": "--teacher-mlm: batch size (rows)."})
+    mlm_eval_steps: int = field(default=500, metadata={"help": "--teacher-mlm: held-out loss and a checkpoint every N steps."})
 
     def __post_init__(self) -> None:
         if self.teacher in ("", "scratch"):
             self.teacher = None
+        _ = self.mlm_budget  # validates --teacher-mlm
+        _check_positive(self, "mlm_lr", "mlm_batch_size", "mlm_eval_steps")
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"--mlm-probability: expected 0 < p < 1, got {self.mlm_probability}")
+        if not 0 <= self.teacher_label_smoothing < 1:
+            raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
+        if self.mlm_enabled and not self.mlm_sources:
+            raise ConfigError(f"--mlm-text: expected transfer, labeled or file paths, comma-separated, got {self.mlm_text!r}")
         _check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
         _check_positive(self, "teacher_eval_steps", allow_zero=True)
@@ -232,6 +247,35 @@ class TeacherArguments:
     def from_scratch(self) -> bool:
         """Whether no checkpoint was given (the teacher is trained from scratch)."""
         return self.teacher is None
+
+    @property
+    def mlm_budget(self) -> tuple[int, float]:
+        """``--teacher-mlm`` as ``(steps, minutes)``: ``(0, 0.0)`` when off, one of them otherwise.
+
+        Raises:
+            ConfigError: not ``off``, a whole number of steps or ``<number>min``, or a budget of zero or less.
+        """
+        v = str(self.teacher_mlm).strip().lower()
+        if v in ("off", "none", "no", ""):
+            return 0, 0.0
+        try:
+            steps, minutes = (0, float(v[:-3])) if v.endswith("min") else (int(v), 0.0)
+        except ValueError:
+            raise ConfigError(f"--teacher-mlm: expected off, a number of steps (3000) or of minutes (15min), got "
+                              f"{self.teacher_mlm!r}") from None
+        if steps <= 0 and minutes <= 0:
+            raise ConfigError(f"--teacher-mlm: expected a budget above zero, got {self.teacher_mlm!r} (or off)")
+        return steps, minutes
+
+    @property
+    def mlm_enabled(self) -> bool:
+        """Whether the teacher gets masked-language-model pretraining."""
+        return self.mlm_budget != (0, 0.0)
+
+    @property
+    def mlm_sources(self) -> list[str]:
+        """``--mlm-text`` as a list, repeats dropped, in order."""
+        return list(dict.fromkeys(t.strip() for t in self.mlm_text.split(",") if t.strip()))
 
 
 @dataclass
@@ -352,8 +396,11 @@ _SMOKE_MODELS = dict(teacher_hidden_size=64, teacher_layers=2, teacher_heads=2, 
 _CPU_MODELS = dict(teacher_hidden_size=192, teacher_layers=4, teacher_heads=3, teacher_intermediate_size=768,
                    teacher_epochs=2.0, teacher_lr=5e-4, teacher_batch_size=32, embedding_dim=50, hidden_size=200,
                    batch_size=64, lr=2e-3, patience=2, evals_per_epoch=2, baseline_patience=5)
+# The paper recipe continues the checkpoint's MLM pretraining on the task text first (domain-adaptive
+# pretraining, Gururangan et al. 2020: 12.5k steps there; here 10k steps of 64 rows, lr 5e-5).
 _PAPER_MODELS = dict(source="hub", teacher_epochs=3.0, embedding_dim=300, hidden_size=600, batch_size=64, lr=1e-3,
-                     max_epochs=20, patience=3, baseline_max_epochs=50)
+                     max_epochs=20, patience=3, baseline_max_epochs=50, teacher_mlm="10000", mlm_lr=5e-5,
+                     mlm_batch_size=64, mlm_eval_steps=1000)
 
 #: The presets: ``PRESETS[preset][command]`` holds parser defaults for ``python -m xdistill COMMAND
 #: --preset PRESET``; every key is a field of the command's argument classes (checked when the

@@ -76,6 +76,27 @@ def _bad_utf8_line(path: Path) -> int | None:
     return None
 
 
+def read_lines(path: str | Path, option: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file (``.gz`` read compressed), one text each, stripped.
+
+    Raises:
+        ConfigError: the file does not exist (names ``option``).
+        DataFormatError: bytes that are not UTF-8 (``FILE:LINE``), or no text at all.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{option}: {path}: no such file; expected a UTF-8 text file with one text per line")
+    try:
+        with _open_text(p) as f:
+            lines = [line.strip() for line in f.read().splitlines()]
+    except UnicodeDecodeError:
+        raise DataFormatError(p, _bad_utf8_line(p), "bytes that are not UTF-8", "UTF-8 text, one text per line") from None
+    lines = [line for line in lines if line]
+    if not lines:
+        raise DataFormatError(p, None, "no text (the file is empty or blank)", f"one text per line for {option}")
+    return lines
+
+
 def _csv_records(reader, header: list[str]):
     """``(line where the record starts, {column: value})`` for each non-blank CSV record."""
     while True:

@@ -22,6 +22,7 @@ from datasets import concatenate_datasets
 
 from ..adapters import TaskAdapter
 from ..config import RunSettings
+from ..data.text import read_lines
 from ..data.types import Encoded, TaskData
 from ..errors import ConfigError
 from ..distill import DataSource, DistillData, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule
@@ -31,6 +32,7 @@ from ..students import Student, StudentContext, build_student, student_class
 from ..teachers import Teacher
 from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer
 from ..teachers.finetune import TeacherTrainer
+from ..teachers.mlm import MLMText, encode_mlm_text
 from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, TransferContext,
                        inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
@@ -129,6 +131,10 @@ def check_settings(s: RunSettings) -> list[str]:
     for option in ("representation_loss", "logits_loss"):
         get_loss(getattr(s.distill, option), "--" + option.replace("_", "-"))
     build_stages(s.distill.stage_names, s.distill, 0)
+    for name in s.teacher.mlm_sources if s.teacher.mlm_enabled else ():
+        if name not in MLM_SPLITS and not Path(name).is_file():
+            raise ConfigError(f"--mlm-text: {name}: no such file; expected {', '.join(MLM_SPLITS)} or UTF-8 text files "
+                              "with one text per line")
     return resolve_transfer_sets(transfer_sets(s), s.generation)
 
 
@@ -157,9 +163,34 @@ def prepare_teacher(r: Run) -> None:
              "teacher": {k: v for k, v in vars(t).items() if k not in ("teacher_layer", "label_tokens_per_batch")},
              "teacher_data": inputs_fingerprint(r.enc["teacher_labeled"]),
              "validation": inputs_fingerprint(r.enc["validation"])}
+    mlm = mlm_text(r) if t.mlm_enabled else None
+    if mlm is not None:
+        setup["mlm_text"] = mlm.fingerprint()
     desc = f"{len(r.splits['teacher_labeled'])} labeled {r.adapter.unit} ({r.data.teacher_budget})"
     trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup)
-    r.teacher = trainer.prepare(r.tokenizer, r.enc["teacher_labeled"], r.enc["validation"], s.run.resume, desc).eval()
+    r.teacher = trainer.prepare(r.tokenizer, r.enc["teacher_labeled"], r.enc["validation"], s.run.resume, desc,
+                                mlm=mlm).eval()
+
+
+#: ``--mlm-text`` names -> the split whose text they are (anything else is a file)
+MLM_SPLITS = {"transfer": "transfer", "labeled": "teacher_labeled"}
+
+
+def mlm_text(r: Run) -> MLMText:
+    """The rows of ``--mlm-text``: the transfer split's text, the teacher's labeled text (labels
+    unused), and text files, in the order given.
+
+    Raises:
+        ConfigError, DataFormatError: a file that is missing, not UTF-8 or empty (naming it).
+    """
+    s = r.settings
+    parts = {}
+    for name in s.teacher.mlm_sources:
+        split = MLM_SPLITS.get(name)
+        parts[name] = r.adapter.texts(r.splits[split]) if split else read_lines(name, "--mlm-text")
+    text = encode_mlm_text([x for v in parts.values() for x in v], r.tokenizer, s.data.max_length)
+    text.sources = {k: len(v) for k, v in parts.items()}
+    return text
 
 
 def build_transfer(r: Run) -> None:
@@ -248,19 +279,26 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
     return trainees, schedules
 
 
-def train_baseline(r: Run) -> tuple[Trainee, list]:
-    """The no-distillation baseline: the same trainee with random embeddings, on the labeled budget only."""
+#: the no-distillation baselines (XtremeDistil, sec. 5.2): name -> whether the student starts from the
+#: teacher's SVD embeddings (else random ones)
+BASELINE_EMBEDDINGS = {"baseline": False, "baseline_svd": True}
+
+
+def train_baseline(r: Run, name: str = "baseline") -> tuple[Trainee, list]:
+    """A no-distillation baseline: the same trainee, with random embeddings (``baseline``) or the
+    teacher's SVD embeddings as the distilled student starts with (``baseline_svd``, XtremeDistil's
+    strongest baseline without distillation), trained on the labeled budget only."""
     s = r.settings
-    trainee = _trainee(r, None)
+    trainee = _trainee(r, r.teacher.input_embeddings() if BASELINE_EMBEDDINGS[name] else None)
     stage = build_stages(["labeled"], s.distill, 0)
-    distiller = _distiller(r, trainee, None, "baseline", "baseline", patience=s.distill.baseline_patience)
+    distiller = _distiller(r, trainee, None, name, name.replace("_", "-"), patience=s.distill.baseline_patience)
     schedule = distiller.run(make_schedule(trainee, stage, gradual=False), s.distill.baseline_max_epochs,
                              resume=s.run.resume)
     return trainee, schedule
 
 
-def evaluate(r: Run, students: dict[str, Student], baseline: Student) -> dict[str, dict]:
-    """Per model key (``teacher``, each transfer set, ``baseline``), per group, the adapter's scores."""
+def evaluate(r: Run, students: dict[str, Student], baselines: dict[str, Student]) -> dict[str, dict]:
+    """Per model key (``teacher``, each transfer set, each baseline), per group, the adapter's scores."""
     a, level = r.adapter, r.adapter.level
 
     def scores(logits_of):
@@ -269,7 +307,8 @@ def evaluate(r: Run, students: dict[str, Student], baseline: Student) -> dict[st
     out = {"teacher": scores(lambda e: r.teacher.logits(level, e, r.pad_id))}
     for variant, st in students.items():
         out[variant] = scores(lambda e, st=st: st.logits(level, e, r.pad_id))
-    out["baseline"] = scores(lambda e: baseline.logits(level, e, r.pad_id))
+    for name, st in baselines.items():
+        out[name] = scores(lambda e, st=st: st.logits(level, e, r.pad_id))
     return out
 
 
@@ -285,15 +324,18 @@ def save_students(r: Run, students: dict[str, Student]) -> None:
         st.save(student_dir(r.out, variant, r.variants), tokenizer=r.tokenizer, extra={**extra, "transfer": variant})
 
 
-def _result(r: Run, trainees: dict[str, Trainee], baseline: Trainee, scores: dict, schedules: dict,
-            baseline_schedule: list, t_start: float, command: str) -> RunResult:
+def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Trainee, list]], scores: dict,
+            schedules: dict, t_start: float, command: str) -> RunResult:
     a, info = r.adapter, r.teacher.info
     first = trainees[r.variants[0]]
     described = first.student.describe()
     name = described.get("name", described["architecture"])
     models = [ModelScores("teacher", "teacher", info.description or info.source, "-", info.parameters, scores["teacher"]),
               ModelScores("baseline", "student (no distillation)", f"{name}, random embeddings, labeled budget only",
-                          "-", baseline.student.inference_parameters(), scores["baseline"])]
+                          "-", baselines["baseline"][0].student.inference_parameters(), scores["baseline"]),
+              ModelScores("baseline_svd", "student (no distillation, SVD embeddings)",
+                          f"{name}, the teacher's SVD embeddings, labeled budget only", "-",
+                          baselines["baseline_svd"][0].student.inference_parameters(), scores["baseline_svd"])]
     for v, t in trainees.items():
         models.append(ModelScores(v, f"student (distilled, {v})", f"{name} {t.student.describe()['summary']}", v,
                                   t.student.inference_parameters(), scores[v]))
@@ -314,7 +356,7 @@ def _result(r: Run, trainees: dict[str, Trainee], baseline: Trainee, scores: dic
         sizes={k: len(r.splits[k]) for k in ("labeled", "validation", "teacher_labeled")},
         encoding={k: e.stats for k, e in r.enc.items()}, teacher=info, reference=r.teacher.reference, student=student,
         models=models, transfer_sizes={v: len(rows_of(v)) for v in r.variants}, schedules=schedules,
-        baseline_schedule=baseline_schedule, sections=r.sections, timing=timing, settings=r.settings.as_dict())
+        baseline_schedule=baselines["baseline"][1], baseline_svd_schedule=baselines["baseline_svd"][1], sections=r.sections, timing=timing, settings=r.settings.as_dict())
 
 
 def _run(adapter: TaskAdapter, settings: RunSettings, sources: list[str], command: str, t_start: float) -> dict:
@@ -331,14 +373,16 @@ def _run(adapter: TaskAdapter, settings: RunSettings, sources: list[str], comman
         label_transfer(r)
     with r.timer.phase("distillation"):
         trainees, schedules = distill_students(r)
-    with r.timer.phase("baseline"):
-        baseline, baseline_schedule = train_baseline(r)
+    baselines = {}
+    for name in BASELINE_EMBEDDINGS:
+        with r.timer.phase(name):
+            baselines[name] = train_baseline(r, name)
     students = {v: t.student for v, t in trainees.items()}
     with r.timer.phase("evaluation"):
-        scores = evaluate(r, students, baseline.student)
+        scores = evaluate(r, students, {name: t.student for name, (t, _) in baselines.items()})
     with r.timer.phase("save"):
         save_students(r, students)
-    result = _result(r, trainees, baseline, scores, schedules, baseline_schedule, t_start, command)
+    result = _result(r, trainees, baselines, scores, schedules, t_start, command)
     report = build_report(result)
     write_report(report, r.out)
     for variant in r.variants:  # the model card of each saved student (task, data, metrics, size)
@@ -368,7 +412,9 @@ def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None)
     with RunFolder(settings.run.output_dir, settings, adapter.spec.path, command):
         report = _run(adapter, settings, sources, command, t_start)
     m, k = report["mean"], adapter.primary_metric
-    logger.info("mean %s: teacher %.2f, student %.2f, baseline %.2f (student/teacher %.3f); total %.1f min, peak RSS %.0f MiB",
-                k, m[f"teacher_{k}"], m[f"student_{k}"], m[f"baseline_{k}"], m["student_to_teacher"] or 0,
+    logger.info("mean %s: teacher %.2f, student %.2f, baseline %.2f, SVD baseline %.2f (student/teacher %.3f); "
+                "total %.1f min, peak RSS %.0f MiB",
+                k, m[f"teacher_{k}"], m[f"student_{k}"], m[f"baseline_{k}"], m[f"baseline_svd_{k}"],
+                m["student_to_teacher"] or 0,
                 report["timing"]["total_seconds"] / 60, report["timing"]["peak_rss_mib"])
     return report

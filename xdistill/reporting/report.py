@@ -9,16 +9,17 @@ import numpy as np
 import pandas as pd
 
 from ..utils import atomic_write_json, atomic_write_text, plural
-from .results import ModelScores, RunResult
+from .results import BASELINES, ModelScores, RunResult
 
 
 def _per_group(r: RunResult) -> dict[str, dict]:
-    """Per group: the teacher's, the first student's and the baseline's metric, the other students', ``n_eval``."""
+    """Per group: the teacher's, the first student's and the baselines' metric, the other students', ``n_eval``."""
     k, variants = r.task.metric, r.variants
+    baselines = [b for b in BASELINES if any(m.key == b for m in r.models)]
     out = {}
     for g in r.data.groups:
         row = {f"teacher_{k}": r.model("teacher").scores[g][k], f"student_{k}": r.model(variants[0]).scores[g][k],
-               f"baseline_{k}": r.model("baseline").scores[g][k], "n_eval": r.model("teacher").scores[g]["n"]}
+               **{f"{b}_{k}": r.model(b).scores[g][k] for b in baselines}, "n_eval": r.model("teacher").scores[g]["n"]}
         for v in variants[1:]:
             row[f"student_{v}_{k}"] = r.model(v).scores[g][k]
         out[g] = row
@@ -26,12 +27,16 @@ def _per_group(r: RunResult) -> dict[str, dict]:
 
 
 def _mean(r: RunResult, per_group: dict[str, dict]) -> dict:
-    """Means over groups, student/teacher, the distillation gain and, with generated text, each set against unlabeled."""
+    """Means over groups, student/teacher, the distillation gain (over the random-embedding baseline and
+    over the stronger baseline) and, with generated text, each set against unlabeled."""
     k, variants = r.task.metric, r.variants
     mean = {key: float(np.mean([row[key] for row in per_group.values()]))
             for key in next(iter(per_group.values())) if key != "n_eval"}
     mean["student_to_teacher"] = mean[f"student_{k}"] / mean[f"teacher_{k}"] if mean[f"teacher_{k}"] else None
     mean["distillation_gain"] = mean[f"student_{k}"] - mean[f"baseline_{k}"]
+    stronger = max((b for b in BASELINES if f"{b}_{k}" in mean), key=lambda b: mean[f"{b}_{k}"])
+    mean["stronger_baseline"] = stronger
+    mean["gain_over_stronger_baseline"] = mean[f"student_{k}"] - mean[f"{stronger}_{k}"]
     if "generated" in variants or "both" in variants:
         base = mean[f"student_{k}"] if variants[0] == "unlabeled" else None
         mean["generated_vs_unlabeled"] = {v: (mean[f"student_{v}_{k}"] if v != variants[0] else mean[f"student_{k}"]) - base
@@ -47,6 +52,30 @@ def _model_row(r: RunResult, m: ModelScores) -> dict:
            "compression_vs_reference": r.reference.parameters / m.parameters}
     row.update({x: float(np.mean([m.scores[g][x] for g in groups])) for x in first if isinstance(first[x], float)})
     return row
+
+
+def _phases(r: RunResult, mean: dict) -> dict:
+    """What each phase gave: the teacher's masked-language-model pretraining (its held-out loss, in nats
+    per masked token, first and last), fine-tuning (the teacher's score), distillation (the student's
+    score and its gain over the stronger no-distillation baseline); minutes of each."""
+    k, sec = r.task.metric, r.timing.get("seconds", {})
+    mlm = r.teacher.mlm
+    held = (mlm or {}).get("held_out_loss") or []
+    mlm_minutes = (mlm or {}).get("minutes", 0.0) if r.teacher.fine_tuned_here else 0.0
+    return {
+        "mlm_pretraining": None if not mlm else {
+            "minutes": mlm.get("minutes"), "steps": mlm.get("steps"), "epochs": mlm.get("epochs"),
+            "rows": mlm.get("rows"), "tokens": mlm.get("tokens"),
+            "held_out_loss_first": held[0][1] if held else None, "held_out_loss_last": held[-1][1] if held else None},
+        "fine_tuning": {f"teacher_{k}": mean[f"teacher_{k}"], "best_validation": r.teacher.best_validation_score,
+                        "fine_tuned_here": r.teacher.fine_tuned_here,
+                        "minutes": round(max(sec.get("teacher", 0.0) / 60 - (mlm_minutes or 0.0), 0.0), 2)},
+        "distillation": {f"student_{k}": mean[f"student_{k}"], "student_to_teacher": mean["student_to_teacher"],
+                         "stronger_baseline": mean["stronger_baseline"],
+                         f"stronger_baseline_{k}": mean[f"{mean['stronger_baseline']}_{k}"],
+                         "gain_over_stronger_baseline": mean["gain_over_stronger_baseline"],
+                         "minutes": round((sec.get("teacher_labeling", 0.0) + sec.get("distillation", 0.0)) / 60, 2)},
+    }
 
 
 def build_report(r: RunResult) -> dict:
@@ -84,17 +113,21 @@ def build_report(r: RunResult) -> dict:
                     "compression_vs_reference": r.reference.parameters / s_inf},
         "baseline": {"description": f"the same {r.student['name']}, random embeddings, trained on the labeled budget "
                                     "only (no teacher)", "parameters": r.model("baseline").parameters},
+        "baselines": {m.key: {"description": m.description, "parameters": m.parameters} for m in r.models
+                      if m.key in BASELINES},
         "models": [_model_row(r, m) for m in r.models],
         "groups": per_group,
         "details": {m.key: {g: m.scores[g] for g in td.groups} for m in r.models},
         "schedule": r.schedules[variants[0]],
         "schedules": r.schedules,
         "baseline_schedule": r.baseline_schedule,
+        "baseline_svd_schedule": r.baseline_svd_schedule,
         "generation": None,  # a run without generated text has none; a source's section replaces it below
         "timing": r.timing,
         "settings": r.settings,
         "mean": _mean(r, per_group),
     }
+    report["phases"] = _phases(r, report["mean"])
     report.update(r.sections)
     if r.task.group_name:  # e.g. NER: report["languages"] = {lang: {...}}
         report[r.task.group_name] = per_group
@@ -124,13 +157,31 @@ def render_markdown(r: dict) -> str:
               f"{ref['parameters'] / 1e6:.1f}M parameters).", "", _table(models[keep], ".2f"), ""]
     d = r["data"]
     lines += ["## Data each model saw", "", f"- Teacher: {d['teacher_saw']}", f"- Student: {d['student_saw']}",
-              f"- Baseline: {d['baseline_saw']}", f"- Validation: {d['validation']}", f"- Source: {d['source']}", ""]
+              f"- Baselines: {d['baseline_saw']}", f"- Validation: {d['validation']}", f"- Source: {d['source']}", ""]
     if d.get("missing"):
         lines += [f"Requested but without labeled data in {d['source']}: {', '.join(d['missing'])}.", ""]
     m = r["mean"]
     mean_row = {key: v for key, v in m.items() if isinstance(v, float)}
     lines += ["## Mean over groups" if len(r["groups"]) > 1 else "## Summary", "",
               _table(pd.DataFrame([mean_row], index=["mean"])), ""]
+    ph = r.get("phases")
+    if ph:
+        lines += ["## What each phase gave", ""]
+        mp = ph["mlm_pretraining"]
+        lines.append("- Teacher MLM pretraining: " + ("none" if not mp else
+                     f"{mp['steps']} steps ({mp['epochs']:.2f} epochs over {mp['rows']} rows, {mp['tokens']} tokens) in "
+                     f"{mp['minutes']:.1f} min; held-out MLM loss {mp['held_out_loss_first']} -> {mp['held_out_loss_last']} "
+                     "nats per masked token"))
+        ft = ph["fine_tuning"]
+        lines.append(f"- Teacher fine-tuning: {k} {ft[f'teacher_{k}']:.2f} on evaluation (best validation "
+                     f"{ft['best_validation'] if ft['best_validation'] is not None else '-'}); {ft['minutes']:.1f} min")
+        di = ph["distillation"]
+        lines += [f"- Distillation: student {k} {di[f'student_{k}']:.2f} ({100 * (di['student_to_teacher'] or 0):.1f}% of "
+                  f"the teacher), {di['gain_over_stronger_baseline']:+.2f} over the stronger no-distillation baseline "
+                  f"({di['stronger_baseline']}, {di[f'stronger_baseline_{k}']:.2f}); {di['minutes']:.1f} min", ""]
+        if mp and r["teacher"].get("mlm"):
+            curve = r["teacher"]["mlm"].get("held_out_loss") or []
+            lines += ["Held-out MLM loss by step: " + ", ".join(f"{st}: {v:.3f}" for st, v in curve), ""]
     per = pd.DataFrame(r["groups"]).T
     lines += ["## Per " + ("language" if "languages" in r else "group"), "", _table(per), ""]
     g = r.get("generation")
@@ -159,8 +210,9 @@ def render_markdown(r: dict) -> str:
     for variant, sched in r.get("schedules", {"": r["schedule"]}).items():
         rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")},
                   "student": variant} for s in sched]
-    rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")}, "student": "baseline"}
-             for s in r["baseline_schedule"]]
+    for b in BASELINES:
+        rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")}, "student": b}
+                 for s in r.get(f"{b}_schedule") or []]
     if rows:
         lines += ["## Schedule (XtremeDistil Algorithm 1, gradual unfreezing)", "",
                   _table(pd.DataFrame(rows)[["student", "step", "epochs", "updates", "best_score", "metric", "seconds"]],

@@ -8,6 +8,10 @@ from ..data.types import TaskData
 from ..teachers import ReferenceModel, TeacherInfo
 
 
+#: the no-distillation students (XtremeDistil, sec. 5.2): random embeddings, and the teacher's SVD embeddings
+BASELINES = ("baseline", "baseline_svd")
+
+
 @dataclass
 class TaskInfo:
     """The task as reports name it (from its adapter)."""
@@ -55,9 +59,11 @@ class RunResult:
         reference: the pretrained model compression is measured against.
         student: the first distilled student's ``describe()``, with ``parameters``,
             ``parameters_with_distillation_heads``, ``teacher_vocabulary``, ``path``, ``transfer``.
-        models: teacher, baseline, then one distilled student per transfer set (in that order).
+        models: teacher, the baselines (``baseline``: random embeddings; ``baseline_svd``: the
+            teacher's SVD embeddings), then one distilled student per transfer set (in that order).
         transfer_sizes: rows per transfer set.
-        schedules: per transfer set, its student's step results; ``baseline_schedule`` the baseline's.
+        schedules: per transfer set, its student's step results; ``baseline_schedule`` the baseline's,
+            ``baseline_svd_schedule`` the SVD baseline's.
         sections: what transfer sources say about their text, by report key (``generation``).
         timing: seconds per phase, labeling throughput, peak RSS, threads.
         settings: every option, by argument class.
@@ -76,6 +82,7 @@ class RunResult:
     transfer_sizes: dict[str, int]
     schedules: dict[str, list]
     baseline_schedule: list
+    baseline_svd_schedule: list = field(default_factory=list)
     sections: dict[str, dict] = field(default_factory=dict)
     timing: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
@@ -83,7 +90,7 @@ class RunResult:
     @property
     def variants(self) -> list[str]:
         """The transfer sets, in the order their students were distilled."""
-        return [m.key for m in self.models if m.key not in ("teacher", "baseline")]
+        return [m.key for m in self.models if m.key not in ("teacher", *BASELINES)]
 
     def model(self, key: str) -> ModelScores:
         """The model row ``key``.

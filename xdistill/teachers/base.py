@@ -51,6 +51,7 @@ class TeacherInfo:
     vocabulary: str = "WordPiece"   # the tokenizer's model: WordPiece, Unigram (sentencepiece), BPE
     vocab_size: int = 0
     description: str = ""
+    mlm: dict | None = None     # what masked-language-model pretraining here saw and gave (MLMReport), if any
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherInfo":
@@ -92,13 +93,16 @@ def vocabulary_kind(tokenizer) -> str:
     return type(backend.model).__name__ if backend is not None else type(tokenizer).__name__
 
 
-def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, reference: ReferenceModel) -> str:
+def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, reference: ReferenceModel,
+                     mlm: bool = False) -> str:
     """How reports name the teacher: ``BERT trained from scratch with the mBERT vocabulary (not
-    mBERT)`` for a scratch teacher, the checkpoint's source otherwise."""
+    mBERT)`` for a scratch teacher (``BERT pretrained (MLM) and fine-tuned from scratch ...`` with
+    ``mlm``), the checkpoint's source otherwise (``..., MLM-pretrained further here``)."""
     if not scratch:
-        return source
+        return f"{source}, MLM-pretrained further here on the task text" if mlm else source
     vocab = reference.vocabulary if vocab_size == reference.vocab_size else f"a {vocab_size:,}-token vocabulary"
-    return f"{FAMILY_NAMES.get(family, family)} trained from scratch with {vocab} (not {reference.short})"
+    how = "pretrained (MLM on the task text) and fine-tuned from scratch" if mlm else "trained from scratch"
+    return f"{FAMILY_NAMES.get(family, family)} {how} with {vocab} (not {reference.short})"
 
 
 def check_vocabulary(model, tokenizer, name: str, option: str = "--teacher") -> None:

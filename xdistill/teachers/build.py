@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertTokenizerFast, XLMRobertaConfig
+from transformers.utils import logging as hf_logging
 
 from ..config import DataArguments, TeacherArguments
 from ..errors import ConfigError
@@ -146,10 +147,16 @@ def _label_maps(labels: list[str]) -> dict:
     return {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
 
 
+def scratch_config(targs: TeacherArguments, tokenizer, labels: list[str]):
+    """The ``transformers`` configuration of the scratch teacher (architecture, sizes, label maps)."""
+    arch = scratch_architecture(targs.teacher_architecture, tokenizer)
+    return SCRATCH_ARCHITECTURES[arch](targs, tokenizer, _label_maps(labels))
+
+
 def build_scratch(targs: TeacherArguments, tokenizer, auto_class, labels: list[str], seed: int):
     """A randomly initialised model of the scratch architecture (seeded with ``seed``)."""
-    arch = scratch_architecture(targs.teacher_architecture, tokenizer)
-    cfg = SCRATCH_ARCHITECTURES[arch](targs, tokenizer, _label_maps(labels))
+    cfg = scratch_config(targs, tokenizer, labels)
+    arch = cfg.model_type
     torch.manual_seed(seed)
     logger.info("teacher: %s trained from scratch (%d layers, hidden %d, vocabulary of %d); not a pretrained model",
                 arch, targs.teacher_layers, targs.teacher_hidden_size, len(tokenizer))
@@ -181,6 +188,40 @@ def permute_labels(model: torch.nn.Module, order: list[int]) -> None:
         head.weight.copy_(head.weight[order])
         if head.bias is not None:
             head.bias.copy_(head.bias[order])
+
+
+def check_not_fine_tuned(name: str, labels: list[str]) -> None:
+    """``--teacher-mlm`` pretrains an encoder before fine-tuning: a checkpoint already fine-tuned on
+    labels is refused.
+
+    Raises:
+        ConfigError: the checkpoint cannot be read, or has non-default labels.
+    """
+    try:
+        cfg = AutoConfig.from_pretrained(name)
+    except Exception as e:  # transformers raises OSError, ValueError or its own types
+        raise ConfigError(f"--teacher: could not load {name!r} (hub id or local directory): {e}") from e
+    ckpt_labels = {int(k): v for k, v in (cfg.id2label or {}).items()}
+    if ckpt_labels and not _is_default_labels(ckpt_labels):
+        raise ConfigError(f"--teacher-mlm: the teacher {name} is already fine-tuned (labels "
+                          f"{sorted(ckpt_labels.values())}); MLM pretraining comes before fine-tuning: give a base "
+                          "checkpoint, or --teacher-mlm off")
+
+
+def load_pretrained_encoder(path: str | Path, auto_class, labels: list[str], seed: int):
+    """The task model (``auto_class``) on the encoder of a masked-language-model checkpoint, with a new
+    output layer for ``labels`` (initialised with ``seed``)."""
+    torch.manual_seed(seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists the MLM head left out and the new output layer
+    try:
+        model = auto_class.from_pretrained(str(path), num_labels=len(labels), ignore_mismatched_sizes=True,
+                                           **_label_maps(labels))
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    logger.info("teacher: fine-tuning the encoder pretrained (MLM) in %s (its MLM head left out, a new output "
+                "layer for %d labels)", path, len(labels))
+    return model
 
 
 def load_checkpoint(name: str, auto_class, labels: list[str]):

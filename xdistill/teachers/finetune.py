@@ -26,7 +26,9 @@ from ..errors import ConfigError
 from ..utils import atomic_write_json, count_parameters, digest_problem, file_digest
 from .base import (TEACHER_META, Teacher, TeacherInfo, check_vocabulary, describe_teacher, vocabulary_kind,
                    weights_fingerprint)
-from .build import build_scratch, load_checkpoint
+from .build import (build_scratch, check_not_fine_tuned, load_checkpoint, load_pretrained_encoder,
+                    scratch_config)
+from .mlm import MLMPretrainer, MLMText
 from .references import reference_for
 from .training import pin_memory, quiet, resume_checkpoint
 
@@ -62,6 +64,7 @@ class TeacherTrainer:
         self.out_dir = Path(out_dir)
         self.seed = seed
         self.setup_key = hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.mlm_report: dict | None = None
 
     @property
     def saved_dir(self) -> Path:
@@ -86,24 +89,37 @@ class TeacherTrainer:
                     "trained from scratch" if info.trained_from_scratch else info.source)
         return Teacher(model, tokenizer, info, task=meta.get("task"))
 
-    def _build(self, tokenizer):
-        """The initial model and whether it still needs fine-tuning."""
+    def _build(self, tokenizer, mlm: MLMText | None = None, resume: bool = False):
+        """The initial model and whether it still needs fine-tuning; with ``mlm``, built on the encoder
+        pretrained on that text (its report in :attr:`mlm_report`)."""
+        self.mlm_report = None
         labels = list(self.adapter.labels)
         auto = self.adapter.level.auto_model_class
+        if mlm is not None:
+            if not self.targs.from_scratch:
+                check_not_fine_tuned(self.targs.teacher, labels)
+            report = MLMPretrainer(self.targs, self.out_dir, self.seed).run(
+                mlm, tokenizer, resume, lambda: scratch_config(self.targs, tokenizer, labels))
+            self.mlm_report = asdict(report)
+            return load_pretrained_encoder(report.path, auto, labels, self.seed), True
         if self.targs.from_scratch:
             return build_scratch(self.targs, tokenizer, auto, labels, self.seed), True
         return load_checkpoint(self.targs.teacher, auto, labels)
 
-    def prepare(self, tokenizer, train: Encoded, validation: Encoded, resume: bool, labeled_desc: str) -> Teacher:
-        """The teacher ready to label the transfer set, saved in ``OUTPUT/teacher``.
+    def prepare(self, tokenizer, train: Encoded, validation: Encoded, resume: bool, labeled_desc: str,
+                mlm: MLMText | None = None) -> Teacher:
+        """The teacher ready to label the transfer set, saved in ``OUTPUT/teacher``; with ``mlm``, its
+        encoder is first pretrained on that text (:mod:`xdistill.teachers.mlm`).
 
         Raises:
-            ConfigError: the checkpoint cannot be loaded or has other labels.
+            ConfigError: the checkpoint cannot be loaded, has other labels, or (with ``mlm``) is
+                already fine-tuned or has no MLM architecture.
         """
         saved = self._load_saved(tokenizer)
         if saved is not None:
             return saved
-        model, needs_training = self._build(tokenizer)
+        model, needs_training = self._build(tokenizer, mlm, resume)
+        mlm_report = self.mlm_report
         check_vocabulary(model, tokenizer, self.targs.teacher or "scratch")
         best = None
         if needs_training:
@@ -119,7 +135,9 @@ class TeacherTrainer:
             labeled_data=labeled_desc if needs_training else "none here (checkpoint used as is)",
             best_validation_score=best, family=cfg.model_type, reference=ref.key,
             vocabulary=vocabulary_kind(tokenizer), vocab_size=len(tokenizer),
-            description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref))
+            description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref,
+                                         mlm=mlm_report is not None),
+            mlm=mlm_report)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
         tmp = self.saved_dir.with_name("teacher.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,6 +170,7 @@ class TeacherTrainer:
             eval_steps=t.teacher_eval_steps or None, save_steps=t.teacher_eval_steps or None,
             load_best_model_at_end=True, metric_for_best_model=self.adapter.primary_metric, greater_is_better=True,
             save_total_limit=2, train_sampling_strategy="group_by_length", logging_steps=50,
+            label_smoothing_factor=t.teacher_label_smoothing,
             report_to=[], seed=self.seed, dataloader_num_workers=0, disable_tqdm=True,
             dataloader_pin_memory=pin_memory(),
         )
