@@ -1,5 +1,6 @@
-"""Masked-language-model pretraining of the teacher (xdistill.teachers.mlm): whole-word masking, the
-masked-positions loss, saving (AutoModelForMaskedLM loads it and fills a mask), reuse and exact resume."""
+"""The teacher recipe: masked-language-model pretraining (xdistill.teachers.mlm: whole-word masking, the
+masked-positions loss, saving (AutoModelForMaskedLM loads it and fills a mask), reuse and exact resume)
+and temperature-based sampling over languages."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, BertForMaskedLM, pipeline
 
+import tiny
 import tiny_models as tm
 from xdistill.config import TeacherArguments
 from xdistill.errors import ConfigError
+from xdistill.pipeline.run import repeat_groups, temperature_repeats
 from xdistill.teachers.build import scratch_config
 from xdistill.teachers.mlm import (MLM_META, MaskedPositionsTrainer, MLMPretrainer, WholeWordMaskCollator,
                                    encode_mlm_text, masked_lm_loss, mlm_head)
@@ -40,8 +43,10 @@ def test_whole_word_masking_covers_every_subword_at_the_right_rate(tok):
     text = _rows(tok)
     collate = WholeWordMaskCollator(tok, 0.15)
     words = masked_words = positions = as_mask = kept = 0
-    for _ in range(30):
-        batch = collate([{"input_ids": text.input_ids[i], "word_ids": text.word_ids[i]} for i in range(len(text))])
+    for epoch in range(30):
+        collate.epoch = epoch
+        batch = collate([{"input_ids": text.input_ids[i], "word_ids": text.word_ids[i], "key": i}
+                         for i in range(len(text))])
         for i in range(len(text)):
             groups = defaultdict(list)
             for j, w in enumerate(text.word_ids[i]):
@@ -61,6 +66,20 @@ def test_whole_word_masking_covers_every_subword_at_the_right_rate(tok):
     assert masked_words / words == pytest.approx(0.15, abs=0.01)
     assert as_mask / positions == pytest.approx(0.8, abs=0.02)
     assert kept / positions == pytest.approx(0.1 + 0.1 / len(tok), abs=0.02)
+
+
+def test_masks_are_fixed_for_held_out_rows_and_new_each_epoch(tok):
+    text = _rows(tok, 150)
+    collate = WholeWordMaskCollator(tok, 0.15, seed=1)
+    train = [{"input_ids": text.input_ids[i], "word_ids": text.word_ids[i], "key": i} for i in range(150)]
+    held = [{**e, "key": -1 - e["key"]} for e in train]
+    first = collate(train)["labels"]
+    assert torch.equal(collate(train)["labels"], first)  # same epoch, same rows: same masks (a resume sees them)
+    collate.epoch = 1
+    assert not torch.equal(collate(train)["labels"], first)  # dynamic: new masks each epoch
+    h = collate(held)["labels"]
+    collate.epoch = 2
+    assert torch.equal(collate(held)["labels"], h)
 
 
 def test_masked_positions_loss_equals_the_models_own_loss(tok):
@@ -143,3 +162,20 @@ def test_bad_budget_names_the_option(value):
 def test_too_little_text_is_refused(tmp_path, tok):
     with pytest.raises(ConfigError, match="--mlm-text"):
         _pretrain(tmp_path, tok, encode_mlm_text(["Anna"], tok, 16), teacher_mlm="5")
+
+
+def test_temperature_sampling_repeats_small_groups():
+    sizes = {"de": 1500, "sw": 900, "yo": 80, "none": 0}
+    assert temperature_repeats(sizes, 1.0) == {"de": 1, "sw": 1, "yo": 1, "none": 1}
+    # p ∝ n^(1/2): yo's share over its natural share is (1500/80)^(1/2) = 4.3 times de's
+    assert temperature_repeats(sizes, 2.0) == {"de": 1, "sw": 1, "yo": 4, "none": 1}
+    assert temperature_repeats(sizes, 5.0) == {"de": 1, "sw": 2, "yo": 10, "none": 1}
+
+
+def test_repeat_groups_keeps_each_groups_rows(tok):
+    adapter = tiny.make_adapter()
+    data = tiny.sentences(5, seed=0)
+    enc = adapter.encode(adapter.from_texts([" ".join(w) for w in data["tokens"]]), tok, 32)
+    out = repeat_groups(enc, {"a": 3, "b": 2}, {"a": 1, "b": 3})
+    assert len(out.n_words) == 3 + 2 * 3
+    assert out.input_ids[:3] == enc.input_ids[:3] and out.input_ids[3:5] == out.input_ids[5:7] == enc.input_ids[3:5]

@@ -216,6 +216,7 @@ class TeacherArguments:
     teacher_eval_steps: int = field(default=0, metadata={"help": "Evaluate the teacher on the validation split every N steps (0: once per epoch)."})
     teacher_layer: int = field(default=-1, metadata={"help": "Teacher hidden layer for the representation loss (XtremeDistil stage 1); -1 is the last."})
     label_tokens_per_batch: int = field(default=8192, metadata={"help": "Token budget of a length-bucketed batch when the teacher labels the transfer set."})
+    teacher_lang_temperature: float = field(default=1.0, metadata={"help": "Teacher fine-tuning: sample groups (languages) with probability proportional to n^(1/T) (Conneau & Lample 2019; Arivazhagan et al. 2019) by repeating the rows of smaller groups; 1: as they are, larger: closer to uniform."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
     mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), or UTF-8 files with one text per line."})
@@ -231,6 +232,8 @@ class TeacherArguments:
         _check_positive(self, "mlm_lr", "mlm_batch_size", "mlm_eval_steps")
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"--mlm-probability: expected 0 < p < 1, got {self.mlm_probability}")
+        if not self.teacher_lang_temperature >= 1:
+            raise ConfigError(f"--teacher-lang-temperature: expected a temperature of 1 or more, got {self.teacher_lang_temperature}")
         if not 0 <= self.teacher_label_smoothing < 1:
             raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
         if self.mlm_enabled and not self.mlm_sources:

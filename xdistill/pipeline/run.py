@@ -167,9 +167,41 @@ def prepare_teacher(r: Run) -> None:
     if mlm is not None:
         setup["mlm_text"] = mlm.fingerprint()
     desc = f"{len(r.splits['teacher_labeled'])} labeled {r.adapter.unit} ({r.data.teacher_budget})"
+    train = r.enc["teacher_labeled"]
+    if t.teacher_lang_temperature != 1.0:
+        sizes = {g: len(d.teacher_labeled) for g, d in r.data.groups.items()}
+        repeats = temperature_repeats(sizes, t.teacher_lang_temperature)
+        train = repeat_groups(train, sizes, repeats)
+        logger.info("teacher: groups sampled with temperature %g: rows repeated %s (%d rows)", t.teacher_lang_temperature,
+                    ", ".join(f"{g} x{k}" for g, k in repeats.items() if k > 1) or "none", len(train))
+        desc += f"; groups sampled with temperature {t.teacher_lang_temperature:g}"
     trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup)
-    r.teacher = trainer.prepare(r.tokenizer, r.enc["teacher_labeled"], r.enc["validation"], s.run.resume, desc,
-                                mlm=mlm).eval()
+    r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, mlm=mlm).eval()
+
+
+def temperature_repeats(sizes: dict[str, int], temperature: float) -> dict[str, int]:
+    """How often to repeat each group's rows so that group ``g`` is drawn with probability close to
+    ``p_g ∝ n_g^(1/T)`` (temperature-based sampling over languages: Arivazhagan et al. 2019, sec. 4.1;
+    XLM, Conneau & Lample 2019, sec. 3.1), the largest group once. ``T = 1`` keeps the sizes.
+
+    Returns:
+        ``{group: repeats}``, each at least 1 (an empty group: 1).
+    """
+    alpha = 1.0 / temperature
+    ratio = {g: (n ** alpha) / n for g, n in sizes.items() if n > 0}  # target share over natural share
+    top = min(ratio.values()) if ratio else 1.0
+    return {g: max(1, int(round(ratio[g] / top))) if g in ratio else 1 for g in sizes}
+
+
+def repeat_groups(enc: Encoded, sizes: dict[str, int], repeats: dict[str, int]) -> Encoded:
+    """The rows of ``enc`` (examples of the groups in order, ``sizes[g]`` each) with each group's
+    examples repeated ``repeats[g]`` times."""
+    parts, start = [], 0
+    for g, n in sizes.items():
+        part = enc.subset_examples(list(range(start, start + n)))
+        parts += [part] * repeats[g]
+        start += n
+    return Encoded.concat(parts) if parts else enc
 
 
 #: ``--mlm-text`` names -> the split whose text they are (anything else is a file)

@@ -154,8 +154,9 @@ class WholeWordMaskCollator:
         self.special_ids = torch.as_tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
 
     def _generator(self, keys: list[int]) -> torch.Generator:
-        epoch = -1 if keys and keys[0] < 0 else self.epoch
-        state = np.random.SeedSequence([self.seed, epoch + 1, *(k + len(keys) for k in keys)]).generate_state(2)
+        held_out = bool(keys) and keys[0] < 0
+        entropy = [self.seed, 0 if held_out else self.epoch + 1, *(abs(k) for k in keys)]
+        state = np.random.SeedSequence(entropy).generate_state(2)
         return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def _replace(self, masked: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
