@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,15 +21,14 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from ..adapters import TaskAdapter
 from ..config import TeacherArguments
 from ..data.types import Encoded
-from ..errors import ConfigError
-from ..utils import atomic_write_json, count_parameters, digest_problem, file_digest
+from ..utils import count_parameters
 from .base import (TEACHER_META, Teacher, TeacherInfo, check_vocabulary, describe_teacher, vocabulary_kind,
                    weights_fingerprint)
 from .build import (build_scratch, check_not_fine_tuned, load_checkpoint, load_pretrained_encoder,
                     scratch_config)
 from .mlm import MLMPretrainer, MLMText
 from .references import reference_for
-from .training import pin_memory, quiet, resume_checkpoint
+from .training import load_verified_meta, pin_memory, quiet, resume_checkpoint, save_verified
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +69,10 @@ class TeacherTrainer:
         return self.out_dir / "teacher"
 
     def _load_saved(self, tokenizer) -> Teacher | None:
-        meta_path = self.saved_dir / TEACHER_META
-        if not meta_path.is_file():
+        meta = load_verified_meta(self.saved_dir, TEACHER_META, "setup_key", self.setup_key, "the saved teacher",
+                                  "train or load the teacher again")
+        if meta is None:
             return None
-        meta = json.loads(meta_path.read_text())
-        if meta.get("setup_key") != self.setup_key:
-            logger.info("saved teacher in %s was made with other settings; not reused", self.saved_dir)
-            return None
-        for name, expected in (meta.get("files") or {}).items():
-            problem = digest_problem(self.saved_dir / name, expected)
-            if problem is not None:
-                raise ConfigError(f"the saved teacher {self.saved_dir} is damaged: {name}: {problem}. Remove "
-                                  f"{self.saved_dir} to train or load the teacher again")
         model = self.adapter.level.auto_model_class.from_pretrained(self.saved_dir)
         info = TeacherInfo.from_dict(meta["info"])
         logger.info("reusing the teacher saved in %s (%s)", self.saved_dir,
@@ -139,15 +129,8 @@ class TeacherTrainer:
                                          mlm=mlm_report is not None),
             mlm=mlm_report)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
-        tmp = self.saved_dir.with_name("teacher.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        atomic_write_json(tmp / TEACHER_META, {"setup_key": self.setup_key, "info": asdict(info), "task": task,
-                                               "files": files})
-        shutil.rmtree(self.saved_dir, ignore_errors=True)
-        tmp.rename(self.saved_dir)
+        save_verified(model, tokenizer, self.saved_dir, TEACHER_META,
+                      {"setup_key": self.setup_key, "info": asdict(info), "task": task})
         return Teacher(model, tokenizer, info, task=task)
 
     def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool) -> float | None:

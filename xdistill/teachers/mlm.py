@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,8 +45,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_group
 
 from ..config import TeacherArguments
 from ..errors import ConfigError
-from ..utils import atomic_write_json, digest_problem, file_digest
-from .training import pin_memory, quiet, resume_checkpoint
+from .training import load_verified_meta, pin_memory, quiet, resume_checkpoint, save_verified
 
 logger = logging.getLogger(__name__)
 
@@ -385,18 +383,10 @@ class MLMPretrainer:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _load_saved(self, key: str) -> MLMReport | None:
-        meta_path = self.saved_dir / MLM_META
-        if not meta_path.is_file():
+        meta = load_verified_meta(self.saved_dir, MLM_META, "key", key, "the teacher's masked language model",
+                                  "pretrain it again")
+        if meta is None:
             return None
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") != key:
-            logger.info("teacher MLM: the model in %s was pretrained on other text or settings; not reused", self.saved_dir)
-            return None
-        for name, expected in (meta.get("files") or {}).items():
-            problem = digest_problem(self.saved_dir / name, expected)
-            if problem is not None:
-                raise ConfigError(f"the saved MLM teacher {self.saved_dir} is damaged: {name}: {problem}. Remove "
-                                  f"{self.saved_dir} to pretrain again")
         logger.info("teacher MLM: reusing the model pretrained in %s", self.saved_dir)
         return MLMReport(**meta["report"])
 
@@ -468,14 +458,7 @@ class MLMPretrainer:
             restore_callback_states_from_checkpoint=True)
 
     def _save(self, model, tokenizer, key: str, report: MLMReport) -> None:
-        tmp = self.saved_dir.with_name("teacher-mlm.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        atomic_write_json(tmp / MLM_META, {"key": key, "report": asdict(report), "files": files})
-        shutil.rmtree(self.saved_dir, ignore_errors=True)
-        tmp.rename(self.saved_dir)
+        save_verified(model, tokenizer, self.saved_dir, MLM_META, {"key": key, "report": asdict(report)})
 
 
 def _history(log_history: list[dict], key: str) -> list[list]:

@@ -113,3 +113,41 @@ def quiet(trainer: Trainer, name: str) -> Trainer:
 def pin_memory() -> bool:
     """Pinned host memory only helps copies to a GPU (on a CPU-only machine PyTorch warns about it)."""
     return torch.cuda.is_available()
+
+
+def save_verified(model, tokenizer, folder: Path, meta_name: str, meta: dict) -> None:
+    """``save_pretrained`` the model and tokenizer into ``folder`` with ``meta`` and the size and SHA-256
+    of every file (``meta["files"]``) in ``meta_name``; written to ``FOLDER.tmp`` and renamed, so the
+    folder is complete or absent."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+    atomic_write_json(tmp / meta_name, {**meta, "files": files})
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def load_verified_meta(folder: Path, meta_name: str, key_field: str, key: str, what: str, redo: str) -> dict | None:
+    """The ``meta_name`` record of a folder written by :func:`save_verified`, when its ``key_field`` is
+    ``key``; ``None`` when there is none or it was made from other inputs (logged).
+
+    Raises:
+        ConfigError: a file does not match its recorded size or SHA-256 (names it, ``what`` and ``redo``).
+    """
+    folder = Path(folder)
+    meta_path = folder / meta_name
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get(key_field) != key:
+        logger.info("%s in %s was made with other settings or inputs; not reused", what, folder)
+        return None
+    for name, expected in (meta.get("files") or {}).items():
+        problem = digest_problem(folder / name, expected)
+        if problem is not None:
+            raise ConfigError(f"{what} in {folder} is damaged: {name}: {problem}. Remove {folder} to {redo}")
+    return meta
+
