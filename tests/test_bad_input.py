@@ -232,6 +232,7 @@ def test_a_folder_in_use_names_the_other_run(world, capsys):
         assert main(world.ner_run()) == 2
     err = capsys.readouterr().err
     assert "in use by process" in err and "the other run" in err and "Traceback" not in err
+    assert not (world.root / "out" / "run.log").exists()  # nothing written into the other run's log
 
 
 def test_no_case_passes_silently_in_a_subprocess(world):

@@ -92,6 +92,7 @@ def _distill(command: str, argv: list[str]) -> int:
     settings = parse_distill_args(argv, command)
     check_single_process()
     RunFolder.check_writable(Path(settings.run.output_dir))
+    RunFolder.check_free(Path(settings.run.output_dir))  # before run.log is opened: a busy folder's log is not ours
     _setup_logging(Path(settings.run.output_dir) / "run.log")
     if settings.run.threads:
         torch.set_num_threads(settings.run.threads)

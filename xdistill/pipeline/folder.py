@@ -125,15 +125,30 @@ class RunFolder:
             raise ConfigError(f"--output-dir {path}: cannot write there ({e.strerror or e}); choose a folder you can "
                               "write to") from None
 
-    def _acquire(self) -> None:
-        owner_path = self.path / OWNER
-        lock = FileLock(str(self.path / LOCK), timeout=0)
+    @classmethod
+    def check_free(cls, path: Path) -> None:
+        """Stop early, before anything (the log included) is written into ``path``, when another run
+        holds it; the run itself takes the lock with :class:`RunFolder`.
+
+        Raises:
+            ConfigError: another process holds the folder (names it).
+        """
+        if (Path(path) / LOCK).exists():
+            cls._take(Path(path)).release()
+
+    @classmethod
+    def _take(cls, path: Path) -> FileLock:
+        lock = FileLock(str(path / LOCK), timeout=0)
         try:
             lock.acquire()
         except Timeout:
-            raise ConfigError(f"--output-dir {self.path}: in use by {self._describe_owner(owner_path)}; wait for it to "
+            raise ConfigError(f"--output-dir {path}: in use by {cls._describe_owner(path / OWNER)}; wait for it to "
                               "finish, or give another --output-dir") from None
-        self._lock = lock
+        return lock
+
+    def _acquire(self) -> None:
+        owner_path = self.path / OWNER
+        self._lock = self._take(self.path)
         previous = self._read_owner(owner_path)
         if previous and previous.get("pid") != os.getpid():
             state = "still running" if psutil.pid_exists(previous.get("pid", -1)) else "no longer running"
@@ -155,8 +170,9 @@ class RunFolder:
         except (OSError, ValueError):
             return None
 
-    def _describe_owner(self, path: Path) -> str:
-        owner = self._read_owner(path)
+    @classmethod
+    def _describe_owner(cls, path: Path) -> str:
+        owner = cls._read_owner(path)
         if not owner:
             return "another process"
         return (f"process {owner.get('pid')} on {owner.get('host', '?')} since {owner.get('started', '?')} "
