@@ -412,11 +412,11 @@ class MLMPretrainer:
         held = min(1000, max(1, len(text) // 50))
         train, held_out = text.split(held, self.seed)
         collator = WholeWordMaskCollator(tokenizer, self.targs.mlm_probability, self.seed)
-        minutes = self.targs.mlm_budget[1]
+        budget = MinutesBudget(self.targs.mlm_budget[1]) if self.targs.mlm_budget[1] else None
         trainer = quiet(MaskedPositionsTrainer(
             model=model, args=self._training_args(), train_dataset=_RowsDataset(train),
             eval_dataset=_RowsDataset(held_out, held_out=True), data_collator=collator,
-            callbacks=[MaskEpoch(collator)] + ([MinutesBudget(minutes)] if minutes else [])), "teacher MLM")
+            callbacks=[MaskEpoch(collator)] + ([budget] if budget else [])), "teacher MLM")
         ckpt = resume_checkpoint(self.out_dir / "checkpoints" / "teacher-mlm") if resume else None
         if ckpt is not None:
             logger.info("teacher MLM: resuming from %s", ckpt)
@@ -426,8 +426,7 @@ class MLMPretrainer:
         out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
         if not any(e.get("step") == trainer.state.global_step and "eval_loss" in e for e in trainer.state.log_history):
             trainer.evaluate()
-        budget_cb = next((c for c in trainer.callback_handler.callbacks if isinstance(c, MinutesBudget)), None)
-        minutes = (budget_cb.elapsed / 60.0) if budget_cb else (time.perf_counter() - t0) / 60.0
+        minutes = (budget.elapsed / 60.0) if budget else (time.perf_counter() - t0) / 60.0
         report = MLMReport(
             started_from=self.targs.teacher or "scratch (random initialisation)", sources=dict(text.sources),
             texts=text.texts, words=text.words, rows=len(train), tokens=train.tokens, held_out_rows=len(held_out),
