@@ -1,9 +1,12 @@
 """Distillation losses (pure functions, no state).
 
 Shapes used below: ``B`` batch, ``T`` sequence length (tokens), ``C`` classes,
-``D`` hidden size. Token-level tensors are ``(B, T, C)`` / ``(B, T, D)`` with a
-``(B, T)`` mask; sequence-level tensors are ``(B, C)`` / ``(B, D)`` with a
-``(B,)`` mask.
+``D`` hidden size, ``A`` attention heads, ``R`` relation heads. Token-level tensors
+are ``(B, T, C)`` / ``(B, T, D)`` with a ``(B, T)`` mask; sequence-level tensors are
+``(B, C)`` / ``(B, D)`` with a ``(B,)`` mask; attention maps are ``(B, A, T, T)``
+(probabilities over the keys, the last axis) with a ``(B, T)`` mask that applies to
+both the query and the key axis: padding query rows are not counted and padding
+key columns are left out of the per-row sums.
 
 Conventions shared by every function here:
 
@@ -33,8 +36,11 @@ Conventions shared by every function here:
 
 Losses are registered by name in :data:`LOSSES` (the pattern of torchdistill's
 ``losses/registry.py``); a distillation match names its loss (``mse``, ``kl``,
-``cross_entropy``). Every registered loss has the signature
-``loss(student, target, mask, temperature) -> 0-dim tensor``:
+``cross_entropy``; ``attention_mse``, ``attention_kl``, ``relation_kl`` are defined in
+:mod:`xdistill.distill.attention_losses` and registered when the package loads). Every
+registered loss has the signature ``loss(student, target, mask, temperature) -> 0-dim
+tensor``; ``relation_kl`` also takes the keyword ``relation_heads`` (required: ``None``
+raises :class:`~xdistill.errors.ConfigError`):
 
 ===============  ======================  ======================  ==============
 name             student                 target                  mask
@@ -44,6 +50,12 @@ name             student                 target                  mask
                                          over the last axis)
 ``cross_entropy`` logits ``(B, T, C)``/   gold ids ``(B, T)``/     unused (-100 in
                  ``(B, C)``               ``(B,)``                 the target)
+``attention_mse`` attention probs         same shape, any float   ``(B, T)``
+                 ``(B, A, T, T)``
+``attention_kl`` attention probs         same shape (probs,      ``(B, T)``
+                 ``(B, A, T, T)``         not logits)
+``relation_kl``  queries/keys/values     ``(B, T, Dt)``, ``Dt``  ``(B, T)``
+                 ``(B, T, Ds)``           may differ; R | Ds, Dt
 ===============  ======================  ======================  ==============
 """
 
