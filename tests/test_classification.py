@@ -373,13 +373,13 @@ def test_attention_pooling_weights_sum_to_one_over_real_positions():
 def test_attention_parameters_belong_to_both_heads():
     """The attention pooling trains with whichever head a stage trains: the classifier (logits) or the
     stage-1 projection (hidden states)."""
-    from xdistill.distill import Trainee, build_stages
+    from xdistill.distill import StageContext, Trainee, build_stages
     from xdistill.config import DistillArguments
 
     m = pooled_student("attention")
     att = {id(p) for p in m.attention.parameters()}
     assert att
-    stages = build_stages(["representation", "logits"], DistillArguments(), teacher_layer=2)
+    stages = build_stages(["representation", "logits"], DistillArguments(), StageContext(teacher_layer=2))
     trainee = Trainee(m, [x for st in stages for x in st.matches], {"hidden_states.2": 7})
     for stage, head in zip(stages, (trainee.projections, m.classifier)):
         name, top = trainee.stage_groups(stage.matches)[0]

@@ -90,7 +90,7 @@ def test_preset_values_can_be_overridden_with_dashed_or_underscored_names():
     assert s.teacher.teacher_layers == 1
     assert s.student.hidden_size == 16
     assert s.distill.gradual_unfreezing is False
-    assert s.distill.stage_names == ["logits", "labeled"]
+    assert s.distill.stage_names("representation,logits,labeled") == ["logits", "labeled"]
 
 
 def test_unknown_option_is_a_config_error():
@@ -263,7 +263,8 @@ def test_transfer_sets_are_checked_before_the_run(transfer, augment, match):
 
 
 def test_stage_names_strip_spaces_and_keep_order():
-    assert DistillArguments(stages=" labeled , representation ").stage_names == ["labeled", "representation"]
+    assert DistillArguments(stages=" labeled , representation ").stage_names("logits") == ["labeled", "representation"]
+    assert DistillArguments().stage_names("logits,labeled") == ["logits", "labeled"]  # auto: the student's own
 
 
 @pytest.mark.parametrize("kw,option", [

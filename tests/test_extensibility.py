@@ -15,7 +15,8 @@ from xdistill.data.types import Encoded, Feature
 from xdistill.distill import (LOSSES, DataSource, DistillData, DistillPlugin, Distiller, Match, Stage, Trainee,
                               make_schedule, register_loss)
 from xdistill.distill.losses import masked_mean
-from xdistill.students import STUDENTS, Student, StudentContext, StudentOutput, build_student, register_student
+from xdistill.students import (STUDENTS, Student, StudentContext, StudentOutput, StudentShape, build_student,
+                               register_student)
 from xdistill.transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, TransferSource, TransferText,
                                label_rows, register_source, resolve_transfer_sets)
 
@@ -35,7 +36,11 @@ class ToyStudent(Student):
         torch.manual_seed(ctx.seed)
         return cls({"vocab_size": ctx.vocab_size, "dim": args.hidden_size, "num_labels": ctx.num_labels})
 
-    def forward(self, input_ids, attention_mask):
+    @classmethod
+    def shape(cls, args):
+        return StudentShape(layers=0, heads=0, hidden=args.hidden_size)
+
+    def forward(self, input_ids, attention_mask, features=()):
         h = self.embeddings(input_ids)
         return StudentOutput(logits=self.classifier(h), hidden_states=(h,))
 

@@ -18,7 +18,7 @@ from tiny import make_adapter, make_student, make_teacher, make_tokenizer, sente
 from xdistill.config import (DistillArguments, NERDataArguments, RunArguments, RunSettings, StudentArguments,
                              TeacherArguments)
 from xdistill.data.types import Feature
-from xdistill.distill import DataSource, DistillData, Distiller, Trainee, build_stages, make_schedule
+from xdistill.distill import DataSource, DistillData, Distiller, StageContext, Trainee, build_stages, make_schedule
 from xdistill.errors import ConfigError
 from xdistill.pipeline.folder import OWNER, RECORD, RunFolder, differences, result_settings
 from xdistill.teachers.training import CHECKSUMS, resume_checkpoint
@@ -81,7 +81,7 @@ def distill_world(tmp_path, tiny):
     labeled = adapter.encode(sentences(8, seed=2), tok, 16)
     val = sentences(4, seed=3)
     validation = adapter.encode(val, tok, 16)
-    stages = build_stages(["logits", "labeled"], DistillArguments(), 2)
+    stages = build_stages(["logits", "labeled"], DistillArguments(), StageContext(2))
     cache, _ = label_rows(teacher, adapter.level, transfer, [Feature("logits")], tmp_path / "cache", 64, "t")
 
     def distiller():

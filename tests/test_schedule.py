@@ -25,11 +25,11 @@ import tiny_models as tm
 from xdistill.config import DistillArguments
 from xdistill.data.types import Feature
 from xdistill.distill import (DataSource, DistillData, DistillPlugin, Distiller, Step, StepCallback, Trainee,
-                              build_stages, make_schedule)
+                              StageContext, build_stages, make_schedule)
 from xdistill.transfer import CachedTargets, LiveTeacherTargets, label_rows
 
 STAGE_NAMES = ["representation", "logits", "labeled"]
-STAGES = build_stages(STAGE_NAMES, DistillArguments(), teacher_layer=2)
+STAGES = build_stages(STAGE_NAMES, DistillArguments(), StageContext(teacher_layer=2))
 S = {st.name: st for st in STAGES}
 GROUPS = ("projection", "classifier", "encoder", "embeddings")
 HIDDEN = "hidden_states.2"
@@ -100,7 +100,7 @@ def test_xtremedistil_stages_as_data():
     assert [(x.student, x.target, x.loss) for x in labeled.matches] == [("logits", "labels", "cross_entropy")]
     assert labeled.data == "labeled" and labeled.checks_per_epoch == 1
     assert [f.key for f in rep.teacher_features] == [HIDDEN] and labeled.teacher_features == []
-    kl = build_stages(["logits"], DistillArguments(logits_loss="kl", temperature=2.0), 2)[0].matches[0]
+    kl = build_stages(["logits"], DistillArguments(logits_loss="kl", temperature=2.0), StageContext(2))[0].matches[0]
     assert kl.loss == "kl" and kl.temperature == 2.0
 
 

@@ -30,7 +30,7 @@ from .reporting import write_model_card
 from .serving import benchmark
 from .serving.export import evaluation_files, export_student
 from .serving.inference import load_model
-from .students import is_student_dir, run_folder_hint
+from .students import is_student_dir, run_folder_hint, saved_settings
 
 COMMANDS = {
     "ner": "distil a NER student on WikiANN (XtremeDistil multi-stage)",
@@ -247,7 +247,7 @@ def cmd_export(argv: list[str]) -> int:
     if not files:
         if not a.data_dir:
             raise ConfigError("export checks parity on real data: give --data-dir (or $XDISTILL_DATA_DIR) or --data FILE")
-        cfg = json.loads((Path(a.model) / "config.json").read_text(encoding="utf-8"))
+        cfg = saved_settings(a.model)
         spec = adapter_for_saved(cfg).spec
         files = evaluation_files(spec, cfg.get("groups") or [spec.name], a.data_dir)
     parity = export_student(a.model, files, quantize=a.quantize, max_examples=None if a.max_examples == -1 else a.max_examples,

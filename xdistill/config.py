@@ -11,6 +11,7 @@ line. Each dataclass validates itself in ``__post_init__`` and raises
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -281,25 +282,59 @@ class TeacherArguments:
         return list(dict.fromkeys(t.strip() for t in self.mlm_text.split(",") if t.strip()))
 
 
+#: ``--student-shape`` values: ``l<layers>-h<hidden>`` with an optional ``-a<heads>``
+_SHAPE = re.compile(r"^l([0-9]+)-h([0-9]+)(?:-a([0-9]+))?$")
+#: ``--student-init`` values
+STUDENT_INITS = ("svd", "teacher-layers", "random")
+
+
 @dataclass
 class StudentArguments:
     """The student: its kind (a name in :data:`xdistill.students.STUDENTS`, checked when the run
-    starts) and the sizes of the XtremeDistil BiLSTM (sec. 3.1): pruned subword embeddings (E),
-    BiLSTM (H), a tag or class head."""
+    starts); the sizes of the XtremeDistil BiLSTM (sec. 3.1: pruned subword embeddings E, BiLSTM H,
+    a tag or class head); the sizes of a transformer student (XtremeDistilTransformers: L layers,
+    width H, A heads, feed-forward I) and how it starts."""
 
-    student: str = field(default="bilstm", metadata={"help": "Student kind: a name registered in xdistill.students (bilstm)."})
+    student: str = field(default="bilstm", metadata={"help": "Student kind: a name registered in xdistill.students (bilstm, transformer)."})
     pooling: str = field(default="max", metadata={"help": "Sequence tasks: pooling of BiLSTM states, max or attention (token tasks keep every position)."})
-    embedding_dim: int = field(default=300, metadata={"help": "E: word embedding size (SVD of the teacher's input embeddings)."})
-    hidden_size: int = field(default=600, metadata={"help": "H: BiLSTM hidden size per direction."})
+    embedding_dim: int = field(default=300, metadata={"help": "BiLSTM E: word embedding size (SVD of the teacher's input embeddings)."})
+    hidden_size: int = field(default=600, metadata={"help": "BiLSTM H: hidden size per direction."})
     dropout: float = field(default=0.2, metadata={"help": "Dropout on embeddings and BiLSTM states."})
+    student_shape: str = field(default="", metadata={"help": "Transformer student shape l<L>-h<H>[-a<A>] (e.g. l4-h256: 4 layers, width 256, H/64 heads, feed-forward 4H); sets the next four options."})
+    student_layers: int = field(default=4, metadata={"help": "Transformer student: layers L."})
+    student_hidden: int = field(default=256, metadata={"help": "Transformer student: width H (word embeddings by SVD of the teacher's to H)."})
+    student_heads: int = field(default=4, metadata={"help": "Transformer student: attention heads A (must divide H)."})
+    student_intermediate: int = field(default=0, metadata={"help": "Transformer student: feed-forward size I (0: 4H)."})
+    student_init: str = field(default="svd", metadata={"help": "Transformer student initialisation: svd (word embeddings from the SVD of the teacher's, the rest random), teacher-layers (width, heads and feed-forward as the teacher's: embeddings and every k-th layer copied from the teacher, as DistilBERT), random."})
 
     def __post_init__(self) -> None:
         if not self.student.strip():
-            raise ConfigError("--student: expected a student kind such as bilstm")
+            raise ConfigError("--student: expected a student kind such as bilstm or transformer")
         _check_choice(self, "pooling", ("max", "attention"))
-        _check_positive(self, "embedding_dim", "hidden_size")
+        _check_choice(self, "student_init", STUDENT_INITS)
+        if self.student_shape:
+            m = _SHAPE.match(self.student_shape.strip().lower())
+            if not m:
+                raise ConfigError(f"--student-shape: expected l<layers>-h<hidden>[-a<heads>] such as l4-h256 or "
+                                  f"l2-h128-a2, got {self.student_shape!r}")
+            self.student_layers, self.student_hidden = int(m.group(1)), int(m.group(2))
+            self.student_heads = int(m.group(3)) if m.group(3) else max(1, self.student_hidden // 64)
+            self.student_intermediate = 4 * self.student_hidden
+        _check_positive(self, "embedding_dim", "hidden_size", "student_layers", "student_hidden", "student_heads")
+        _check_positive(self, "student_intermediate", allow_zero=True)
+        if self.student_hidden % self.student_heads:
+            raise ConfigError(f"--student-heads {self.student_heads} does not divide --student-hidden "
+                              f"{self.student_hidden}: each head needs H/A dimensions")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--dropout: expected 0 <= p < 1, got {self.dropout}")
+
+    @property
+    def feed_forward(self) -> int:
+        """The transformer student's feed-forward size I (``--student-intermediate``, or 4H)."""
+        return self.student_intermediate or 4 * self.student_hidden
+
+
+_LAYER_MAP = re.compile(r"^(uniform|top|[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*)$")
 
 
 @dataclass
@@ -311,7 +346,10 @@ class DistillArguments:
     representation_loss: str = field(default="mse", metadata={"help": "Stage 1 loss: a registered loss name (mse or kl)."})
     logits_loss: str = field(default="mse", metadata={"help": "Stage 2 loss: a registered loss name (mse, or kl with --temperature)."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature for kl losses."})
-    stages: str = field(default="representation,logits,labeled", metadata={"help": "Stages to run, in order (names in xdistill.distill.STAGES)."})
+    stages: str = field(default="auto", metadata={"help": "Stages to run, in order (names in xdistill.distill.STAGES); auto: the student's own (BiLSTM: representation,logits,labeled; transformer: intermediate,logits,labeled)."})
+    layer_map: str = field(default="uniform", metadata={"help": "Stage intermediate: which teacher hidden layer each student layer 0..L matches: uniform (every k-th), top (the last L+1, as XtremeDistilTransformers) or explicit pairs student:teacher such as 0:0,2:4,4:8."})
+    attention_loss: str = field(default="auto", metadata={"help": "Stage intermediate: attention matches: kl or mse between the attention maps of mapped layers (equal head counts), relation (MiniLM self-attention relations of the last layer's queries, keys and values; any heads and widths), off, or auto (kl when the head counts agree, else relation)."})
+    relation_heads: int = field(default=0, metadata={"help": "Relation heads of --attention-loss relation (MiniLMv2); 0: the student's head count, lowered until it divides both widths."})
     gradual_unfreezing: bool = field(default=True, metadata={"help": "Within each stage, unfreeze from the top layer down, one step each."})
     batch_size: int = field(default=64, metadata={"help": "Student batch size (windows)."})
     lr: float = field(default=2e-3, metadata={"help": "Student learning rate (Adam)."})
@@ -326,16 +364,21 @@ class DistillArguments:
             if not getattr(self, n).strip():
                 raise ConfigError(f"{_opt(n)}: expected a loss name such as mse or kl")
         _check_positive(self, "temperature", "batch_size", "lr", "max_epochs", "patience", "evals_per_epoch", "baseline_max_epochs", "baseline_patience")
+        _check_choice(self, "attention_loss", ("auto", "kl", "mse", "relation", "off"))
+        _check_positive(self, "relation_heads", allow_zero=True)
+        if not _LAYER_MAP.match(self.layer_map.replace(" ", "")):
+            raise ConfigError(f"--layer-map: expected uniform, top or student:teacher pairs such as 0:0,2:4,4:8, "
+                              f"got {self.layer_map!r}")
         names = [s.strip() for s in self.stages.split(",") if s.strip()]
         if not names:
             raise ConfigError(f"--stages: expected a comma-separated list of stage names, got {self.stages!r}")
         if len(set(names)) != len(names):
             raise ConfigError(f"--stages: a stage is listed twice in {self.stages!r}")
 
-    @property
-    def stage_names(self) -> list[str]:
-        """``--stages`` as a list, in order."""
-        return [s.strip() for s in self.stages.split(",") if s.strip()]
+    def stage_names(self, default: str) -> list[str]:
+        """``--stages`` as a list, in order; ``auto`` takes ``default`` (the student's own stages)."""
+        value = default if self.stages.strip() == "auto" else self.stages
+        return [s.strip() for s in value.split(",") if s.strip()]
 
 
 @dataclass

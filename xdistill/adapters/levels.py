@@ -36,6 +36,10 @@ class OutputLevel(ABC):
     name: ClassVar[str]
     #: the ``transformers`` architecture suffix of a checkpoint at this level (``...ForTokenClassification``)
     head: ClassVar[str]
+    #: the ``transformers.pipeline`` task of a model at this level, and the options that make it label
+    #: words as xdistill does (a word's label is its first subword's)
+    pipeline_task: ClassVar[str]
+    pipeline_options: ClassVar[str]
 
     @property
     @abstractmethod
@@ -112,6 +116,8 @@ class TokenLevel(OutputLevel):
 
     name = "token"
     head = "TokenClassification"
+    pipeline_task = "token-classification"
+    pipeline_options = 'aggregation_strategy="first"'
 
     @property
     def auto_model_class(self):
@@ -172,6 +178,8 @@ class SequenceLevel(OutputLevel):
 
     name = "sequence"
     head = "SequenceClassification"
+    pipeline_task = "text-classification"
+    pipeline_options = ""
 
     @property
     def auto_model_class(self):

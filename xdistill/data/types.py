@@ -101,15 +101,21 @@ class TaskData:
 
 
 #: the feature names a teacher or a student can return
-FEATURE_NAMES = ("logits", "hidden_states", "attentions")
-_KEY = re.compile(r"^(logits|labels)$|^(hidden_states|attentions)\.(-?[0-9]+)$")
+FEATURE_NAMES = ("logits", "hidden_states", "attentions", "queries", "keys", "values")
+#: features compared across positions (see :attr:`Feature.relational`)
+RELATIONAL = ("attentions", "queries", "keys", "values")
+#: features with a layer index
+LAYERED = ("hidden_states", "attentions", "queries", "keys", "values")
+_KEY = re.compile(r"^(logits|labels)$|^(hidden_states|attentions|queries|keys|values)\.(-?[0-9]+)$")
 
 
 @dataclass(frozen=True)
 class Feature:
     """A named model output: ``logits`` (``(B, T, C)`` or ``(B, C)``), ``hidden_states`` of layer
     ``layer`` (``(B, T, D)``; layer 0 is the embedding output, as in ``transformers``) or
-    ``attentions`` of layer ``layer`` (``(B, A, T, T)``, softmax over the last axis). ``labels``
+    ``attentions`` of layer ``layer`` (``(B, A, T, T)``, softmax over the last axis), or the
+    ``queries``, ``keys`` or ``values`` of attention layer ``layer`` (``(B, T, D)``, heads
+    concatenated; read by :mod:`xdistill.modeling`). Attention layers are ``1..L``. ``labels``
     names the gold labels of a batch (a distillation target that is not a model output).
 
     ``key`` is the string form used in caches and reports: ``logits``, ``hidden_states.4``.
@@ -119,11 +125,18 @@ class Feature:
     layer: int | None = None
 
     def __post_init__(self) -> None:
-        layered = self.name in ("hidden_states", "attentions")
+        layered = self.name in LAYERED
         if self.name not in FEATURE_NAMES + ("labels",):
             raise ConfigError(f"feature {self.name!r}: expected one of {', '.join(FEATURE_NAMES)} or labels")
         if layered == (self.layer is None):
             raise ConfigError(f"feature {self.name!r}: " + ("needs a layer" if layered else "takes no layer"))
+
+    @property
+    def relational(self) -> bool:
+        """Whether the feature relates positions to each other (attention maps, and the queries, keys
+        and values whose relations MiniLM matches): kept for every position whatever the task's output
+        level, and read from a live teacher, not the cache."""
+        return self.name in RELATIONAL
 
     @property
     def key(self) -> str:
@@ -139,7 +152,8 @@ class Feature:
         """
         m = _KEY.match(key)
         if not m:
-            raise ConfigError(f"feature {key!r}: expected logits, labels, hidden_states.L or attentions.L")
+            raise ConfigError(f"feature {key!r}: expected logits, labels, hidden_states.L, attentions.L, queries.L, keys.L "
+                              "or values.L")
         return cls(m.group(1)) if m.group(1) else cls(m.group(2), int(m.group(3)))
 
     def __str__(self) -> str:

@@ -144,7 +144,7 @@ class Distiller:
                         rows: Sequence[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         dev = self.device
         b = {k: v.to(dev) for k, v in self.adapter.collate(source.encoded, rows, self.pad_id).items()}
-        out = self.trainee(b["input_ids"], b["attention_mask"])
+        out = self.trainee(b["input_ids"], b["attention_mask"], stage.student_features)
         keys = [f.key for f in stage.teacher_features]
         targets, mask = {}, None
         if keys:
@@ -155,7 +155,9 @@ class Distiller:
         total = None
         for m in stage.matches:
             target = targets[m.target] if m.from_teacher else b["labels"]
-            value = m.loss_value(self.trainee.student_output(out, m), target, mask)
+            # relational features (attention maps, queries/keys/values) relate every real position
+            m_mask = b["attention_mask"] if m.student_feature.relational else mask
+            value = m.loss_value(self.trainee.student_output(out, m), target, m_mask)
             total = value if total is None else total + value
         return total, b
 

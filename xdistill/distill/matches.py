@@ -34,6 +34,8 @@ PROJECTIONS: dict[str, Callable[[int, int], nn.Module]] = {
     # XtremeDistil sec. 3.2: z = GELU(W h + b)
     "linear-gelu": lambda i, o: nn.Sequential(nn.Linear(i, o), nn.GELU()),
 }
+#: ``projection="auto"``: a linear projection where the widths differ, none where they agree
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ class Match:
         loss: a name in :data:`~xdistill.distill.losses.LOSSES`.
         weight: the loss's weight in the stage's sum.
         temperature: passed to the loss (used by ``kl``).
-        projection: a name in :data:`PROJECTIONS`, or ``None`` when the widths agree.
+        projection: a name in :data:`PROJECTIONS`, ``auto`` (``linear`` where the widths differ,
+            none where they agree), or ``None``.
+        relation_heads: for ``relation_kl``: the relation heads (MiniLMv2); passed to the loss.
     """
 
     student: str
@@ -55,6 +59,7 @@ class Match:
     weight: float = 1.0
     temperature: float = 1.0
     projection: str | None = None
+    relation_heads: int | None = None
 
     def __post_init__(self) -> None:
         Feature.parse(self.student)
@@ -65,7 +70,7 @@ class Match:
             raise ConfigError(f"match {self.student} <- {self.target}: temperature must be a finite number > 0, got {t!r}")
         if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
             raise ConfigError(f"match {self.student} <- {self.target}: weight must be a finite number, got {self.weight!r}")
-        if self.projection is not None and self.projection not in PROJECTIONS:
+        if self.projection is not None and self.projection not in PROJECTIONS and self.projection != AUTO:
             raise ConfigError(f"match {self.student} <- {self.target}: unknown projection {self.projection!r}; "
                               f"expected one of {', '.join(PROJECTIONS)}")
 
@@ -89,7 +94,11 @@ class Match:
 
     def loss_value(self, student: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The weighted loss of one batch (the weight is applied only when it is not 1)."""
-        value = get_loss(self.loss)(student, target, mask, self.temperature)
+        fn = get_loss(self.loss)
+        if self.relation_heads is None:
+            value = fn(student, target, mask, self.temperature)
+        else:
+            value = fn(student, target, mask, self.temperature, relation_heads=self.relation_heads)
         return value if self.weight == 1.0 else self.weight * value
 
 
@@ -115,31 +124,36 @@ class Trainee(nn.Module):
                 continue
             if m.target not in target_widths:
                 raise ConfigError(f"match {m.student} <- {m.target}: the width of {m.target} is unknown")
-            self.projections[m.name] = PROJECTIONS[m.projection](student.output_size(m.student_feature),
-                                                                  target_widths[m.target])
+            width = student.output_size(m.student_feature)
+            if m.projection == AUTO and width == target_widths[m.target]:
+                continue
+            kind = "linear" if m.projection == AUTO else m.projection
+            self.projections[m.name] = PROJECTIONS[kind](width, target_widths[m.target])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
-        """The student's named outputs for ``(B, T)`` inputs (projections are applied per match)."""
-        return self.student(input_ids, attention_mask)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: Sequence[Feature] = ()) -> StudentOutput:
+        """The student's named outputs for ``(B, T)`` inputs, with the relational ``features`` asked
+        for (projections are applied per match)."""
+        return self.student(input_ids, attention_mask, features)
 
     def student_output(self, out: StudentOutput, m: Match) -> torch.Tensor:
-        """The student side of a match: the named output, projected when the match says so."""
+        """The student side of a match: the named output, projected when the match has a projection."""
         x = out.feature(m.student_feature)
-        return self.projections[m.name](x) if m.projection is not None else x
+        return self.projections[m.name](x) if m.name in self.projections else x
 
     def stage_groups(self, matches: Sequence[Match]) -> list[tuple[str, list[nn.Parameter]]]:
         """The unfreezing groups of a stage, top first: its heads (the projections of its matches,
         then the student's head groups of the outputs it matches), then the student's body groups."""
         top: list[nn.Parameter] = []
         for m in matches:
-            if m.projection is not None:
+            if m.name in self.projections:
                 top += list(self.projections[m.name].parameters())
         heads: list[str] = []
         for m in matches:
             heads += [g for g in self.student.head_groups(m.student_feature.name) if g not in heads]
         for g in heads:
             top += self.student.group_parameters(g)
-        name = "projection" if any(m.projection for m in matches) else (heads[0] if heads else "head")
+        name = "projection" if any(m.name in self.projections for m in matches) else (heads[0] if heads else "head")
         return [(name, top)] + [(g, self.student.group_parameters(g)) for g in self.student.body_groups()]
 
     def set_trainable(self, params: Sequence[nn.Parameter]) -> None:

@@ -25,7 +25,8 @@ from ..config import RunSettings
 from ..data.text import read_lines
 from ..data.types import Encoded, TaskData
 from ..errors import ConfigError
-from ..distill import DataSource, DistillData, Distiller, Match, Stage, Trainee, build_stages, get_loss, make_schedule
+from ..distill import (DataSource, DistillData, Distiller, Match, Stage, StageContext, Trainee, build_stages,
+                       check_stage_names, get_loss, make_schedule)
 from ..reporting import (ModelScores, RunResult, TaskInfo, build_report, write_model_card, write_report,
                         write_training_summary)
 from ..students import Student, StudentContext, build_student, student_class
@@ -33,8 +34,8 @@ from ..teachers import Teacher
 from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer
 from ..teachers.finetune import TeacherTrainer
 from ..teachers.mlm import MLMText, encode_mlm_text
-from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, TransferContext,
-                       inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
+from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, LiveTeacherTargets, SplitTargets,
+                       TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
 from .folder import RunFolder
 
@@ -85,6 +86,7 @@ class Run:
     stages: list[Stage] = field(default_factory=list)
     union_cache: FeatureCache | None = None
     validation_cache: FeatureCache | None = None
+    live: LiveTeacherTargets | None = None
     label_stats: dict = field(default_factory=dict)
 
     @property
@@ -110,6 +112,20 @@ class Run:
         return [m for s in self.stages for m in s.matches]
 
 
+def stage_names(s: RunSettings) -> list[str]:
+    """``--stages``, with ``auto`` resolved to the student kind's own stages."""
+    return s.distill.stage_names(student_class(s.student.student).default_stages)
+
+
+def stage_context(r: "Run") -> StageContext:
+    """What the stage builders need of the teacher (known now) and of the student (from its options)."""
+    t, s = r.teacher, r.settings
+    shape = student_class(s.student.student).shape(s.student)
+    return StageContext(teacher_layer=t.layer(s.teacher.teacher_layer), teacher_layers=t.num_layers,
+                        teacher_heads=t.num_heads, teacher_hidden=t.hidden_size, student_layers=shape.layers,
+                        student_heads=shape.heads, student_hidden=shape.hidden)
+
+
 def transfer_sets(s: RunSettings) -> list[str]:
     """The transfer sets to distil on (``--transfer``; a command without generation options: ``unlabeled``)."""
     return s.generation.transfer_sets if s.generation is not None else ["unlabeled"]
@@ -130,7 +146,7 @@ def check_settings(s: RunSettings) -> list[str]:
                           f"got {arch!r}")
     for option in ("representation_loss", "logits_loss"):
         get_loss(getattr(s.distill, option), "--" + option.replace("_", "-"))
-    build_stages(s.distill.stage_names, s.distill, 0)
+    check_stage_names(stage_names(s))
     for name in s.teacher.mlm_sources if s.teacher.mlm_enabled else ():
         if name not in MLM_SPLITS and not Path(name).is_file():
             raise ConfigError(f"--mlm-text: {name}: no such file; expected {', '.join(MLM_SPLITS)} or UTF-8 text files "
@@ -247,12 +263,15 @@ def build_transfer(r: Run) -> None:
 
 
 def label_transfer(r: Run) -> None:
-    """Build the stages (the teacher layer is known now) and cache the teacher features they read,
-    on the transfer union and, for stages selected by their loss, on the validation split."""
+    """Build the stages (the teacher is known now) and cache the teacher features they read, on the
+    transfer union and, for stages selected by their loss, on the validation split. Relational
+    features (attention maps, queries, keys, values) are read from the live teacher instead."""
     s = r.settings
-    layer = r.teacher.layer(s.teacher.teacher_layer)
-    r.stages = build_stages(s.distill.stage_names, s.distill, layer)
+    r.stages = build_stages(stage_names(s), s.distill, stage_context(r))
     features = list({f.key: f for st in r.stages for f in st.teacher_features}.values())
+    if any(f.relational for f in features):
+        r.live = LiveTeacherTargets(r.teacher, r.adapter.level)
+    features = [f for f in features if not f.relational]
     if not features:
         return
     cache_root = Path(s.run.cache_dir) if s.run.cache_dir else r.out / "cache"
@@ -263,13 +282,20 @@ def label_transfer(r: Run) -> None:
         r.validation_cache, _ = label_rows(encoded=r.enc["validation"], name="validation", **common)
 
 
-def _trainee(r: Run, teacher_embeddings) -> Trainee:
-    """A new student (SVD embeddings from the teacher's, or random when ``None``) and the
-    projections of every match of the run."""
+def targets(r: Run, cache) -> SplitTargets | None:
+    """The teacher targets of a data source: its cached features and the live teacher's (either may be absent)."""
+    cached = CachedTargets(cache, r.adapter.level) if cache is not None else None
+    return SplitTargets(cached, r.live) if cached is not None or r.live is not None else None
+
+
+def _trainee(r: Run, teacher_embeddings, distilled: bool = True) -> Trainee:
+    """A new student (SVD embeddings from the teacher's, or random when ``None``; a ``distilled``
+    student may also copy the teacher's layers) and the projections of every match of the run."""
     s = r.settings
     ctx = StudentContext.for_tokenizer(r.tokenizer, num_labels=r.adapter.num_labels, level=r.adapter.level,
                                        rows=[r.enc["labeled"], r.union, r.enc["teacher_labeled"]],
-                                       teacher_embeddings=teacher_embeddings, seed=s.data.seed)
+                                       teacher_embeddings=teacher_embeddings, seed=s.data.seed,
+                                       teacher_model=r.teacher.model if distilled else None)
     student = build_student(s.student, ctx)
     widths = {m.target: r.teacher.feature_width(m.target_feature) for m in r.matches
               if m.projection is not None}
@@ -280,12 +306,11 @@ def _distiller(r: Run, trainee: Trainee, transfer: DataSource | None, name: str,
                patience: int | None = None) -> Distiller:
     s = r.settings
     dist = s.distill if patience is None else replace(s.distill, patience=patience)
-    targets = CachedTargets(r.validation_cache, r.adapter.level) if r.validation_cache is not None else None
     sources = {"labeled": DataSource(r.enc["labeled"])}
     if transfer is not None:
         sources["transfer"] = transfer
-    data = DistillData(sources, DataSource(r.enc["validation"], targets), r.adapter.gold(r.splits["validation"]),
-                       r.pad_id)
+    data = DistillData(sources, DataSource(r.enc["validation"], targets(r, r.validation_cache)),
+                       r.adapter.gold(r.splits["validation"]), r.pad_id)
     return Distiller(trainee, r.adapter, dist, data, r.out / "checkpoints" / checkpoint, s.data.seed, name=name)
 
 
@@ -301,7 +326,7 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
     trainees, schedules = {}, {}
     for variant in r.variants:
         view = r.union_cache.rows(rows_of(variant)) if r.union_cache is not None else None
-        transfer = DataSource(r.set_encoded(variant), CachedTargets(view, r.adapter.level) if view is not None else None)
+        transfer = DataSource(r.set_encoded(variant), targets(r, view))
         trainee = _trainee(r, r.teacher.input_embeddings())
         ckpt = student_dir(Path("."), variant, r.variants).name
         distiller = _distiller(r, trainee, transfer, f"student[{variant}]", ckpt)
@@ -321,8 +346,8 @@ def train_baseline(r: Run, name: str = "baseline") -> tuple[Trainee, list]:
     teacher's SVD embeddings as the distilled student starts with (``baseline_svd``, XtremeDistil's
     strongest baseline without distillation), trained on the labeled budget only."""
     s = r.settings
-    trainee = _trainee(r, r.teacher.input_embeddings() if BASELINE_EMBEDDINGS[name] else None)
-    stage = build_stages(["labeled"], s.distill, 0)
+    trainee = _trainee(r, r.teacher.input_embeddings() if BASELINE_EMBEDDINGS[name] else None, distilled=False)
+    stage = build_stages(["labeled"], s.distill, stage_context(r))
     distiller = _distiller(r, trainee, None, name, name.replace("_", "-"), patience=s.distill.baseline_patience)
     schedule = distiller.run(make_schedule(trainee, stage, gradual=False), s.distill.baseline_max_epochs,
                              resume=s.run.resume)
@@ -356,6 +381,13 @@ def save_students(r: Run, students: dict[str, Student]) -> None:
         st.save(student_dir(r.out, variant, r.variants), tokenizer=r.tokenizer, extra={**extra, "transfer": variant})
 
 
+def cache_mib(cache: FeatureCache | None) -> float:
+    """Size of a teacher-output cache's feature files in MiB (0 without one)."""
+    if cache is None:
+        return 0.0
+    return sum(p.stat().st_size for p in Path(cache.path).glob("*.npy")) / 2 ** 20
+
+
 def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Trainee, list]], scores: dict,
             schedules: dict, t_start: float, command: str) -> RunResult:
     a, info = r.adapter, r.teacher.info
@@ -376,6 +408,9 @@ def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Tra
               "total_seconds": round(time.perf_counter() - t_start, 1),
               "teacher_tokens_per_second": ls.get("tokens_per_second"), "teacher_labeling_cached": ls.get("cached", False),
               "padding_fraction": ls.get("padding_fraction"), "transfer_tokens": ls.get("real_tokens"),
+              "cache_mib": round(cache_mib(r.union_cache) + cache_mib(r.validation_cache), 1),
+              "live_teacher_seconds": round(r.live.seconds, 1) if r.live is not None else None,
+              "live_teacher_batches": r.live.batches if r.live is not None else None,
               "peak_rss_mib": round(peak_rss_mib(), 1), "threads": torch.get_num_threads(), "resumed": r.settings.run.resume}
     rows_of = set_rows(r.sources, r.source_sizes)
     student = {**described, "name": name, "teacher_vocabulary": len(r.tokenizer),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..adapters import adapter_for_saved
+from ..students import saved_settings
 from ..utils import atomic_write_json, atomic_write_text, plural
 
 #: ``onnx/parity.json`` of an exported student (written by :mod:`xdistill.serving.export`)
@@ -89,7 +90,7 @@ def load_training_summary(directory: str | Path) -> dict | None:
     cfg_path = d / "config.json"
     if report_path.is_file() and cfg_path.is_file():
         report = json.loads(report_path.read_text(encoding="utf-8"))
-        variant = json.loads(cfg_path.read_text(encoding="utf-8")).get("transfer", "unlabeled")
+        variant = saved_settings(d).get("transfer", "unlabeled")
         try:
             return summary_from_report(report, variant)
         except (KeyError, StopIteration):
@@ -122,7 +123,21 @@ def _header(d: Path, cfg: dict, summary: dict | None) -> list[str]:
             'model.predict(["Angela Merkel visited Paris."])', "```", "",
             "```bash", f"python -m xdistill predict --model {d.name} --runtime onnx --text \"...\"",
             f"python -m xdistill export --model {d.name} --format onnx --quantize int8 --data-dir DATA",
-            f"python -m xdistill benchmark --students {d.name}", "```", ""]
+            f"python -m xdistill benchmark --students {d.name}", "```", ""] + _transformers_usage(d, cfg)
+
+
+def _transformers_usage(d: Path, cfg: dict) -> list[str]:
+    """How to load a student saved as a standard ``transformers`` model (its ``config.json`` names
+    ``architectures``), without xdistill."""
+    archs = cfg.get("architectures") or []
+    if not archs or not cfg.get("labels"):
+        return []
+    level = adapter_for_saved(cfg).level
+    options = f", {level.pipeline_options}" if level.pipeline_options else ""
+    return [f"It is a standard `transformers` model ({archs[0]}) with its own tokenizer over the pruned vocabulary:", "",
+            "```python", f"from transformers import AutoModelFor{level.head}, pipeline", "",
+            f'model = AutoModelFor{level.head}.from_pretrained("{d.name}")',
+            f'tagger = pipeline("{level.pipeline_task}", model="{d.name}"{options})', "```", ""]
 
 
 def _training(s: dict | None) -> list[str]:
@@ -205,7 +220,7 @@ def _latency(latency: dict | None) -> list[str]:
 def render_model_card(directory: str | Path) -> str:
     """The card's Markdown for a student folder (see the module docstring for its sources)."""
     d = Path(directory)
-    cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    cfg = saved_settings(d)
     summary = load_training_summary(d)
     return "\n".join(_header(d, cfg, summary) + _training(summary) + _onnx(_read(d / PARITY_PATH))
                      + _latency(_read(d / LATENCY_FILE)))

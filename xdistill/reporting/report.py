@@ -205,7 +205,8 @@ def render_markdown(r: dict) -> str:
     lines += ["## Timing", "", _table(phases), "",
               f"Total {tm['total_seconds'] / 60:.1f} min; peak RSS {tm['peak_rss_mib']:.0f} MiB; {plural(tm['threads'], 'thread')}.",
               f"Teacher labeling: {tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
-              f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}.", ""]
+              f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}; "
+              f"cache {tm.get('cache_mib') or 0:.1f} MiB.", *_live_teacher(tm), ""]
     rows = []
     for variant, sched in r.get("schedules", {"": r["schedule"]}).items():
         rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")},
@@ -225,3 +226,12 @@ def write_report(report: dict, out_dir: str | Path) -> None:
     out = Path(out_dir)
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", render_markdown(report))
+
+
+def _live_teacher(tm: dict) -> list[str]:
+    """The cost of the live teacher (features the cache cannot hold: attention maps, queries, keys, values)."""
+    if not tm.get("live_teacher_batches"):
+        return []
+    return [f"Live teacher (attention maps, queries, keys and values are not cached): {tm['live_teacher_batches']:,} "
+            f"batches, {tm['live_teacher_seconds'] / 60:.1f} min of the distillation."]
+

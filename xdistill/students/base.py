@@ -17,15 +17,16 @@ rebuilds it without any training state.
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 import transformers
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..adapters import OutputLevel, batched_logits
@@ -33,6 +34,8 @@ from ..config import StudentArguments
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
 from ..utils import VERSION, atomic_write_json, count_parameters
+
+logger = logging.getLogger(__name__)
 
 STUDENT_CONFIG = "config.json"
 STUDENT_WEIGHTS = "model.safetensors"
@@ -46,29 +49,52 @@ class StudentOutput:
     Attributes:
         logits: ``(B, T, C)`` (token tasks) or ``(B, C)`` (sequence tasks).
         hidden_states: per exposed layer, ``(B, T, H_l)``, or ``(B, H_l)`` sequence representations
-            for a student that pools (the BiLSTM on a sequence task).
-        attentions: per layer ``(B, A, T, T)``, or ``None`` for a student without attention.
+            (the BiLSTM's pooled states, a transformer's first position) on a sequence task.
+        attentions: per attention layer ``1..L``, ``(B, A, T, T)``; ``None`` when not asked for or
+            for a student without attention.
+        projections: the ``queries``/``keys``/``values`` asked for, by feature key, ``(B, T, H)``.
     """
 
     logits: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] = ()
     attentions: tuple[torch.Tensor, ...] | None = None
+    projections: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def feature(self, f: Feature) -> torch.Tensor:
-        """The output a :class:`~xdistill.data.types.Feature` names (layers index the tuples, ``-1`` the last).
+        """The output a :class:`~xdistill.data.types.Feature` names (``hidden_states`` layers index the
+        tuple, attention layers are ``1..L``; ``-1`` is the last).
 
         Raises:
             ConfigError: the student has no such output or layer.
         """
         if f.name == "logits":
             return self.logits
+        if f.name in ("queries", "keys", "values"):
+            if f.key not in self.projections:
+                raise ConfigError(f"student feature {f.key}: this student did not return it")
+            return self.projections[f.key]
         layers = self.hidden_states if f.name == "hidden_states" else self.attentions
         if not layers:
             raise ConfigError(f"student feature {f.key}: this student returns no {f.name}")
+        if f.name == "attentions":
+            if not (1 <= f.layer <= len(layers) or f.layer == -1):
+                raise ConfigError(f"student feature {f.key}: attention layers are 1..{len(layers)} (or -1 for the last)")
+            return layers[f.layer - 1 if f.layer > 0 else -1]
         if not -len(layers) <= f.layer < len(layers):
             raise ConfigError(f"student feature {f.key}: the student exposes {len(layers)} {f.name} layers "
                               f"(0..{len(layers) - 1}, or -1 for the last)")
         return layers[f.layer]
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """What distillation stages need to know of a student before it exists: its transformer layers
+    (hidden states ``0..layers``; 0 for a student with a single hidden state), attention heads
+    (0: none) and hidden width."""
+
+    layers: int
+    heads: int
+    hidden: int
 
 
 @dataclass
@@ -84,6 +110,9 @@ class StudentContext:
         teacher_embeddings: the teacher's input embeddings ``(V, D)`` for an SVD initialisation,
             or ``None`` for random embeddings (the no-distillation baseline).
         seed: seeds the student's initialisation.
+        tokenizer: the teacher's tokenizer (a transformer student saves it pruned).
+        teacher_model: the teacher's ``transformers`` model, for a student that copies its layers or
+            its configuration (``None`` for the no-distillation baselines: they copy no layers).
     """
 
     num_labels: int
@@ -95,12 +124,14 @@ class StudentContext:
     rows: Sequence[Encoded]
     teacher_embeddings: torch.Tensor | None
     seed: int
+    tokenizer: object = None
+    teacher_model: nn.Module | None = None
 
     @classmethod
     def for_tokenizer(cls, tokenizer, **kw) -> "StudentContext":
         """A context whose vocabulary facts come from a ``transformers`` tokenizer."""
         return cls(vocab_size=len(tokenizer), pad_id=tokenizer.pad_token_id, unk_id=tokenizer.unk_token_id,
-                   special_ids=list(tokenizer.all_special_ids), **kw)
+                   special_ids=list(tokenizer.all_special_ids), tokenizer=tokenizer, **kw)
 
     def input_rows(self):
         """Every input-id row of :attr:`rows`."""
@@ -112,6 +143,8 @@ class Student(nn.Module):
     :func:`xdistill.students.register_student` and implement the abstract methods."""
 
     kind: ClassVar[str] = ""
+    #: the stages ``--stages auto`` runs (names in :data:`xdistill.distill.STAGES`)
+    default_stages: ClassVar[str] = "representation,logits,labeled"
 
     def __init__(self, config: dict):
         super().__init__()
@@ -127,9 +160,28 @@ class Student(nn.Module):
         """An uninitialised student of a saved configuration (weights are loaded after)."""
         return cls(config)
 
+    @classmethod
     @abstractmethod
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
-        """``input_ids``/``attention_mask`` ``(B, T)`` in the teacher's vocabulary -> :class:`StudentOutput`."""
+    def shape(cls, args: StudentArguments) -> StudentShape:
+        """Layers, heads and width of the student ``args`` describe (for the stages' layer maps)."""
+
+    @classmethod
+    def load(cls, directory: Path, config: dict) -> tuple["Student", dict]:
+        """A saved student of this kind in eval mode, and its configuration (the folder's
+        ``config.json``, already read into ``config``). The default reads ``model.safetensors`` into
+        :meth:`from_config` (see :func:`xdistill.students.load_student`).
+
+        Raises:
+            ConfigError: missing weights, or weights that do not match the configuration.
+        """
+        return load_safetensors_student(cls, directory, config), config
+
+    @abstractmethod
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: Sequence[Feature] = ()) -> StudentOutput:
+        """``input_ids``/``attention_mask`` ``(B, T)`` in the vocabulary of the tokenizer the student
+        reads (the teacher's while distilling) -> :class:`StudentOutput` with logits and hidden
+        states, plus the relational ``features`` (attentions, queries, keys, values) asked for."""
 
     @abstractmethod
     def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -202,3 +254,38 @@ class Student(nn.Module):
         versions = {"xdistill_version": VERSION, "transformers_version": transformers.__version__}
         atomic_write_json(d / STUDENT_CONFIG, {STUDENT_MARKER: True, "kind": self.kind, **self.config, **(extra or {}),
                                                **versions})
+
+
+#: weights of training-only heads that students saved before version 0.2 carried (the BiLSTM's
+#: stage-1 projection); they are not part of the student and are left out when loading
+LEGACY_TRAINING_KEYS = ("projection.weight", "projection.bias")
+
+
+def load_safetensors_student(cls: type[Student], d: Path, cfg: dict) -> Student:
+    """A student of class ``cls`` built by ``cls.from_config(cfg)`` with the weights of
+    ``d/model.safetensors``, in eval mode.
+
+    Raises:
+        ConfigError: the weights file is missing, or its tensors do not match the configuration
+            (shape mismatches, missing or unexpected keys).
+    """
+    weights = d / STUDENT_WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(f"--model {d}: {STUDENT_WEIGHTS} is missing")
+    model = cls.from_config(cfg)
+    state = load_file(str(weights))
+    expected = model.state_dict()
+    legacy = [k for k in LEGACY_TRAINING_KEYS if k in state and k not in expected]
+    if legacy:
+        logger.info("%s: leaving out the training-only weights %s", weights, ", ".join(legacy))
+        state = {k: v for k, v in state.items() if k not in legacy}
+    wrong = [f"{k}: {tuple(v.shape)} vs config {tuple(expected[k].shape)}" for k, v in state.items()
+             if k in expected and v.shape != expected[k].shape]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if wrong or missing or unexpected:
+        raise ConfigError(f"{weights}: weights do not match {d / STUDENT_CONFIG} (shape mismatches {wrong}, "
+                          f"missing {missing}, unexpected {unexpected})")
+    model.load_state_dict(state)
+    model.eval()
+    return model

@@ -14,6 +14,8 @@ width is a distillation head (:mod:`xdistill.distill.matches`), not part of the 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -21,7 +23,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import StudentArguments
 from ..data.types import Feature
-from .base import Student, StudentContext, StudentOutput
+from .base import Student, StudentContext, StudentOutput, StudentShape
 from .registry import register_student
 from .vocab import PAD, UNK, prune_vocabulary, svd_embeddings
 
@@ -101,9 +103,16 @@ class BiLSTMStudent(Student):
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.size(1))
         return self.pool(self.dropout(h), attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> StudentOutput:
+    @classmethod
+    def shape(cls, args: StudentArguments) -> StudentShape:
+        """One hidden state (the BiLSTM's, 2H wide), no attention."""
+        return StudentShape(layers=0, heads=0, hidden=2 * args.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: Sequence[Feature] = ()) -> StudentOutput:
         """``(B, T)`` teacher ids -> logits ``(B, T, C)`` and ``hidden_states = ((B, T, 2H),)`` (pooled:
-        ``(B, C)`` and ``((B, 2H),)``)."""
+        ``(B, C)`` and ``((B, 2H),)``). A BiLSTM has no relational ``features``: asking for one is
+        an error when the loss reads it (:meth:`StudentOutput.feature`)."""
         h = self.states(input_ids, attention_mask)
         return StudentOutput(logits=self.classifier(h), hidden_states=(h,))
 

@@ -8,16 +8,11 @@ subclass decorated with :func:`register_student`, imported in ``xdistill/student
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
-
-from safetensors.torch import load_file
 
 from ..config import StudentArguments
 from ..errors import ConfigError
 from .base import STUDENT_CONFIG, STUDENT_MARKER, STUDENT_WEIGHTS, Student, StudentContext
-
-logger = logging.getLogger(__name__)
 
 #: student kind -> class
 STUDENTS: dict[str, type[Student]] = {}
@@ -76,9 +71,21 @@ def run_folder_hint(directory: str | Path) -> str:
     return f" (did you mean {found[0]}?)" if found else ""
 
 
-#: weights of training-only heads that students saved before version 0.2 carried (the BiLSTM's
-#: stage-1 projection); they are not part of the student and are left out when loading
-LEGACY_TRAINING_KEYS = ("projection.weight", "projection.bias")
+#: the key of ``config.json`` under which a student saved as a ``transformers`` model keeps xdistill's
+#: settings (task, labels, max_length, ...): top-level keys would mix with the model configuration's
+SETTINGS_KEY = "xdistill"
+
+
+def saved_settings(directory: str | Path) -> dict:
+    """A saved student's ``config.json`` with the settings under :data:`SETTINGS_KEY` merged in (the
+    same keys a BiLSTM student's ``config.json`` holds at its top level).
+
+    Raises:
+        OSError, json.JSONDecodeError: an unreadable ``config.json``.
+    """
+    cfg = json.loads((Path(directory) / STUDENT_CONFIG).read_text(encoding="utf-8"))
+    nested = cfg.get(SETTINGS_KEY)
+    return {**cfg, **nested} if isinstance(nested, dict) else cfg
 
 
 def load_student(directory: str | Path) -> tuple[Student, dict]:
@@ -94,23 +101,4 @@ def load_student(directory: str | Path) -> tuple[Student, dict]:
                           f"and {STUDENT_WEIGHTS}){run_folder_hint(d)}")
     cfg = json.loads((d / STUDENT_CONFIG).read_text())
     cls = student_class(cfg.get("kind"), str(d / STUDENT_CONFIG))
-    weights = d / STUDENT_WEIGHTS
-    if not weights.is_file():
-        raise ConfigError(f"--model {d}: {STUDENT_WEIGHTS} is missing")
-    model = cls.from_config(cfg)
-    state = load_file(str(weights))
-    expected = model.state_dict()
-    legacy = [k for k in LEGACY_TRAINING_KEYS if k in state and k not in expected]
-    if legacy:
-        logger.info("%s: leaving out the training-only weights %s", weights, ", ".join(legacy))
-        state = {k: v for k, v in state.items() if k not in legacy}
-    wrong = [f"{k}: {tuple(v.shape)} vs config {tuple(expected[k].shape)}" for k, v in state.items()
-             if k in expected and v.shape != expected[k].shape]
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if wrong or missing or unexpected:
-        raise ConfigError(f"{weights}: weights do not match {d / STUDENT_CONFIG} (shape mismatches {wrong}, "
-                          f"missing {missing}, unexpected {unexpected})")
-    model.load_state_dict(state)
-    model.eval()
-    return model, cfg
+    return cls.load(d, cfg)

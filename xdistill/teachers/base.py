@@ -5,7 +5,8 @@ checkpoint (BERT, XLM-R, DistilBERT, ...). :meth:`Teacher.features` runs a batch
 the requested :class:`~xdistill.data.types.Feature` s by key: ``logits`` ``(B, T, C)`` or
 ``(B, C)``, ``hidden_states.L`` ``(B, T, D)`` for any layer ``L`` (0 = embedding output),
 ``attentions.L`` ``(B, A, T, T)`` for a layer ``L >= 1`` (which needs the eager attention
-implementation; it is switched on when attentions are asked for). Training it lives in
+implementation; it is switched on when attentions are asked for), and ``queries.L``/``keys.L``/
+``values.L`` ``(B, T, D)`` of an attention layer (:mod:`xdistill.modeling`). Training it lives in
 :mod:`xdistill.teachers.finetune`; this module is all that inference needs.
 """
 
@@ -24,6 +25,7 @@ from transformers import AutoConfig, AutoTokenizer
 from ..adapters import OutputLevel, batched_logits, level_of_architectures
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
+from ..modeling import PROJECTIONS, capture_projections
 from .references import ReferenceModel, get_reference, reference_for
 
 TEACHER_META = "xdistill_teacher.json"
@@ -201,7 +203,7 @@ class Teacher:
         """
         if feature.name == "logits":
             return int(self.model.config.num_labels)
-        if feature.name == "hidden_states":
+        if feature.name == "hidden_states" or feature.name in PROJECTIONS:
             return self.hidden_size
         raise ConfigError(f"teacher feature {feature.key}: not one vector per position")
 
@@ -219,21 +221,42 @@ class Teacher:
             raise ConfigError(f"teacher {self.info.source}: attention weights need the eager attention implementation "
                               f"and it cannot be switched from {impl!r}: {e}") from e
 
+    @property
+    def num_heads(self) -> int:
+        """Attention heads per layer ``A``."""
+        c = self.model.config
+        return int(getattr(c, "num_attention_heads", 0) or getattr(c, "n_heads", 0) or 0)
+
+    def attention_layer(self, feature: Feature) -> int:
+        """The attention layer (``1..L``) of an ``attentions``/``queries``/``keys``/``values`` feature
+        (``-1`` is the last).
+
+        Raises:
+            ConfigError: layer 0 (the embedding output has no attention) or a layer the teacher lacks.
+        """
+        layer = self.layer(feature.layer, f"teacher feature {feature.key}")
+        if layer == 0:
+            raise ConfigError(f"teacher feature {feature.key}: attention layers are 1..{self.num_layers}")
+        return layer
+
     @torch.no_grad()
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  requested: Sequence[Feature]) -> dict[str, torch.Tensor]:
         """Named features of one batch: ``input_ids``/``attention_mask`` ``(B, T)`` -> ``{key: tensor}``
-        (shapes in the module docstring), on the model's device, in its dtype.
+        (shapes in the module docstring; ``queries``/``keys``/``values`` ``(B, T, D)``), on the
+        model's device, in its dtype.
 
         Raises:
-            ConfigError: a layer the teacher does not have, or ``attentions.0``.
+            ConfigError: a layer the teacher does not have, or an attention feature of layer 0.
         """
         want_hidden = any(f.name == "hidden_states" for f in requested)
         want_att = any(f.name == "attentions" for f in requested)
         if want_att:
             self._use_eager_attention()
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_hidden,
-                         output_attentions=want_att)
+        projections = {f.key: (f.name, self.attention_layer(f)) for f in requested if f.name in PROJECTIONS}
+        with capture_projections(self.model, projections) as captured:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_hidden,
+                             output_attentions=want_att)
         result = {}
         for f in requested:
             if f.name == "logits":
@@ -241,12 +264,12 @@ class Teacher:
             elif f.name == "hidden_states":
                 result[f.key] = out.hidden_states[self.layer(f.layer, f"teacher feature {f.key}")]
             elif f.name == "attentions":
-                layer = self.layer(f.layer, f"teacher feature {f.key}")
-                if layer == 0:
-                    raise ConfigError(f"teacher feature {f.key}: attention layers are 1..{self.num_layers}")
-                result[f.key] = out.attentions[layer - 1]
+                result[f.key] = out.attentions[self.attention_layer(f) - 1]
+            elif f.name in PROJECTIONS:
+                result[f.key] = captured[f.key]
             else:
-                raise ConfigError(f"teacher feature {f.key}: a teacher returns logits, hidden_states or attentions")
+                raise ConfigError(f"teacher feature {f.key}: a teacher returns logits, hidden_states, attentions, "
+                                  "queries, keys or values")
         return result
 
     @torch.no_grad()

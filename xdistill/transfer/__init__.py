@@ -7,8 +7,8 @@ distillation (:mod:`~xdistill.transfer.generation`), the teacher-feature cache
 from .cache import FeatureCache, FeatureCacheView, inputs_fingerprint, label_rows
 from .sources import (TRANSFER_SETS, TRANSFER_SOURCES, TransferContext, TransferSource, TransferText, register_source,
                       resolve_transfer_sets, set_rows)
-from .targets import CachedTargets, LiveTeacherTargets, Targets
+from .targets import CachedTargets, LiveTeacherTargets, SplitTargets, Targets
 
-__all__ = ["CachedTargets", "FeatureCache", "FeatureCacheView", "LiveTeacherTargets", "TRANSFER_SETS",
+__all__ = ["CachedTargets", "FeatureCache", "FeatureCacheView", "LiveTeacherTargets", "SplitTargets", "TRANSFER_SETS",
            "TRANSFER_SOURCES", "Targets", "TransferContext", "TransferSource", "TransferText", "inputs_fingerprint",
            "label_rows", "register_source", "resolve_transfer_sets", "set_rows"]

@@ -21,7 +21,7 @@ from transformers import AutoConfig
 from ...adapters import OutputLevel, TokenClassificationAdapter, adapter_class, level_of_architectures
 from ...errors import ConfigError
 from ...reporting.model_card import load_training_summary
-from ...students import STUDENT_CONFIG, is_student_dir, load_student
+from ...students import STUDENT_CONFIG, is_student_dir, load_student, saved_settings
 from ...teachers import ReferenceModel, Teacher, usable_positions
 from ...teachers.references import DEFAULT_REFERENCE, get_reference
 from ...utils import count_parameters
@@ -229,7 +229,7 @@ def _students_teachers(students: Sequence[Path]) -> dict[Path, TeacherRef]:
     """Resolved teacher folder -> :class:`TeacherRef`, from each student's default teacher and training summary."""
     by_student: dict[Path, TeacherRef] = {}
     for s in students:
-        cfg = json.loads((s / STUDENT_CONFIG).read_text(encoding="utf-8"))
+        cfg = saved_settings(s)
         t = default_teacher_dir(s, cfg)
         if t is None or t.resolve() in by_student:
             continue
