@@ -193,6 +193,12 @@ CASES = [
     Case("MLM text empty", lambda w: w.ner_run("--teacher-mlm", "5", "--mlm-text", w.file("m.txt", "\n  \n")), ("m.txt", "no text")),
     Case("MLM teacher already fine-tuned", lambda w: w.ner_run("--teacher-mlm", "5", "--teacher", _tiny_teacher(w, len(tm.VOCAB))), ("--teacher-mlm", "already fine-tuned")),
     Case("MLM teacher without an MLM architecture", lambda w: w.ner_run("--teacher-mlm", "5", "--teacher", _tiny_gpt2(w)), ("--teacher-mlm", "AutoModelForMaskedLM")),
+    Case("layer map syntax", lambda w: w.ner_run("--student", "transformer", "--layer-map", "1-2"), ("--layer-map", "student:teacher pairs", "'1-2'")),
+    Case("layer map naming a missing layer", lambda w: w.ner_run("--student", "transformer", "--student-shape", "l2-h32-a2", "--layer-map", "0:0,2:5"), ("--layer-map", "2:5", "does not exist", "teacher layers 0..2")),
+    Case("attention maps with other head counts", lambda w: w.ner_run("--student", "transformer", "--student-shape", "l2-h32-a4", "--attention-loss", "kl"), ("--attention-loss kl", "4 heads", "relation")),
+    Case("heads not dividing the width", lambda w: w.ner_run("--student", "transformer", "--student-hidden", "30", "--student-heads", "4"), ("--student-heads 4", "--student-hidden 30")),
+    Case("student shape not understood", lambda w: w.ner_run("--student", "transformer", "--student-shape", "big"), ("--student-shape", "l<layers>-h<hidden>", "'big'")),
+    Case("teacher layers into another width", lambda w: w.ner_run("--student", "transformer", "--student-init", "teacher-layers"), ("--student-init teacher-layers", "--student-hidden 256 vs the teacher's 64")),
     Case("resume with other settings", lambda w: _settings_recorded(w, lr=0.5) or w.ner_run("--resume"), ("--resume", "--lr: 0.5 -> 0.003")),
 ]
 

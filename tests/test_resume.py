@@ -91,3 +91,39 @@ def test_outcome_compares_weights_bit_for_bit(straight):
     a[0] ^= 1
     changed[k] = a.tobytes()
     assert changed != straight["weights"]
+
+
+TRANSFORMER = ["--student", "transformer", "--student-shape", "l2-h32-a2"]
+
+
+@pytest.fixture(scope="module")
+def straight_transformer(tmp_path_factory, data_dir):
+    """An uninterrupted run with a transformer student (attention maps from the live teacher)."""
+    out = tmp_path_factory.mktemp("straight-transformer")
+    p = subprocess.run(_argv(data_dir, out) + TRANSFORMER, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return _outcome(out)
+
+
+@pytest.mark.parametrize("phase, pattern", [("inside the intermediate stage", "step intermediate:1"),
+                                            ("inside a logits step", "step logits:2")])
+def test_transformer_student_killed_and_resumed_ends_identical(phase, pattern, straight_transformer, tmp_path, data_dir):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_argv(data_dir, out) + TRANSFORMER, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "run.log"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.is_file() and pattern in log.read_text(errors="replace"):
+            time.sleep(random.Random(phase).uniform(0, 0.3))
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill point {phase!r} (rc {proc.returncode})"
+    resumed = subprocess.run(_argv(data_dir, out) + TRANSFORMER + ["--resume"], capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = _outcome(out)
+    for key in ("mean", "details", "schedule", "baseline"):
+        assert got[key] == straight_transformer[key], key
+    assert got["weights"] == straight_transformer["weights"]
