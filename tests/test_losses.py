@@ -191,6 +191,27 @@ MASKED_FNS = [
 ]
 
 
+def _assert_padding_inert(fn, s, t, mask, hidden, junks=(1e6, -3e4, float("inf"), float("nan"))):
+    """``fn(s, t, mask)``: junk at the ``hidden`` entries of both inputs changes neither the value nor the
+    gradient (which is zero there). Returns the loss of the clean inputs."""
+    s1 = s.clone().requires_grad_(True)
+    base = fn(s1, t, mask)
+    base.backward()
+    for junk in junks:
+        s2, t2 = s.clone(), t.clone()
+        s2[hidden] = junk
+        t2[hidden] = -junk if junk == junk else junk  # nan stays nan
+        s2.requires_grad_(True)
+        got = fn(s2, t2, mask)
+        assert torch.isfinite(got)
+        assert got.item() == pytest.approx(base.item(), abs=1e-6)
+        got.backward()
+        assert torch.isfinite(s2.grad).all()
+        assert (s2.grad[hidden] == 0).all()
+        torch.testing.assert_close(s2.grad, s1.grad)
+    return base
+
+
 @pytest.mark.parametrize("name,fn", MASKED_FNS, ids=[n for n, _ in MASKED_FNS])
 @pytest.mark.parametrize("seq_level", [False, True], ids=["token", "seq"])
 def test_masked_positions_do_not_matter(name, fn, seq_level):
@@ -201,23 +222,8 @@ def test_masked_positions_do_not_matter(name, fn, seq_level):
         shape, mask = (2, 3, 4), torch.tensor([[1, 1, 0], [0, 1, 1]])  # 0/1 ints are fine too
     s = torch.randn(*shape)
     t = torch.randn(*shape)
-    s1 = s.clone().requires_grad_(True)
-    base = fn(s1, t, mask)
-    base.backward()
-
     hidden = (mask == 0)
-    for junk in (1e6, -3e4, float("inf"), float("nan")):
-        s2, t2 = s.clone(), t.clone()
-        s2[hidden] = junk
-        t2[hidden] = -junk
-        s2.requires_grad_(True)
-        got = fn(s2, t2, mask)
-        assert torch.isfinite(got)
-        assert got.item() == pytest.approx(base.item(), abs=1e-6)
-        got.backward()
-        assert torch.isfinite(s2.grad).all()
-        assert (s2.grad[hidden] == 0).all()
-        torch.testing.assert_close(s2.grad, s1.grad)
+    base = _assert_padding_inert(fn, s, t, mask, hidden)
 
     # sanity: an unmasked change does change the loss
     s3 = s.clone()
@@ -517,25 +523,10 @@ def test_attention_padding_does_not_matter(name, fn):
     s = _attention_maps(B, A, T, T, generator=g).float()
     t = _attention_maps(B, A, T, T, generator=g).float()
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    s1 = s.clone().requires_grad_(True)
-    base = fn(s1, t, mask)
-    base.backward()
-
     keep = mask != 0
     hidden = ~(keep[:, None, :, None] & keep[:, None, None, :]).expand(B, A, T, T)  # padding row or column
     assert hidden.any() and (~hidden).any()
-    for junk in (1e6, -3e4, 0.0, float("inf"), float("nan")):
-        s2, t2 = s.clone(), t.clone()
-        s2[hidden] = junk
-        t2[hidden] = -junk if junk == junk else junk  # nan stays nan
-        s2.requires_grad_(True)
-        got = fn(s2, t2, mask)
-        assert torch.isfinite(got)
-        assert got.item() == pytest.approx(base.item(), abs=1e-6)
-        got.backward()
-        assert torch.isfinite(s2.grad).all()
-        assert (s2.grad[hidden] == 0).all()
-        torch.testing.assert_close(s2.grad, s1.grad)
+    base = _assert_padding_inert(fn, s, t, mask, hidden, junks=(1e6, -3e4, 0.0, float("inf"), float("nan")))
 
     # sanity: a change of a real entry changes the loss
     s3 = s.clone()
@@ -548,23 +539,7 @@ def test_relation_padding_does_not_matter(name, fn):
     torch.manual_seed(15)
     s, t = torch.randn(2, 4, 4), torch.randn(2, 4, 6)
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    s1 = s.clone().requires_grad_(True)
-    base = fn(s1, t, mask)
-    base.backward()
-
-    hidden = mask == 0
-    for junk in (1e6, -3e4, float("inf"), float("nan")):
-        s2, t2 = s.clone(), t.clone()
-        s2[hidden] = junk
-        t2[hidden] = -junk
-        s2.requires_grad_(True)
-        got = fn(s2, t2, mask)
-        assert torch.isfinite(got)
-        assert got.item() == pytest.approx(base.item(), abs=1e-6)
-        got.backward()
-        assert torch.isfinite(s2.grad).all()
-        assert (s2.grad[hidden] == 0).all()
-        torch.testing.assert_close(s2.grad, s1.grad)
+    base = _assert_padding_inert(fn, s, t, mask, mask == 0)
 
     s3 = s.clone()
     s3[1, 1] += 1.0
