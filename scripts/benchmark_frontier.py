@@ -5,9 +5,10 @@
 For one command (``ner``: WikiANN, ``--langs``; ``classify``: IMDB) and the cpu preset, it
 
 1. distils each student of ``--students`` into ``ROOT/COMMAND/NAME`` (``python -m xdistill``): the
-   first trains the teacher, the others reuse it (``--teacher ROOT/COMMAND/FIRST/teacher``) and the
-   shared teacher-output cache (``--cache-dir ROOT/COMMAND/cache``: a feature set is labeled once);
-   a student whose ``report.json`` exists is not trained again (``--retrain`` to force);
+   first trains the teacher (unless ``--teacher DIR`` gives one), the others reuse it (``--teacher
+   ROOT/COMMAND/FIRST/teacher``) and the shared teacher-output cache (``--cache-dir ROOT/COMMAND/cache``:
+   a feature set is labeled once); a student whose ``ROOT/COMMAND/NAME/report.json`` exists is not
+   trained again (``--retrain`` to force; a finished run folder may be linked there);
 2. exports each to ONNX fp32 and int8 with the parity check (``python -m xdistill export``);
 3. times all of them and mBERT-base in one benchmark run (``python -m xdistill benchmark``: PyTorch
    fp32, ONNX Runtime fp32 and int8, batch sizes 1 and 32, sequence length 32, median of the timed
@@ -84,7 +85,7 @@ def train(a: argparse.Namespace, students: dict[str, str], extra: list[str]) -> 
     ``{name: run folder}``."""
     root = Path(a.root) / a.command
     what = ["--langs", a.langs] if a.command == "ner" else ["--task", a.task]
-    runs, teacher = {}, None
+    runs, teacher = {}, (Path(a.teacher) if a.teacher else None)
     for name, opts in students.items():
         out = root / name
         runs[name] = out
@@ -185,6 +186,8 @@ def main() -> int:
     p.add_argument("--root", default="runs/frontier")
     p.add_argument("--preset", default="cpu", help="preset of every run (default cpu; smoke for a quick check)")
     p.add_argument("--students", nargs="+", default=None, metavar="NAME=OPTIONS")
+    p.add_argument("--teacher", default=None, help="a fine-tuned teacher folder every student reuses (default: the "
+                   "first student's run trains it)")
     p.add_argument("--threads", type=int, default=0, help="benchmark threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="fewer timed repeats")
     p.add_argument("--retrain", action="store_true", help="train and export again even where results exist")
