@@ -199,6 +199,7 @@ CASES = [
     Case("heads not dividing the width", lambda w: w.ner_run("--student", "transformer", "--student-hidden", "30", "--student-heads", "4"), ("--student-heads 4", "--student-hidden 30")),
     Case("student shape not understood", lambda w: w.ner_run("--student", "transformer", "--student-shape", "big"), ("--student-shape", "l<layers>-h<hidden>", "'big'")),
     Case("teacher layers into another width", lambda w: w.ner_run("--student", "transformer", "--student-init", "teacher-layers"), ("--student-init teacher-layers", "--student-hidden 256 vs the teacher's 64")),
+    Case("layer map beyond a local teacher's layers", lambda w: w.ner_run("--teacher", _tiny_teacher(w, len(tm.VOCAB)), "--student", "transformer", "--student-shape", "l2-h32-a2", "--layer-map", "0:0,2:9"), ("--layer-map", "2:9", "teacher layers 0..")),
     Case("resume with other settings", lambda w: _settings_recorded(w, lr=0.5) or w.ner_run("--resume"), ("--resume", "--lr: 0.5 -> 0.003")),
 ]
 
@@ -239,6 +240,19 @@ def test_a_folder_in_use_names_the_other_run(world, capsys):
     err = capsys.readouterr().err
     assert "in use by process" in err and "the other run" in err and "Traceback" not in err
     assert not (world.root / "out" / "run.log").exists()  # nothing written into the other run's log
+
+
+@pytest.mark.parametrize("case_id", ["layer map naming a missing layer", "attention maps with other head counts",
+                                     "teacher layers into another width",
+                                     "layer map beyond a local teacher's layers"])
+def test_options_that_need_the_teacher_shape_fail_before_it_trains(case_id, world, capsys, monkeypatch):
+    """Checked against the teacher's planned configuration, not after minutes of fine-tuning."""
+    (case,) = [c for c in CASES if c.id == case_id]
+    with tm.single_thread():
+        assert _run(case.make(world), None, monkeypatch) == 2
+    assert not (world.root / "out" / "teacher").exists()
+    assert not any((world.root / "out" / "checkpoints").glob("teacher*/*"))
+    assert "error: " in capsys.readouterr().err
 
 
 def test_no_case_passes_silently_in_a_subprocess(world):

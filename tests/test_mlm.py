@@ -15,7 +15,7 @@ import tiny
 import tiny_models as tm
 from xdistill.config import TeacherArguments
 from xdistill.errors import ConfigError
-from xdistill.pipeline.run import repeat_groups, temperature_repeats
+from xdistill.teachers.sampling import repeat_groups, temperature_repeats
 from xdistill.teachers.build import scratch_config
 from xdistill.teachers.mlm import (MLM_META, MaskedPositionsTrainer, MLMPretrainer, WholeWordMaskCollator,
                                    encode_mlm_text, masked_lm_loss, mlm_head)

@@ -31,8 +31,9 @@ from ..reporting import (ModelScores, RunResult, TaskInfo, build_report, write_m
                         write_training_summary)
 from ..students import Student, StudentContext, build_student, student_class
 from ..teachers import Teacher
-from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer
+from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer, planned_teacher
 from ..teachers.finetune import TeacherTrainer
+from ..teachers.sampling import repeat_groups, temperature_repeats
 from ..teachers.mlm import MLMText, encode_mlm_text
 from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, LiveTeacherTargets, SplitTargets,
                        TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
@@ -117,9 +118,8 @@ def stage_names(s: RunSettings) -> list[str]:
     return s.distill.stage_names(student_class(s.student.student).default_stages)
 
 
-def stage_context(r: "Run") -> StageContext:
-    """What the stage builders need of the teacher (known now) and of the student (from its options)."""
-    t, s = r.teacher, r.settings
+def stage_context(t: Teacher, s: RunSettings) -> StageContext:
+    """What the stage builders need of the teacher ``t`` and of the student (from its options)."""
     shape = student_class(s.student.student).shape(s.student)
     return StageContext(teacher_layer=t.layer(s.teacher.teacher_layer), teacher_layers=t.num_layers,
                         teacher_heads=t.num_heads, teacher_hidden=t.hidden_size, student_layers=shape.layers,
@@ -170,6 +170,22 @@ def prepare_data(r: Run) -> None:
     r.eval_gold = {g: a.gold(d.evaluation) for g, d in r.data.groups.items()}
 
 
+def check_against_teacher(r: Run) -> None:
+    """Before the teacher trains or loads (minutes): the stages' layer maps and the student's
+    initialisation must fit the teacher's shape, known from its configuration
+    (:func:`~xdistill.teachers.build.planned_teacher`; a hub teacher is checked once it loads).
+
+    Raises:
+        ConfigError: a layer map or ``--teacher-layer`` outside the teacher's layers, or a student
+            option that cannot fit the teacher (names the option).
+    """
+    s = r.settings
+    shadow = planned_teacher(s.teacher, r.tokenizer, list(r.adapter.labels))
+    if shadow is not None:
+        build_stages(stage_names(s), s.distill, stage_context(shadow, s))
+        student_class(s.student.student).check_teacher(s.student, shadow.model.config)
+
+
 def prepare_teacher(r: Run) -> None:
     """Reuse, load or fine-tune the teacher (``OUTPUT/teacher``)."""
     s = r.settings
@@ -193,31 +209,6 @@ def prepare_teacher(r: Run) -> None:
         desc += f"; groups sampled with temperature {t.teacher_lang_temperature:g}"
     trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup)
     r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, mlm=mlm).eval()
-
-
-def temperature_repeats(sizes: dict[str, int], temperature: float) -> dict[str, int]:
-    """How often to repeat each group's rows so that group ``g`` is drawn with probability close to
-    ``p_g ∝ n_g^(1/T)`` (temperature-based sampling over languages: Arivazhagan et al. 2019, sec. 4.1;
-    XLM, Conneau & Lample 2019, sec. 3.1), the largest group once. ``T = 1`` keeps the sizes.
-
-    Returns:
-        ``{group: repeats}``, each at least 1 (an empty group: 1).
-    """
-    alpha = 1.0 / temperature
-    ratio = {g: (n ** alpha) / n for g, n in sizes.items() if n > 0}  # target share over natural share
-    top = min(ratio.values()) if ratio else 1.0
-    return {g: max(1, int(round(ratio[g] / top))) if g in ratio else 1 for g in sizes}
-
-
-def repeat_groups(enc: Encoded, sizes: dict[str, int], repeats: dict[str, int]) -> Encoded:
-    """The rows of ``enc`` (examples of the groups in order, ``sizes[g]`` each) with each group's
-    examples repeated ``repeats[g]`` times."""
-    parts, start = [], 0
-    for g, n in sizes.items():
-        part = enc.subset_examples(list(range(start, start + n)))
-        parts += [part] * repeats[g]
-        start += n
-    return Encoded.concat(parts) if parts else enc
 
 
 #: ``--mlm-text`` names -> the split whose text they are (anything else is a file)
@@ -267,7 +258,7 @@ def label_transfer(r: Run) -> None:
     transfer union and, for stages selected by their loss, on the validation split. Relational
     features (attention maps, queries, keys, values) are read from the live teacher instead."""
     s = r.settings
-    r.stages = build_stages(stage_names(s), s.distill, stage_context(r))
+    r.stages = build_stages(stage_names(s), s.distill, stage_context(r.teacher, s))
     features = list({f.key: f for st in r.stages for f in st.teacher_features}.values())
     if any(f.relational for f in features):
         r.live = LiveTeacherTargets(r.teacher, r.adapter.level)
@@ -347,7 +338,7 @@ def train_baseline(r: Run, name: str = "baseline") -> tuple[Trainee, list]:
     strongest baseline without distillation), trained on the labeled budget only."""
     s = r.settings
     trainee = _trainee(r, r.teacher.input_embeddings() if BASELINE_EMBEDDINGS[name] else None, distilled=False)
-    stage = build_stages(["labeled"], s.distill, stage_context(r))
+    stage = build_stages(["labeled"], s.distill, stage_context(r.teacher, s))
     distiller = _distiller(r, trainee, None, name, name.replace("_", "-"), patience=s.distill.baseline_patience)
     schedule = distiller.run(make_schedule(trainee, stage, gradual=False), s.distill.baseline_max_epochs,
                              resume=s.run.resume)
@@ -433,6 +424,7 @@ def _run(adapter: TaskAdapter, settings: RunSettings, sources: list[str], comman
     r.sources = sources
     with r.timer.phase("data"):
         prepare_data(r)
+        check_against_teacher(r)
     with r.timer.phase("teacher"):
         prepare_teacher(r)
     build_transfer(r)

@@ -166,6 +166,15 @@ class Student(nn.Module):
         """Layers, heads and width of the student ``args`` describe (for the stages' layer maps)."""
 
     @classmethod
+    def check_teacher(cls, args: StudentArguments, teacher_config) -> None:
+        """Check, before the teacher trains, that the student ``args`` describe can be built for a
+        teacher of this ``transformers`` configuration (the default: any teacher will do).
+
+        Raises:
+            ConfigError: an option that cannot fit this teacher (names the option).
+        """
+
+    @classmethod
     def load(cls, directory: Path, config: dict) -> tuple["Student", dict]:
         """A saved student of this kind in eval mode, and its configuration (the folder's
         ``config.json``, already read into ``config``). The default reads ``model.safetensors`` into

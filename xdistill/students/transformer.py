@@ -61,6 +61,27 @@ def student_family(teacher_config) -> str:
     return family if family in FAMILIES else "bert"
 
 
+def teacher_layers_mismatch(student_sizes: dict, family: str, teacher_config) -> list[str]:
+    """What keeps ``--student-init teacher-layers`` from copying a teacher of ``teacher_config``
+    into a student of ``student_sizes`` (``hidden_size``, ``num_attention_heads``,
+    ``intermediate_size``, ``num_hidden_layers``) and ``family``: one ``"--option S vs the
+    teacher's T"`` per difference (empty when the layers can be copied)."""
+    diff = [f"{opt} {student_sizes[k]} vs the teacher's {getattr(teacher_config, k, None)}" for k, opt in
+            (("hidden_size", "--student-hidden"), ("num_attention_heads", "--student-heads"),
+             ("intermediate_size", "--student-intermediate")) if student_sizes[k] != getattr(teacher_config, k, None)]
+    if family != getattr(teacher_config, "model_type", None):
+        diff.append(f"family {family} vs the teacher's {getattr(teacher_config, 'model_type', None)}")
+    t_layers = getattr(teacher_config, "num_hidden_layers", 0) or 0
+    if student_sizes["num_hidden_layers"] > t_layers:
+        diff.append(f"--student-layers {student_sizes['num_hidden_layers']} vs the teacher's {t_layers}")
+    return diff
+
+
+def _raise_mismatch(diff: list[str]) -> None:
+    if diff:
+        raise ConfigError("--student-init teacher-layers needs a student shaped like the teacher: " + "; ".join(diff))
+
+
 @register_student
 class TransformerStudent(Student):
     """A small transformer student (see the module docstring).
@@ -94,6 +115,19 @@ class TransformerStudent(Student):
     @classmethod
     def shape(cls, args: StudentArguments) -> StudentShape:
         return StudentShape(layers=args.student_layers, heads=args.student_heads, hidden=args.student_hidden)
+
+    @classmethod
+    def check_teacher(cls, args: StudentArguments, teacher_config) -> None:
+        """``--student-init teacher-layers``: the width, heads, feed-forward and family must be the
+        teacher's, and the layers no more than its.
+
+        Raises:
+            ConfigError: names each option that differs and the teacher's value.
+        """
+        if args.student_init == "teacher-layers":
+            sizes = {"hidden_size": args.student_hidden, "num_attention_heads": args.student_heads,
+                     "intermediate_size": args.feed_forward, "num_hidden_layers": args.student_layers}
+            _raise_mismatch(teacher_layers_mismatch(sizes, student_family(teacher_config), teacher_config))
 
     @classmethod
     def create(cls, args: StudentArguments, ctx: StudentContext) -> "TransformerStudent":
@@ -150,17 +184,11 @@ class TransformerStudent(Student):
             ConfigError: a width, head count or feed-forward size other than the teacher's, another
                 family, or more layers than the teacher has.
         """
-        tc, mc = teacher.config, self.model.config
-        diff = [f"{opt} {getattr(mc, k)} vs the teacher's {getattr(tc, k, None)}" for k, opt in
-                (("hidden_size", "--student-hidden"), ("num_attention_heads", "--student-heads"),
-                 ("intermediate_size", "--student-intermediate"), ("model_type", "family"))
-                if getattr(mc, k) != getattr(tc, k, None)]
+        mc = self.model.config
+        _raise_mismatch(teacher_layers_mismatch({k: getattr(mc, k) for k in ("hidden_size", "num_attention_heads",
+                                                 "intermediate_size", "num_hidden_layers")},
+                                                mc.model_type, teacher.config))
         t_layers, s_layers = encoder_layers(teacher), encoder_layers(self.model)
-        if len(s_layers) > len(t_layers):
-            diff.append(f"--student-layers {len(s_layers)} vs the teacher's {len(t_layers)}")
-        if diff:
-            raise ConfigError("--student-init teacher-layers needs a student shaped like the teacher: "
-                              + "; ".join(diff))
         k = len(t_layers) // len(s_layers)
         with torch.no_grad():
             t_emb = teacher.base_model.embeddings.state_dict()

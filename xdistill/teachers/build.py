@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, BertConfig, BertTokenizerFast, XLMRobertaConfig
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertTokenizerFast, XLMRobertaConfig
 from transformers.utils import logging as hf_logging
 
 from ..config import DataArguments, TeacherArguments
 from ..errors import ConfigError
-from .base import vocabulary_kind
+from .base import Teacher, vocabulary_kind
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,31 @@ def scratch_config(targs: TeacherArguments, tokenizer, labels: list[str]):
     """The ``transformers`` configuration of the scratch teacher (architecture, sizes, label maps)."""
     arch = scratch_architecture(targs.teacher_architecture, tokenizer)
     return SCRATCH_ARCHITECTURES[arch](targs, tokenizer, _label_maps(labels))
+
+
+def planned_teacher(targs: TeacherArguments, tokenizer, labels: list[str]) -> Teacher | None:
+    """The teacher's shape before it trains or loads, for checks that should fail in seconds: a
+    :class:`Teacher` over a weightless encoder (``meta`` device) of the scratch configuration or of
+    the local checkpoint's ``config.json``. Its ``num_layers``, ``num_heads``, ``hidden_size``,
+    ``layer()`` and ``model.config`` are those of the real teacher; it cannot run.
+
+    Returns ``None`` for a hub id (not fetched twice; its shape is checked once it loads).
+
+    Raises:
+        ConfigError: a local checkpoint whose ``config.json`` transformers cannot read.
+    """
+    if targs.teacher is None:
+        cfg = scratch_config(targs, tokenizer, labels)
+    elif local_folder(targs.teacher, "--teacher") is None:
+        return None
+    else:
+        try:
+            cfg = AutoConfig.from_pretrained(targs.teacher)
+        except Exception as e:  # transformers raises OSError, ValueError or its own types
+            raise ConfigError(f"--teacher {targs.teacher}: could not read its config.json: {e}") from e
+    with torch.device("meta"):
+        encoder = AutoModel.from_config(cfg)
+    return Teacher(encoder, tokenizer, info=None)
 
 
 def build_scratch(targs: TeacherArguments, tokenizer, auto_class, labels: list[str], seed: int):
