@@ -166,6 +166,8 @@ def plot(df: pd.DataFrame, metric: str, latency: str, front: list[str], path: Pa
     ax.plot(f[latency], f[metric], color="tab:red", marker="o", label="Pareto front")
     ax.axhline(df["teacher"].iloc[0], color="gray", linestyle="--", label="teacher")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 2, 3, 4 ms rather than 2x10^0
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel(f"batch latency, {FRONT_RUNTIME}, batch {FRONT_BATCH} (ms, log scale)")
     ax.set_ylabel(f"mean {metric}")
     ax.set_title(title)
