@@ -61,11 +61,15 @@ def student_family(teacher_config) -> str:
     return family if family in FAMILIES else "bert"
 
 
-def teacher_layers_mismatch(student_sizes: dict, family: str, teacher_config) -> list[str]:
-    """What keeps ``--student-init teacher-layers`` from copying a teacher of ``teacher_config``
-    into a student of ``student_sizes`` (``hidden_size``, ``num_attention_heads``,
-    ``intermediate_size``, ``num_hidden_layers``) and ``family``: one ``"--option S vs the
-    teacher's T"`` per difference (empty when the layers can be copied)."""
+def check_teacher_layers(student_sizes: dict, family: str, teacher_config) -> None:
+    """``--student-init teacher-layers`` copies a teacher of ``teacher_config`` into a student of
+    ``student_sizes`` (``hidden_size``, ``num_attention_heads``, ``intermediate_size``,
+    ``num_hidden_layers``) and ``family``; it needs the same width, heads, feed-forward and family,
+    and no more layers than the teacher's.
+
+    Raises:
+        ConfigError: one ``"--option S vs the teacher's T"`` per difference.
+    """
     diff = [f"{opt} {student_sizes[k]} vs the teacher's {getattr(teacher_config, k, None)}" for k, opt in
             (("hidden_size", "--student-hidden"), ("num_attention_heads", "--student-heads"),
              ("intermediate_size", "--student-intermediate")) if student_sizes[k] != getattr(teacher_config, k, None)]
@@ -74,10 +78,6 @@ def teacher_layers_mismatch(student_sizes: dict, family: str, teacher_config) ->
     t_layers = getattr(teacher_config, "num_hidden_layers", 0) or 0
     if student_sizes["num_hidden_layers"] > t_layers:
         diff.append(f"--student-layers {student_sizes['num_hidden_layers']} vs the teacher's {t_layers}")
-    return diff
-
-
-def _raise_mismatch(diff: list[str]) -> None:
     if diff:
         raise ConfigError("--student-init teacher-layers needs a student shaped like the teacher: " + "; ".join(diff))
 
@@ -127,7 +127,7 @@ class TransformerStudent(Student):
         if args.student_init == "teacher-layers":
             sizes = {"hidden_size": args.student_hidden, "num_attention_heads": args.student_heads,
                      "intermediate_size": args.feed_forward, "num_hidden_layers": args.student_layers}
-            _raise_mismatch(teacher_layers_mismatch(sizes, student_family(teacher_config), teacher_config))
+            check_teacher_layers(sizes, student_family(teacher_config), teacher_config)
 
     @classmethod
     def create(cls, args: StudentArguments, ctx: StudentContext) -> "TransformerStudent":
@@ -185,9 +185,8 @@ class TransformerStudent(Student):
                 family, or more layers than the teacher has.
         """
         mc = self.model.config
-        _raise_mismatch(teacher_layers_mismatch({k: getattr(mc, k) for k in ("hidden_size", "num_attention_heads",
-                                                 "intermediate_size", "num_hidden_layers")},
-                                                mc.model_type, teacher.config))
+        check_teacher_layers({k: getattr(mc, k) for k in ("hidden_size", "num_attention_heads", "intermediate_size",
+                                                          "num_hidden_layers")}, mc.model_type, teacher.config)
         t_layers, s_layers = encoder_layers(teacher), encoder_layers(self.model)
         k = len(t_layers) // len(s_layers)
         with torch.no_grad():
