@@ -15,6 +15,7 @@ Usage: python scripts/teacher_recipe.py ner --preset cpu --langs all --data-dir 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -26,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-from xdistill.adapters import load_task, make_adapter
+from xdistill.adapters import COMMANDS, load_task, make_adapter
 from xdistill.cli import parse_distill_args
+from xdistill.errors import XDistillError
 from xdistill.pipeline import RunFolder
 from xdistill.pipeline.run import Run, check_settings, prepare_data, prepare_teacher
 
@@ -46,13 +48,43 @@ def _mean_score(r: Run) -> tuple[float, dict]:
     return sum(per.values()) / len(per), per
 
 
-def main(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> tuple[str, str | None, list[str]]:
+    """``COMMAND [--results FILE] [options of python -m xdistill COMMAND]`` -> (command, results, options).
+
+    ``--help`` before the command prints this script's usage; after it, the command's options.
+
+    Raises:
+        SystemExit: status 2 with a usage message when the command is missing or unknown, or
+            ``--results`` has no file.
+    """
+    parser = argparse.ArgumentParser(prog="teacher_recipe.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=sorted(COMMANDS), help="the xdistill command whose teacher to train")
+    parser.add_argument("--results", metavar="FILE", help="append the JSON line to this file (JSON lines)")
     results = None
     if "--results" in argv:
         i = argv.index("--results")
+        if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+            parser.error("--results: expected a file name")
         results, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    args = parser.parse_args(argv[:1])
+    args.results = results
+    rest = argv[1:]
+    return args.command, args.results, rest
+
+
+def main(argv: list[str]) -> int:
+    """Run the recipe; returns the exit status (2 with ``error: ...`` on bad options or input, no traceback)."""
+    command, results, rest = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    command, rest = argv[0], argv[1:]
+    try:
+        return _run(command, results, rest)
+    except (XDistillError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(command: str, results: str | None, rest: list[str]) -> int:
     settings = parse_distill_args(rest, command)
     if settings.run.threads:
         torch.set_num_threads(settings.run.threads)
