@@ -29,7 +29,7 @@ import torch
 
 from xdistill.adapters import COMMANDS, load_task, make_adapter
 from xdistill.cli import parse_distill_args
-from xdistill.errors import XDistillError
+from xdistill.errors import exit_status
 from xdistill.pipeline import RunFolder
 from xdistill.pipeline.run import Run, check_settings, prepare_data, prepare_teacher
 
@@ -60,6 +60,7 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str]]:
     parser = argparse.ArgumentParser(prog="teacher_recipe.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=sorted(COMMANDS), help="the xdistill command whose teacher to train")
+    # --results is taken out by hand (listed for --help): argparse would take the command's --help too
     parser.add_argument("--results", metavar="FILE", help="append the JSON line to this file (JSON lines)")
     results = None
     if "--results" in argv:
@@ -67,21 +68,14 @@ def parse_args(argv: list[str]) -> tuple[str, str | None, list[str]]:
         if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
             parser.error("--results: expected a file name")
         results, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    args = parser.parse_args(argv[:1])
-    args.results = results
-    rest = argv[1:]
-    return args.command, args.results, rest
+    return parser.parse_args(argv[:1]).command, results, argv[1:]
 
 
 def main(argv: list[str]) -> int:
     """Run the recipe; returns the exit status (2 with ``error: ...`` on bad options or input, no traceback)."""
     command, results, rest = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        return _run(command, results, rest)
-    except (XDistillError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(_run, command, results, rest)
 
 
 def _run(command: str, results: str | None, rest: list[str]) -> int:

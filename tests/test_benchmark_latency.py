@@ -9,7 +9,6 @@ three tiny reference models built from config folders: mBERT-base with a token a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -21,6 +20,7 @@ import torch
 from transformers import AutoModelForTokenClassification, XLMRobertaConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
+from tiny import load_script  # noqa: E402
 from tiny_models import (SENTENCES, bert_config, make_classifier_dir, make_student_dir, make_teacher,  # noqa: E402
                          single_thread, write_panx)
 
@@ -33,7 +33,6 @@ from xdistill.utils import cache_root, file_sha256  # noqa: E402
 from xdistill.students import load_student  # noqa: E402
 from xdistill.teachers import REFERENCE_MODELS  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCHES = [1, 4]
 SEQ = 16
 RANDOM_NOTE = "latency does not depend on weight values"
@@ -381,9 +380,7 @@ def test_reference_folder_without_config_is_a_config_error(tmp_path):
 
 
 def test_script_prints_one_line_error(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("benchmark_latency_script", REPO_ROOT / "scripts" / "benchmark_latency.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmark_latency")
     assert mod.run(["--students", str(tmp_path), "--quick", "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --students") and "Traceback" not in "\n".join(err)

@@ -3,17 +3,14 @@ latency rows (tiny hand-made inputs; the script's runs are benchmarks, not tests
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("benchmark_frontier", ROOT / "scripts" / "benchmark_frontier.py")
-frontier = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(frontier)
+from tiny import load_script
+
+frontier = load_script("benchmark_frontier")
 
 
 def test_pareto_keeps_the_students_no_other_beats_on_both():

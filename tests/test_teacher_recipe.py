@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("teacher_recipe", ROOT / "scripts" / "teacher_recipe.py")
-recipe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(recipe)
+from tiny import load_script
+
+recipe = load_script("teacher_recipe")
 
 
 def test_command_results_and_the_command_options_are_split():

@@ -7,8 +7,10 @@ a small BiLSTM student and random IOB2-tagged sentences over the vocabulary.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -116,3 +118,11 @@ def random_student(vocab_size: int = 20, num_labels: int = 7, embedding_dim: int
 def state_equal(a: dict, b: dict) -> bool:
     """Two state dicts hold the same keys and bit-identical tensors."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/NAME.py`` imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -24,7 +24,7 @@ from transformers import HfArgumentParser
 from .adapters import COMMANDS as DISTILL_COMMANDS
 from .adapters import adapter_for_saved, load_task, make_adapter
 from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
-from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError
+from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError, exit_status
 from .pipeline import RunFolder, check_single_process, run
 from .reporting import write_model_card
 from .serving import benchmark
@@ -283,11 +283,4 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    try:
-        return HANDLERS[argv[0]](argv[1:])
-    except XDistillError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # missing file, a folder given as a file, no permission
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return exit_status(HANDLERS[argv[0]], argv[1:])

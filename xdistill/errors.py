@@ -5,6 +5,9 @@ Every message names the file and line (or the option) and what was expected.
 
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class XDistillError(Exception):
     """Base class for errors that the CLI reports without a traceback."""
@@ -40,3 +43,16 @@ class EmptyTextError(XDistillError, ValueError):
         self.indices = list(indices)
         shown = ", ".join(str(i + 1) for i in self.indices[:10]) + (" ..." if len(self.indices) > 10 else "")
         super().__init__(f"text {shown} is empty (only whitespace); expected text to classify")
+
+
+def exit_status(fn: Callable[..., int], *args) -> int:
+    """``fn(*args)``, the exit status of a command-line entry point, with input errors reported.
+
+    An :class:`XDistillError` or an ``OSError`` (a missing file, a folder given as a file, no
+    permission) prints one line ``error: MESSAGE`` on stderr and gives status 2, no traceback.
+    """
+    try:
+        return fn(*args)
+    except (XDistillError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
