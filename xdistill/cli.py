@@ -24,8 +24,9 @@ from transformers import HfArgumentParser
 from .adapters import COMMANDS as DISTILL_COMMANDS
 from .adapters import adapter_for_saved, load_task, make_adapter
 from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
+from .config.zero_shot import LABELED_DATA_OPTIONS
 from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError, exit_status
-from .pipeline import RunFolder, check_single_process, run
+from .pipeline import RunFolder, check_single_process, run, run_zero_shot
 from .reporting import write_model_card
 from .serving import benchmark
 from .serving.export import evaluation_files, export_student
@@ -80,11 +81,16 @@ def parse_distill_args(argv: list[str], command: str) -> RunSettings:
                               description=COMMANDS[command])
     parser.set_defaults(**PRESETS[known.preset][command], preset=known.preset)
     try:
-        return RunSettings.from_parsed(parser.parse_args_into_dataclasses(args=argv))
+        settings = RunSettings.from_parsed(parser.parse_args_into_dataclasses(args=argv))
     except ValueError as e:  # raised by HfArgumentParser for leftovers, or by __post_init__
         if isinstance(e, XDistillError):
             raise
         raise ConfigError(str(e)) from e
+    given = [o for o in LABELED_DATA_OPTIONS if any(a == o or a.startswith(o + "=") for a in argv)]
+    if settings.zero_shot.enabled and given:
+        raise ConfigError(f"--zero-shot: {', '.join(given)} gives the student task data; zero-shot distillation uses "
+                          "none (leave it out)")
+    return settings
 
 
 def _distill(command: str, argv: list[str]) -> int:
@@ -102,7 +108,8 @@ def _distill(command: str, argv: list[str]) -> int:
         other = next((c for c, cls in DISTILL_COMMANDS.items() if cls.type == spec.type), None)
         raise ConfigError(f"--task {settings.run.task}: a {spec.type} task; `{command}` needs a {expected.type} task"
                           + (f" (use `{other}`)" if other else ""))
-    report = run(make_adapter(spec), settings, command=_command(command, argv))
+    runner = run_zero_shot if settings.zero_shot.enabled else run
+    report = runner(make_adapter(spec), settings, command=_command(command, argv))
     print(json.dumps({"output_dir": settings.run.output_dir, "mean": report["mean"],
                       "minutes": report["timing"]["total_seconds"] / 60,
                       "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))

@@ -15,6 +15,8 @@ hook                   when, and what it may do
 ``after_update``       after each optimizer step (e.g. a generator's own update)
 ``after_validation``   after each validation check, with the score and the best so far
 ``on_step_end``        after a step, with its :class:`~xdistill.distill.loop.StepResult`
+``state_dict``         when a step's checkpoint is written: the plugin's own state (e.g. a
+                       generator and its optimizer), restored by ``load_state_dict`` on resume
 =====================  ====================================================================
 """
 
@@ -51,6 +53,14 @@ class DistillPlugin:
 
     def on_step_end(self, distiller: "Distiller", step: "Step", result: "StepResult") -> None:
         """After ``step`` finished and was checkpointed."""
+
+    def state_dict(self) -> dict | None:
+        """What the plugin must carry across an interruption (saved in each step's checkpoint, given back
+        to :meth:`load_state_dict` on ``--resume``); ``None``: nothing."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
 
 
 class StepCallback(DistillPlugin):

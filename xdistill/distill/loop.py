@@ -261,7 +261,7 @@ class Distiller:
         is complete."""
         name = f"student-{len(done):02d}.pt"
         checkpoint = {"format": CHECKPOINT_FORMAT, "trainee": self.trainee.state_dict(), "rng": capture_rng(),
-                      "step": done[-1]["step"]}
+                      "step": done[-1]["step"], "plugins": [p.state_dict() for p in self.plugins]}
         atomic_torch_save(checkpoint, self.dir / name)
         if stage_ends:
             atomic_torch_save(checkpoint, self.dir / f"stage-{stage}.pt")
@@ -296,6 +296,9 @@ class Distiller:
                               f"retrain this student from its first step, or run without --resume")
         checkpoint = torch.load(path, map_location=self.device, weights_only=False)
         self.trainee.load_state_dict(checkpoint["trainee"])
+        for plugin, state in zip(self.plugins, checkpoint.get("plugins") or []):
+            if state is not None:
+                plugin.load_state_dict(state)
         restore_rng(checkpoint["rng"])
         logger.info("%s: resuming after %s (%d of %d steps done)", self.name, done[-1]["step"], len(done), len(names))
         return done

@@ -218,6 +218,7 @@ def kl_div_loss(
     teacher_logits: Tensor,
     mask: Tensor | None = None,
     temperature: float = 1.0,
+    detach_teacher: bool = True,
 ) -> Tensor:
     """Temperature-scaled KL(p_teacher || p_student), softmax over the last axis.
 
@@ -231,7 +232,8 @@ def kl_div_loss(
 
     Args:
         student_logits: ``(B, T, C)`` or ``(B, C)``; receives gradient.
-        teacher_logits: same shape; detached; any float dtype (e.g. float16).
+        teacher_logits: same shape; detached unless ``detach_teacher`` is false (an adversarial
+            generator ascends the divergence through both models, MATE-KD eq. 3); any float dtype.
         mask: ``(B, T)`` / ``(B,)`` / ``None``; bool or 0/1, true = counted.
         temperature: ``T > 0``. The ``T**2`` factor keeps gradient magnitudes
             comparable across temperatures.
@@ -253,7 +255,8 @@ def kl_div_loss(
     _check_mask(mask, student_logits.shape[:-1], "kl_div_loss")
     dtype = _compute_dtype(student_logits)
     s = _zero_masked(student_logits.to(dtype), mask) / t_val
-    t = _zero_masked(teacher_logits.detach().to(device=student_logits.device, dtype=dtype), mask) / t_val
+    target = teacher_logits.detach() if detach_teacher else teacher_logits
+    t = _zero_masked(target.to(device=student_logits.device, dtype=dtype), mask) / t_val
     log_p_s = F.log_softmax(s, dim=-1)
     log_p_t = F.log_softmax(t, dim=-1)
     p_t = log_p_t.exp()

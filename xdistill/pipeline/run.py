@@ -279,12 +279,15 @@ def targets(r: Run, cache) -> SplitTargets | None:
     return SplitTargets(cached, r.live) if cached is not None or r.live is not None else None
 
 
-def _trainee(r: Run, teacher_embeddings, distilled: bool = True) -> Trainee:
+def make_trainee(r: Run, teacher_embeddings, distilled: bool = True, rows: list[Encoded] | None = None) -> Trainee:
     """A new student (SVD embeddings from the teacher's, or random when ``None``; a ``distilled``
-    student may also copy the teacher's layers) and the projections of every match of the run."""
+    student may also copy the teacher's layers) and the projections of every match of the run. Its
+    vocabulary keeps the tokens of ``rows`` (default: the labeled budget, the transfer union and the
+    teacher's labeled rows)."""
     s = r.settings
+    rows = rows if rows is not None else [r.enc["labeled"], r.union, r.enc["teacher_labeled"]]
     ctx = StudentContext.for_tokenizer(r.tokenizer, num_labels=r.adapter.num_labels, level=r.adapter.level,
-                                       rows=[r.enc["labeled"], r.union, r.enc["teacher_labeled"]],
+                                       rows=rows,
                                        teacher_embeddings=teacher_embeddings, seed=s.data.seed,
                                        teacher_model=r.teacher.model if distilled else None)
     student = build_student(s.student, ctx)
@@ -318,7 +321,7 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
     for variant in r.variants:
         view = r.union_cache.rows(rows_of(variant)) if r.union_cache is not None else None
         transfer = DataSource(r.set_encoded(variant), targets(r, view))
-        trainee = _trainee(r, r.teacher.input_embeddings())
+        trainee = make_trainee(r, r.teacher.input_embeddings())
         ckpt = student_dir(Path("."), variant, r.variants).name
         distiller = _distiller(r, trainee, transfer, f"student[{variant}]", ckpt)
         schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing),
@@ -337,7 +340,7 @@ def train_baseline(r: Run, name: str = "baseline") -> tuple[Trainee, list]:
     teacher's SVD embeddings as the distilled student starts with (``baseline_svd``, XtremeDistil's
     strongest baseline without distillation), trained on the labeled budget only."""
     s = r.settings
-    trainee = _trainee(r, r.teacher.input_embeddings() if BASELINE_EMBEDDINGS[name] else None, distilled=False)
+    trainee = make_trainee(r, r.teacher.input_embeddings() if BASELINE_EMBEDDINGS[name] else None, distilled=False)
     stage = build_stages(["labeled"], s.distill, stage_context(r.teacher, s))
     distiller = _distiller(r, trainee, None, name, name.replace("_", "-"), patience=s.distill.baseline_patience)
     schedule = distiller.run(make_schedule(trainee, stage, gradual=False), s.distill.baseline_max_epochs,

@@ -187,10 +187,21 @@ class Student(nn.Module):
 
     @abstractmethod
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                features: Sequence[Feature] = ()) -> StudentOutput:
+                features: Sequence[Feature] = (), inputs_embeds: torch.Tensor | None = None) -> StudentOutput:
         """``input_ids``/``attention_mask`` ``(B, T)`` in the vocabulary of the tokenizer the student
         reads (the teacher's while distilling) -> :class:`StudentOutput` with logits and hidden
-        states, plus the relational ``features`` (attentions, queries, keys, values) asked for."""
+        states, plus the relational ``features`` (attentions, queries, keys, values) asked for.
+        ``inputs_embeds`` ``(B, T, E)``, when given, replaces the word embeddings of ``input_ids``
+        (adversarial examples feed soft or one-hot tokens through :meth:`embed`)."""
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The student's word embeddings of teacher token ids: ``(...)`` -> ``(..., E)`` (through its
+        vocabulary map: ids it pruned get the unknown token's row).
+
+        Raises:
+            ConfigError: a student kind that cannot take embeddings as input.
+        """
+        raise ConfigError(f"student kind {self.kind!r} cannot take word embeddings as input (needed by --adversarial)")
 
     @abstractmethod
     def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

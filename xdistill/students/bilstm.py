@@ -93,10 +93,15 @@ class BiLSTMStudent(Student):
                 m.embeddings.weight.copy_(init_embeddings)
         return m
 
-    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """BiLSTM states over a packed batch, pooled: ``(B, T, 2H)`` (``none``) or ``(B, 2H)``."""
-        ids = self.vocab_map[input_ids]
-        x = self.dropout(self.embeddings(ids))
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Word embeddings of teacher ids through the vocabulary map: ``(...)`` -> ``(..., E)``."""
+        return self.embeddings(self.vocab_map[input_ids])
+
+    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """BiLSTM states over a packed batch, pooled: ``(B, T, 2H)`` (``none``) or ``(B, 2H)``;
+        ``inputs_embeds`` ``(B, T, E)`` replaces the embeddings of ``input_ids`` when given."""
+        x = self.dropout(self.embed(input_ids) if inputs_embeds is None else inputs_embeds)
         lengths = attention_mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         h, _ = self.encoder(packed)
@@ -109,11 +114,12 @@ class BiLSTMStudent(Student):
         return StudentShape(layers=0, heads=0, hidden=2 * args.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                features: Sequence[Feature] = ()) -> StudentOutput:
-        """``(B, T)`` teacher ids -> logits ``(B, T, C)`` and ``hidden_states = ((B, T, 2H),)`` (pooled:
-        ``(B, C)`` and ``((B, 2H),)``). A BiLSTM has no relational ``features``: asking for one is
-        an error when the loss reads it (:meth:`StudentOutput.feature`)."""
-        h = self.states(input_ids, attention_mask)
+                features: Sequence[Feature] = (), inputs_embeds: torch.Tensor | None = None) -> StudentOutput:
+        """``(B, T)`` teacher ids (or their ``inputs_embeds`` ``(B, T, E)``) -> logits ``(B, T, C)`` and
+        ``hidden_states = ((B, T, 2H),)`` (pooled: ``(B, C)`` and ``((B, 2H),)``). A BiLSTM has no
+        relational ``features``: asking for one is an error when the loss reads it
+        (:meth:`StudentOutput.feature`)."""
+        h = self.states(input_ids, attention_mask, inputs_embeds)
         return StudentOutput(logits=self.classifier(h), hidden_states=(h,))
 
     def inference_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

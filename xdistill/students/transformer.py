@@ -198,14 +198,19 @@ class TransformerStudent(Student):
         self.config["embedding_init"] = f"teacher (embeddings and layers {', '.join(str(i * k) for i in range(len(s_layers)))})"
 
     # -- running ----------------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Word embeddings of teacher ids through the vocabulary map: ``(...)`` -> ``(..., H)``."""
+        return self.model.get_input_embeddings()(self.vocab_map[input_ids])
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                features: Sequence[Feature] = ()) -> StudentOutput:
+                features: Sequence[Feature] = (), inputs_embeds: torch.Tensor | None = None) -> StudentOutput:
         want_att = any(f.name == "attentions" for f in features)
         n = self.model.config.num_hidden_layers
         wanted = {f.key: (f.name, f.layer if f.layer > 0 else n) for f in features if f.name in PROJECTIONS}
+        inputs = {"input_ids": self.vocab_map[input_ids]} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
         with capture_projections(self.model, wanted) as captured:
-            out = self.model(input_ids=self.vocab_map[input_ids], attention_mask=attention_mask,
-                             output_hidden_states=True, output_attentions=want_att)
+            out = self.model(**inputs, attention_mask=attention_mask, output_hidden_states=True,
+                             output_attentions=want_att)
         hidden = tuple(self.level.reduce(h) for h in out.hidden_states)
         return StudentOutput(logits=out.logits, hidden_states=hidden, attentions=out.attentions if want_att else None,
                              projections=dict(captured))

@@ -272,6 +272,17 @@ class Teacher:
                                   "queries, keys or values")
         return result
 
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Its word embeddings of token ids, ``(...)`` -> ``(..., D)`` (position and segment embeddings
+        are added inside the model)."""
+        return self.model.get_input_embeddings()(input_ids)
+
+    def logits_from_embeddings(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, C)`` or ``(B, C)`` of word embeddings ``(B, T, D)`` (e.g. one-hot tokens times
+        :meth:`input_embeddings`), with autograd on: an adversarial generator ascends the teacher-student
+        divergence through the teacher (MATE-KD). The teacher's weights are not updated."""
+        return self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+
     @torch.no_grad()
     def logits(self, level: OutputLevel, encoded: Encoded, pad_id: int | None = None,
                max_tokens: int = 8192) -> list[np.ndarray]:

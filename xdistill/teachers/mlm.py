@@ -360,16 +360,19 @@ class MLMPretrainer:
         targs: the teacher options (``--teacher-mlm`` and the ``--mlm-*`` options).
         out_dir: the run's output folder (``teacher-mlm/`` and ``checkpoints/teacher-mlm/`` go there).
         seed: seed of the initialisation, of the held-out rows and of the Trainer.
+        name: the folder of the result (``OUTPUT/NAME``) and of its checkpoints (``OUTPUT/checkpoints/NAME``);
+            ``teacher-mlm`` for the teacher, ``generator-mlm`` for zero-shot's adversarial generator.
     """
 
-    def __init__(self, targs: TeacherArguments, out_dir: Path, seed: int):
+    def __init__(self, targs: TeacherArguments, out_dir: Path, seed: int, name: str = "teacher-mlm"):
         self.targs = targs
         self.out_dir = Path(out_dir)
         self.seed = seed
+        self.name = name
 
     @property
     def saved_dir(self) -> Path:
-        return self.out_dir / "teacher-mlm"
+        return self.out_dir / self.name
 
     def key(self, text: MLMText, tokenizer) -> str:
         """What the pretrained model depends on: the teacher's architecture options, the MLM options,
@@ -387,7 +390,7 @@ class MLMPretrainer:
                                   "pretrain it again")
         if meta is None:
             return None
-        logger.info("teacher MLM: reusing the model pretrained in %s", self.saved_dir)
+        logger.info("%s: reusing the model pretrained in %s", self.name, self.saved_dir)
         return MLMReport(**meta["report"])
 
     def run(self, text: MLMText, tokenizer, resume: bool, scratch_config: Callable[[], object] | None) -> MLMReport:
@@ -416,11 +419,11 @@ class MLMPretrainer:
         trainer = quiet(MaskedPositionsTrainer(
             model=model, args=self._training_args(), train_dataset=_RowsDataset(train),
             eval_dataset=_RowsDataset(held_out, held_out=True), data_collator=collator,
-            callbacks=[MaskEpoch(collator)] + ([budget] if budget else [])), "teacher MLM")
-        ckpt = resume_checkpoint(self.out_dir / "checkpoints" / "teacher-mlm") if resume else None
+            callbacks=[MaskEpoch(collator)] + ([budget] if budget else [])), self.name)
+        ckpt = resume_checkpoint(self.out_dir / "checkpoints" / self.name) if resume else None
         if ckpt is not None:
-            logger.info("teacher MLM: resuming from %s", ckpt)
-        logger.info("teacher MLM: pretraining %s on %d rows (%d tokens; %d held out), budget %s",
+            logger.info("%s: resuming from %s", self.name, ckpt)
+        logger.info("%s: pretraining %s on %d rows (%d tokens; %d held out), budget %s", self.name,
                     self.targs.teacher or "from scratch", len(train), train.tokens, len(held_out), self.targs.teacher_mlm)
         t0 = time.perf_counter()
         out = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
@@ -435,8 +438,8 @@ class MLMPretrainer:
                                                "80% [MASK] / 10% random / 10% kept",
             train_loss=_history(trainer.state.log_history, "loss"), held_out_loss=_history(trainer.state.log_history, "eval_loss"),
             path=str(self.saved_dir))
-        logger.info("teacher MLM: %d steps (%.2f epochs, %.1f min); training loss %.3f; held-out loss %.3f "
-                    "(perplexity %.1f)", report.steps, report.epochs, report.minutes, out.training_loss,
+        logger.info("%s: %d steps (%.2f epochs, %.1f min); training loss %.3f; held-out loss %.3f "
+                    "(perplexity %.1f)", self.name, report.steps, report.epochs, report.minutes, out.training_loss,
                     report.final_held_out_loss, math.exp(min(report.final_held_out_loss, 50.0)))
         self._save(trainer.model, tokenizer, key, report)
         return report
@@ -445,7 +448,7 @@ class MLMPretrainer:
         t = self.targs
         steps, minutes = t.mlm_budget
         return TrainingArguments(
-            output_dir=str(self.out_dir / "checkpoints" / "teacher-mlm"), max_steps=steps or -1,
+            output_dir=str(self.out_dir / "checkpoints" / self.name), max_steps=steps or -1,
             num_train_epochs=1000.0 if minutes else 1.0, learning_rate=t.mlm_lr,
             lr_scheduler_type="constant_with_warmup" if minutes else "linear",
             warmup_steps=MINUTES_WARMUP_STEPS if minutes else 0.06,

@@ -1,11 +1,12 @@
-"""Configuration dataclasses, one per concern, and the presets.
+"""Configuration dataclasses, one per concern; the presets are in :mod:`xdistill.config.presets`.
 
 The command line is built from these dataclasses with
 ``transformers.HfArgumentParser`` (the pattern of transformers'
 ``run_ner.py``: ``ModelArguments``, ``DataTrainingArguments``). A preset sets
 the parser's defaults, so every preset value can be overridden on the command
 line. Each dataclass validates itself in ``__post_init__`` and raises
-:class:`xdistill.errors.ConfigError` naming the option.
+:class:`xdistill.errors.ConfigError` naming the option. Zero-shot distillation's
+options are in :mod:`xdistill.config.zero_shot`.
 """
 
 from __future__ import annotations
@@ -16,40 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .checks import check_budgets, check_choice, check_positive, option_name
+from .presets import PRESETS
+from .zero_shot import ZeroShotArguments
 
 DATA_DIR_ENV = "XDISTILL_DATA_DIR"
-
-
-def _opt(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _check_positive(obj, *names: str, allow_zero: bool = False) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if v is None:
-            continue
-        if v < 0 or (v == 0 and not allow_zero):
-            raise ConfigError(f"{_opt(n)}: expected a {'non-negative' if allow_zero else 'positive'} number, got {v}")
-
-
-def _check_choice(obj, name: str, choices) -> None:
-    v = getattr(obj, name)
-    if v not in choices:
-        raise ConfigError(f"{_opt(name)}: expected one of {', '.join(map(str, choices))}, got {v!r}")
-
-
-def _check_budgets(args, labeled: str, teacher: str, caps: tuple[str, ...]) -> None:
-    """Shared checks of a labeled budget (``labeled``), the teacher's budget (``teacher``, -1 = all,
-    at least ``labeled``) and caps (-1 = no cap)."""
-    for n in (teacher, *caps):
-        if getattr(args, n) < -1:
-            raise ConfigError(f"{_opt(n)}: expected -1 (no cap) or a non-negative number, got {getattr(args, n)}")
-    t, lab = getattr(args, teacher), getattr(args, labeled)
-    if t != -1 and t < lab:
-        raise ConfigError(f"{_opt(teacher)} ({t}) must be -1 or at least {_opt(labeled)} ({lab}): "
-                          "the teacher sees the student's budget too")
 
 
 @dataclass
@@ -66,7 +39,7 @@ class DataArguments:
     def __post_init__(self) -> None:
         if self.data_dir is None and os.environ.get(DATA_DIR_ENV):
             self.data_dir = os.environ[DATA_DIR_ENV]
-        _check_choice(self, "source", ("auto", "local", "hub"))
+        check_choice(self, "source", ("auto", "local", "hub"))
         if self.source == "auto":
             self.source = "local" if self.data_dir else "hub"
         if self.source == "local":
@@ -104,8 +77,8 @@ class NERDataArguments(DataArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self, "labeled_per_lang", "validation_per_lang")
-        _check_budgets(self, "labeled_per_lang", "teacher_labeled_per_lang",
+        check_positive(self, "labeled_per_lang", "validation_per_lang")
+        check_budgets(self, "labeled_per_lang", "teacher_labeled_per_lang",
                        ("transfer_per_lang", "unlabeled_per_lang", "eval_per_lang"))
 
 
@@ -132,8 +105,8 @@ class TextDataArguments(DataArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self, "labeled_per_class", "validation_per_class")
-        _check_budgets(self, "labeled_per_class", "teacher_labeled_per_class",
+        check_positive(self, "labeled_per_class", "validation_per_class")
+        check_budgets(self, "labeled_per_class", "teacher_labeled_per_class",
                        ("transfer_limit", "unlabeled_limit", "eval_limit"))
 
 
@@ -172,11 +145,11 @@ class GenerationArguments:
     near_duplicate: float = field(default=0.8, metadata={"help": "Filter: Jaccard similarity of word 3-gram sets at or above which a text is a near duplicate."})
 
     def __post_init__(self) -> None:
-        _check_choice(self, "augment", ("none", "generate"))
-        _check_choice(self, "prompt", ("train", "bos"))
+        check_choice(self, "augment", ("none", "generate"))
+        check_choice(self, "prompt", ("train", "bos"))
         if not self.transfer_sets:
             raise ConfigError(f"--transfer: expected a comma-separated list of transfer sets, got {self.transfer!r}")
-        _check_positive(self, "generate", "generator_layers", "generator_hidden_size", "generator_heads", "generator_epochs",
+        check_positive(self, "generate", "generator_layers", "generator_hidden_size", "generator_heads", "generator_epochs",
                         "generator_lr", "generator_max_length", "prompt_words", "min_words", "max_words", "temperature_sampling")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"--top-p: expected 0 < p <= 1, got {self.top_p}")
@@ -230,7 +203,7 @@ class TeacherArguments:
         if self.teacher in ("", "scratch"):
             self.teacher = None
         _ = self.mlm_budget  # validates --teacher-mlm
-        _check_positive(self, "mlm_lr", "mlm_batch_size", "mlm_eval_steps")
+        check_positive(self, "mlm_lr", "mlm_batch_size", "mlm_eval_steps")
         if not 0 < self.mlm_probability < 1:
             raise ConfigError(f"--mlm-probability: expected 0 < p < 1, got {self.mlm_probability}")
         if not self.teacher_lang_temperature >= 1:
@@ -239,9 +212,9 @@ class TeacherArguments:
             raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
         if self.mlm_enabled and not self.mlm_sources:
             raise ConfigError(f"--mlm-text: expected transfer, labeled or file paths, comma-separated, got {self.mlm_text!r}")
-        _check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
+        check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
-        _check_positive(self, "teacher_eval_steps", allow_zero=True)
+        check_positive(self, "teacher_eval_steps", allow_zero=True)
         if not self.teacher_architecture:
             raise ConfigError("--teacher-architecture: expected auto or an architecture name such as bert or xlm-roberta")
         if self.teacher_hidden_size % self.teacher_heads:
@@ -310,8 +283,8 @@ class StudentArguments:
     def __post_init__(self) -> None:
         if not self.student.strip():
             raise ConfigError("--student: expected a student kind such as bilstm or transformer")
-        _check_choice(self, "pooling", ("max", "attention"))
-        _check_choice(self, "student_init", STUDENT_INITS)
+        check_choice(self, "pooling", ("max", "attention"))
+        check_choice(self, "student_init", STUDENT_INITS)
         if self.student_shape:
             m = _SHAPE.match(self.student_shape.strip().lower())
             if not m:
@@ -320,8 +293,8 @@ class StudentArguments:
             self.student_layers, self.student_hidden = int(m.group(1)), int(m.group(2))
             self.student_heads = int(m.group(3)) if m.group(3) else max(1, self.student_hidden // 64)
             self.student_intermediate = 4 * self.student_hidden
-        _check_positive(self, "embedding_dim", "hidden_size", "student_layers", "student_hidden", "student_heads")
-        _check_positive(self, "student_intermediate", allow_zero=True)
+        check_positive(self, "embedding_dim", "hidden_size", "student_layers", "student_hidden", "student_heads")
+        check_positive(self, "student_intermediate", allow_zero=True)
         if self.student_hidden % self.student_heads:
             raise ConfigError(f"--student-heads {self.student_heads} does not divide --student-hidden "
                               f"{self.student_hidden}: each head needs H/A dimensions")
@@ -362,10 +335,10 @@ class DistillArguments:
     def __post_init__(self) -> None:
         for n in ("representation_loss", "logits_loss"):
             if not getattr(self, n).strip():
-                raise ConfigError(f"{_opt(n)}: expected a loss name such as mse or kl")
-        _check_positive(self, "temperature", "batch_size", "lr", "max_epochs", "patience", "evals_per_epoch", "baseline_max_epochs", "baseline_patience")
-        _check_choice(self, "attention_loss", ("auto", "kl", "mse", "relation", "off"))
-        _check_positive(self, "relation_heads", allow_zero=True)
+                raise ConfigError(f"{option_name(n)}: expected a loss name such as mse or kl")
+        check_positive(self, "temperature", "batch_size", "lr", "max_epochs", "patience", "evals_per_epoch", "baseline_max_epochs", "baseline_patience")
+        check_choice(self, "attention_loss", ("auto", "kl", "mse", "relation", "off"))
+        check_positive(self, "relation_heads", allow_zero=True)
         if not _LAYER_MAP.match(self.layer_map.replace(" ", "")):
             raise ConfigError(f"--layer-map: expected uniform, top or student:teacher pairs such as 0:0,2:4,4:8, "
                               f"got {self.layer_map!r}")
@@ -393,14 +366,14 @@ class RunArguments:
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Teacher-output cache folder (default OUTPUT/cache)."})
 
     def __post_init__(self) -> None:
-        _check_choice(self, "preset", tuple(PRESETS))
-        _check_positive(self, "threads", allow_zero=True)
+        check_choice(self, "preset", tuple(PRESETS))
+        check_positive(self, "threads", allow_zero=True)
 
 
 @dataclass
 class RunSettings:
     """The parsed options of one distillation command, by concern (``generation`` is ``None`` for a
-    command without generation options)."""
+    command without generation options; ``zero_shot`` is off unless ``--zero-shot`` was given)."""
 
     data: DataArguments
     teacher: TeacherArguments
@@ -408,6 +381,7 @@ class RunSettings:
     distill: DistillArguments
     run: RunArguments
     generation: GenerationArguments | None = None
+    zero_shot: ZeroShotArguments = field(default_factory=ZeroShotArguments)
 
     @classmethod
     def from_parsed(cls, parsed: Sequence) -> "RunSettings":
@@ -417,79 +391,21 @@ class RunSettings:
             ValueError: one of the required argument classes is missing.
         """
         kinds = {"data": DataArguments, "teacher": TeacherArguments, "student": StudentArguments,
-                 "distill": DistillArguments, "run": RunArguments, "generation": GenerationArguments}
+                 "distill": DistillArguments, "run": RunArguments, "generation": GenerationArguments,
+                 "zero_shot": ZeroShotArguments}
         found = {name: next((x for x in parsed if isinstance(x, cls_)), None) for name, cls_ in kinds.items()}
-        missing = [n for n, x in found.items() if x is None and n != "generation"]
+        missing = [n for n, x in found.items() if x is None and n not in ("generation", "zero_shot")]
         if missing:
             raise ValueError(f"RunSettings: no {', '.join(missing)} arguments among {[type(x).__name__ for x in parsed]}")
-        return cls(**found)
+        return cls(**{k: v for k, v in found.items() if v is not None or k == "generation"})
 
     def as_dict(self) -> dict:
         """Every option, by concern (for the report)."""
         return {"data": asdict(self.data), "teacher": asdict(self.teacher), "student": asdict(self.student),
                 "distill": asdict(self.distill), "generation": asdict(self.generation) if self.generation else None,
-                "run": asdict(self.run)}
+                "run": asdict(self.run), **({"zero_shot": asdict(self.zero_shot)} if self.zero_shot.enabled else {})}
 
 
 #: The arguments every distillation command takes; each task adapter adds its own
 #: (``NERDataArguments``; ``TextDataArguments`` and ``GenerationArguments``).
-COMMON_ARGUMENTS = (TeacherArguments, StudentArguments, DistillArguments, RunArguments)
-
-# Shared by the presets of both commands.
-_SMOKE_MODELS = dict(teacher_hidden_size=64, teacher_layers=2, teacher_heads=2, teacher_intermediate_size=128,
-                     teacher_lr=1e-3, teacher_batch_size=16, embedding_dim=32, hidden_size=32, batch_size=32, lr=3e-3,
-                     max_epochs=2, patience=1, baseline_max_epochs=4)
-_CPU_MODELS = dict(teacher_hidden_size=192, teacher_layers=4, teacher_heads=3, teacher_intermediate_size=768,
-                   teacher_epochs=2.0, teacher_lr=5e-4, teacher_batch_size=32, embedding_dim=50, hidden_size=200,
-                   batch_size=64, lr=2e-3, patience=2, evals_per_epoch=2, baseline_patience=5)
-# The paper recipe continues the checkpoint's MLM pretraining on the task text first (domain-adaptive
-# pretraining, Gururangan et al. 2020: 12.5k steps there; here 10k steps of 64 rows, lr 5e-5).
-_PAPER_MODELS = dict(source="hub", teacher_epochs=3.0, embedding_dim=300, hidden_size=600, batch_size=64, lr=1e-3,
-                     max_epochs=20, patience=3, baseline_max_epochs=50, teacher_mlm="10000", mlm_lr=5e-5,
-                     mlm_batch_size=64, mlm_eval_steps=1000)
-
-#: The presets: ``PRESETS[preset][command]`` holds parser defaults for ``python -m xdistill COMMAND
-#: --preset PRESET``; every key is a field of the command's argument classes (checked when the
-#: adapters are imported, see :func:`xdistill.adapters.check_presets`).
-PRESETS: dict[str, dict[str, dict]] = {
-    # Tiny models on a few hundred real sentences or reviews: for tests (seconds on 2 cores).
-    "smoke": {
-        "ner": dict(_SMOKE_MODELS, langs="smoke", labeled_per_lang=100, teacher_labeled_per_lang=300,
-                    validation_per_lang=50, transfer_per_lang=200, unlabeled_per_lang=100, eval_per_lang=100,
-                    max_length=64, teacher_epochs=3.0, output_dir="runs/smoke"),
-        "classify": dict(_SMOKE_MODELS, task="imdb", labeled_per_class=40, teacher_labeled_per_class=150,
-                         validation_per_class=20, transfer_limit=150, unlabeled_limit=150, eval_limit=100,
-                         max_length=64, teacher_epochs=2.0, baseline_patience=2, augment="generate",
-                         transfer="unlabeled,generated,both", generate=120, generator_layers=1,
-                         generator_hidden_size=32, generator_heads=2, generator_epochs=1.0, generator_max_length=48,
-                         generator_train_texts=300, min_words=5, output_dir="runs/classify-smoke"),
-    },
-    # On a 2-core CPU within an hour: every WikiANN language, or IMDB with 500 labeled reviews per class.
-    # NER teacher recipe (issue 10, measured on 12 languages with scripts/teacher_recipe.py): 5 epochs
-    # instead of 2 gave +5.5 mean dev F1; MLM pretraining (1 epoch of the task text) before them -7.1;
-    # temperature sampling over languages (T=3) +0.1. So: 5 epochs, no MLM, T=1.
-    "cpu": {
-        "ner": dict(_CPU_MODELS, langs="all", labeled_per_lang=100, teacher_labeled_per_lang=1500,
-                    validation_per_lang=100, transfer_per_lang=1200, unlabeled_per_lang=500, eval_per_lang=500,
-                    max_length=128, teacher_eval_steps=0, max_epochs=2, baseline_max_epochs=40,
-                    teacher_epochs=5.0, output_dir="runs/ner-cpu"),
-        "classify": dict(_CPU_MODELS, task="imdb", labeled_per_class=500, teacher_labeled_per_class=3000,
-                         validation_per_class=250, transfer_limit=2000, unlabeled_limit=4000, eval_limit=5000,
-                         max_length=192, max_epochs=1, baseline_max_epochs=30, augment="generate",
-                         transfer="unlabeled,generated,both", generate=3000, generator_layers=2,
-                         generator_hidden_size=192, generator_heads=3, generator_epochs=1.0, generator_max_length=128,
-                         generator_train_texts=4000, output_dir="runs/classify-cpu"),
-    },
-    # The paper's settings (Mukherjee & Hassan Awadallah 2020) for a GPU user with hub access.
-    "paper": {
-        "ner": dict(_PAPER_MODELS, langs="xtremedistil41", teacher="bert-base-multilingual-cased",
-                    labeled_per_lang=100000, teacher_labeled_per_lang=-1, validation_per_lang=1000,
-                    transfer_per_lang=-1, unlabeled_per_lang=-1, eval_per_lang=-1, max_length=128, teacher_lr=3e-5,
-                    teacher_batch_size=32, teacher_layer=-1, output_dir="runs/ner-paper"),
-        "classify": dict(_PAPER_MODELS, task="imdb", teacher="bert-large-uncased", labeled_per_class=500,
-                         teacher_labeled_per_class=500, validation_per_class=250, transfer_limit=-1,
-                         unlabeled_limit=-1, eval_limit=-1, max_length=512, teacher_lr=2e-5, teacher_batch_size=16,
-                         augment="generate", transfer="unlabeled,generated,both", generator="gpt2", generate=50000,
-                         output_dir="runs/classify-paper"),
-    },
-}
+COMMON_ARGUMENTS = (TeacherArguments, StudentArguments, DistillArguments, RunArguments, ZeroShotArguments)
