@@ -127,3 +127,43 @@ def test_transformer_student_killed_and_resumed_ends_identical(phase, pattern, s
     for key in ("mean", "details", "schedule", "baseline"):
         assert got[key] == straight_transformer[key], key
     assert got["weights"] == straight_transformer["weights"]
+
+
+def _zero_shot_argv(data_dir: Path, out: Path) -> list[str]:
+    return _argv(data_dir, out) + ["--zero-shot", "--ood-text", str(data_dir / "unlabeled/leipzig/sw.txt"),
+                                   "--ood-limit", "300", "--adversarial", "--adversarial-generator-mlm", "20",
+                                   "--student-steps", "5", "--generator-steps", "2"]
+
+
+def _zero_shot_outcome(out: Path) -> dict:
+    r = json.loads((out / "report.json").read_text())
+    weights = load_file(str(out / "student-adversarial" / "model.safetensors"))
+    return {"mean": r["mean"], "adversarial": r["adversarial"]["rounds"],
+            "schedules": {v: [(s["step"], s["best_score"], s["updates"]) for s in sch] for v, sch in r["schedules"].items()},
+            "weights": {k: v.tobytes() for k, v in sorted(weights.items())}}
+
+
+def test_zero_shot_adversarial_student_killed_and_resumed_ends_identical(tmp_path, data_dir):
+    """The generator and its optimizer travel in the student's checkpoints: a run killed inside an adversarial
+    logits step and resumed ends with the same generator rounds, scores and weights as an uninterrupted one."""
+    straight = tmp_path / "straight"
+    p = subprocess.run(_zero_shot_argv(data_dir, straight), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_zero_shot_argv(data_dir, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, deadline = out / "run.log", time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.is_file() and "student[adversarial]: step logits:2" in log.read_text(errors="replace"):
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill point (rc {proc.returncode})"
+    resumed = subprocess.run(_zero_shot_argv(data_dir, out) + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got, want = _zero_shot_outcome(out), _zero_shot_outcome(straight)
+    assert want["adversarial"], "no generator round ran"
+    for key in ("mean", "adversarial", "schedules"):
+        assert got[key] == want[key], key
+    assert got["weights"] == want["weights"]
