@@ -48,6 +48,24 @@ def _outcome(out: Path) -> dict:
             "weights": {k: v.tobytes() for k, v in sorted(weights.items())}}
 
 
+def _kill_and_resume(argv: list[str], out: Path, pattern: str, delay: float, what: str) -> None:
+    """Run ``argv``, SIGKILL it ``delay`` seconds after ``pattern`` appears in ``OUT/run.log``, then run it
+    again with ``--resume`` to the end."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "run.log"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if log.is_file() and pattern in log.read_text(errors="replace"):
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill point {what!r} (rc {proc.returncode})"
+    resumed = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, data_dir):
     """The uninterrupted run; its stdout is the JSON summary alone (logs go to stderr)."""
@@ -63,20 +81,7 @@ def straight(tmp_path_factory, data_dir):
 def test_killed_anywhere_and_resumed_ends_identical(phase, straight, tmp_path, data_dir):
     pattern, longest = KILL_POINTS[phase]
     out = tmp_path / "run"
-    delay = random.Random(phase).uniform(0, longest)
-    proc = subprocess.Popen(_argv(data_dir, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "run.log"
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        if log.is_file() and pattern in log.read_text(errors="replace"):
-            time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill point {phase!r} (rc {proc.returncode})"
-    resumed = subprocess.run(_argv(data_dir, out) + ["--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _kill_and_resume(_argv(data_dir, out), out, pattern, random.Random(phase).uniform(0, longest), phase)
     got = _outcome(out)
     for key in ("mean", "details", "schedule", "baseline"):
         assert got[key] == straight[key], key
@@ -109,20 +114,7 @@ def straight_transformer(tmp_path_factory, data_dir):
                                             ("inside a logits step", "step logits:2")])
 def test_transformer_student_killed_and_resumed_ends_identical(phase, pattern, straight_transformer, tmp_path, data_dir):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_argv(data_dir, out) + TRANSFORMER, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "run.log"
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        if log.is_file() and pattern in log.read_text(errors="replace"):
-            time.sleep(random.Random(phase).uniform(0, 0.3))
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill point {phase!r} (rc {proc.returncode})"
-    resumed = subprocess.run(_argv(data_dir, out) + TRANSFORMER + ["--resume"], capture_output=True, text=True,
-                             timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _kill_and_resume(_argv(data_dir, out) + TRANSFORMER, out, pattern, random.Random(phase).uniform(0, 0.3), phase)
     got = _outcome(out)
     for key in ("mean", "details", "schedule", "baseline"):
         assert got[key] == straight_transformer[key], key
@@ -150,18 +142,8 @@ def test_zero_shot_adversarial_student_killed_and_resumed_ends_identical(tmp_pat
     p = subprocess.run(_zero_shot_argv(data_dir, straight), capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = tmp_path / "run"
-    proc = subprocess.Popen(_zero_shot_argv(data_dir, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log, deadline = out / "run.log", time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        if log.is_file() and "student[adversarial]: step logits:2" in log.read_text(errors="replace"):
-            time.sleep(0.3)
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill point (rc {proc.returncode})"
-    resumed = subprocess.run(_zero_shot_argv(data_dir, out) + ["--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _kill_and_resume(_zero_shot_argv(data_dir, out), out, "student[adversarial]: step logits:2", 0.3,
+                     "inside an adversarial logits step")
     got, want = _zero_shot_outcome(out), _zero_shot_outcome(straight)
     assert want["adversarial"], "no generator round ran"
     for key in ("mean", "adversarial", "schedules"):

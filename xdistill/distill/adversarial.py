@@ -154,14 +154,19 @@ class AdversarialExamples(DistillPlugin):
         return kl_div_loss(student_logits, teacher_logits, self.level.distill_mask(mask), self.opt.temperature,
                            detach_teacher=detach_teacher)
 
+    def propose(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The positions to replace ``(B, T)`` bool, and per chosen position the generator's top-k
+        candidates: their logits ``(M, k)`` and teacher token ids ``(M, k)``."""
+        pos = choose_positions(ids, mask, self.special_ids.to(ids.device), self.opt.mask_fraction)
+        vocab = self.vocab_ids.to(ids.device)
+        logits = masked_logits(self.generator, ids.masked_fill(pos, self.mask_id), mask, pos, vocab)
+        return (pos, *top_candidates(logits, vocab, self.opt.top_k))
+
     # -- the generator's round ------------------------------------------------------------------
     def generator_update(self, student, ids: torch.Tensor, mask: torch.Tensor) -> float:
         """One generator update that ascends KL(teacher || student) on perturbed ``ids``; returns the
         divergence before the update."""
-        pos = choose_positions(ids, mask, self.special_ids.to(ids.device), self.opt.mask_fraction)
-        vocab = self.vocab_ids.to(ids.device)
-        logits = masked_logits(self.generator, ids.masked_fill(pos, self.mask_id), mask, pos, vocab)
-        values, candidates = top_candidates(logits, vocab, self.opt.top_k)
+        pos, values, candidates = self.propose(ids, mask)
         one_hot = straight_through_one_hot(values, self.opt.gumbel_temperature)
         t_in = mix_embeddings(self.teacher.embed(ids).detach(), pos, one_hot, self.teacher.embed(candidates).detach())
         s_in = mix_embeddings(student.embed(ids).detach(), pos, one_hot, student.embed(candidates).detach())
@@ -188,10 +193,7 @@ class AdversarialExamples(DistillPlugin):
     @torch.no_grad()
     def perturb(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``ids`` ``(B, T)`` with ``mask_fraction`` of the real tokens replaced by generator samples."""
-        pos = choose_positions(ids, mask, self.special_ids.to(ids.device), self.opt.mask_fraction)
-        vocab = self.vocab_ids.to(ids.device)
-        logits = masked_logits(self.generator, ids.masked_fill(pos, self.mask_id), mask, pos, vocab)
-        values, candidates = top_candidates(logits, vocab, self.opt.top_k)
+        pos, values, candidates = self.propose(ids, mask)
         choice = straight_through_one_hot(values, self.opt.gumbel_temperature).argmax(-1, keepdim=True)
         out = ids.clone()
         out[pos] = candidates.gather(1, choice).squeeze(1)

@@ -255,10 +255,18 @@ def build_transfer(r: Run) -> None:
 
 def label_transfer(r: Run) -> None:
     """Build the stages (the teacher is known now) and cache the teacher features they read, on the
-    transfer union and, for stages selected by their loss, on the validation split. Relational
-    features (attention maps, queries, keys, values) are read from the live teacher instead."""
+    transfer union and, for stages selected by their loss, on the validation split."""
     s = r.settings
     r.stages = build_stages(stage_names(s), s.distill, stage_context(r.teacher, s))
+    label_stage_features(r, r.union, "transfer", r.enc["validation"], "validation")
+
+
+def label_stage_features(r: Run, train: Encoded, name: str, validation: Encoded, validation_name: str) -> None:
+    """Cache the teacher features ``r.stages`` read on the ``train`` rows (``r.union_cache``, with its
+    stats in ``r.label_stats``) and, for stages selected by their loss, on the ``validation`` rows
+    (``r.validation_cache``); ``name``/``validation_name`` name the cache folders. Relational features
+    (attention maps, queries, keys, values) are read from a live teacher (``r.live``) instead."""
+    s = r.settings
     features = list({f.key: f for st in r.stages for f in st.teacher_features}.values())
     if any(f.relational for f in features):
         r.live = LiveTeacherTargets(r.teacher, r.adapter.level)
@@ -268,9 +276,9 @@ def label_transfer(r: Run) -> None:
     cache_root = Path(s.run.cache_dir) if s.run.cache_dir else r.out / "cache"
     common = dict(teacher=r.teacher, level=r.adapter.level, features=features, cache_root=cache_root,
                   max_tokens=s.teacher.label_tokens_per_batch)
-    r.union_cache, r.label_stats = label_rows(encoded=r.union, name="transfer", **common)
+    r.union_cache, r.label_stats = label_rows(encoded=train, name=name, **common)
     if any(st.select_by == "loss" for st in r.stages):
-        r.validation_cache, _ = label_rows(encoded=r.enc["validation"], name="validation", **common)
+        r.validation_cache, _ = label_rows(encoded=validation, name=validation_name, **common)
 
 
 def targets(r: Run, cache) -> SplitTargets | None:

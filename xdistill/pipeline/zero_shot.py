@@ -26,7 +26,7 @@ import torch
 
 from ..adapters import TaskAdapter
 from ..config import RunSettings
-from ..data.types import Encoded, Feature
+from ..data.types import Encoded
 from ..distill import DataSource, DistillData, Distiller, Stage, build_stages, make_schedule
 from ..distill.adversarial import AdversarialExamples, AdversarialOptions
 from ..errors import ConfigError
@@ -34,12 +34,11 @@ from ..reporting import TaskInfo
 from ..reporting.zero_shot import ZeroShotResult, build_zero_shot_report, reference_rows, write_zero_shot_report
 from ..teachers.build import planned_teacher
 from ..teachers.generator import prepare_generator
-from ..transfer import LiveTeacherTargets, label_rows
 from ..transfer.ood import OODText, read_ood_text
 from ..utils import peak_rss_mib
 from .folder import RunFolder
-from .run import (Run, check_against_teacher, check_settings, check_single_process, evaluate, make_trainee,
-                  prepare_data, prepare_teacher, save_students, stage_context, stage_names, targets)
+from .run import (Run, check_against_teacher, check_settings, check_single_process, evaluate, label_stage_features,
+                  make_trainee, prepare_data, prepare_teacher, save_students, stage_context, stage_names, targets)
 
 logger = logging.getLogger(__name__)
 
@@ -110,22 +109,6 @@ def teacher_predictions(r: ZeroShotRun) -> None:
     labels = Counter(x for pred in r.val_gold for x in (pred if isinstance(pred, list) else [pred]))
     total = sum(labels.values()) or 1
     r.ood.teacher_labels = {str(k): round(v / total, 4) for k, v in sorted(labels.items(), key=lambda kv: str(kv[0]))}
-
-
-def label_ood(r: ZeroShotRun) -> None:
-    """Cache the teacher features the stages read on the OOD rows (and on the held-out rows for stages
-    selected by their loss); relational features come from the live teacher."""
-    s = r.settings
-    features = list({f.key: f for st in r.stages for f in st.teacher_features}.values())
-    if any(f.relational for f in features):
-        r.live = LiveTeacherTargets(r.teacher, r.adapter.level)
-    features = [f for f in features if not f.relational] or [Feature.parse("logits")]
-    cache_root = Path(s.run.cache_dir) if s.run.cache_dir else r.out / "cache"
-    common = dict(teacher=r.teacher, level=r.adapter.level, features=features, cache_root=cache_root,
-                  max_tokens=s.teacher.label_tokens_per_batch)
-    r.union_cache, r.label_stats = label_rows(encoded=r.ood_enc, name="ood", **common)
-    if any(st.select_by == "loss" for st in r.stages):
-        r.validation_cache, _ = label_rows(encoded=r.ood_val_enc, name="ood-validation", **common)
 
 
 def adversarial_plugin(r: ZeroShotRun) -> AdversarialExamples:
@@ -204,7 +187,7 @@ def _run(adapter: TaskAdapter, settings: RunSettings, command: str, t_start: flo
     r.stages = zero_shot_stages(r, r.teacher)
     with r.timer.phase("teacher_labeling"):
         teacher_predictions(r)
-        label_ood(r)
+        label_stage_features(r, r.ood_enc, "ood", r.ood_val_enc, "ood-validation")
     if settings.zero_shot.adversarial:
         with r.timer.phase("generator"):
             r.generator, r.generator_info = prepare_generator(

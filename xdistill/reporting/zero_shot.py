@@ -107,8 +107,8 @@ def _models(r: ZeroShotResult) -> list[dict]:
     labeling = sec.get("ood_text", 0.0) + sec.get("teacher_labeling", 0.0)
     for v, st in r.students.items():
         extra = sec.get("generator", 0.0) if v == "adversarial" else 0.0
-        rows.append({"model": VARIANT_NAMES[v], "description": f"{st.describe()['architecture']} "
-                     f"{st.describe()['summary']}", k: _mean(r, v), "parameters": st.inference_parameters(),
+        described = st.describe()
+        rows.append({"model": VARIANT_NAMES[v], "description": f"{described['architecture']} {described['summary']}", k: _mean(r, v), "parameters": st.inference_parameters(),
                      "minutes": round((sec.get(f"student_{v}", 0.0) + labeling + extra) / 60, 2)})
     rows += r.references
     for row in rows:
