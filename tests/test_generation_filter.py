@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xdistill.config import GenerationArguments
-from xdistill.transfer.generation import filter_generated, near_duplicate_mask, shingles
+from xdistill.transfer.filters import filter_generated, near_duplicate_mask, shingles
 
 ARGS = dict(augment="generate", transfer="unlabeled,generated", min_words=5, max_words=50, near_duplicate=0.8)
 
@@ -95,7 +95,7 @@ def test_filter_generated_counts_each_removal():
     ]
     kept, counts = filter_generated(texts, [EVAL, "something else entirely in the evaluation split"], args)
     assert kept == [A, UNRELATED]
-    assert counts == {"removed_length": 3, "removed_duplicate": 2, "removed_near_duplicate": 1,
+    assert counts == {"removed_length": 3, "removed_script": 0, "removed_duplicate": 2, "removed_near_duplicate": 1,
                       "removed_eval_overlap": 2}
     assert len(kept) + sum(counts.values()) == len(texts)
 

@@ -38,9 +38,12 @@ def test_report_rows(classify_run):
     assert r["groups"]["imdb"]["n_eval"] == 100
     g = r["generation"]
     assert g["trained_from_scratch"] is True and g["sampled"] == 120 and 0 < g["kept"] <= g["sampled"]
-    assert g["kept"] == g["sampled"] - g["removed_length"] - g["removed_duplicate"] - g["removed_near_duplicate"] - g["removed_eval_overlap"]
+    assert g["kept"] == g["sampled"] - sum(g["removed"].values())
     assert g["mean_words"] >= 5 and g["samples"]
     assert set(r["mean"]["generated_vs_unlabeled"]) == {"generated", "both"}
+    prof = r["transfer_profile"]  # the teacher's class balance on each transfer set, from the cache
+    assert set(prof) == {"unlabeled", "generated", "both"} and prof["generated"]["n"] == g["kept"]
+    assert all(sum(p["labels"].values()) == pytest.approx(100, abs=0.02) for p in prof.values())
     enc = r["data"]["encoding"]
     assert enc["labeled"]["max_length"] == 64 and enc["labeled"]["examples_truncated"] > 0  # real reviews exceed 64 tokens
     counts = r["data"]["per_group"]["imdb"]

@@ -94,8 +94,8 @@ class TaskAdapter(ABC):
         """A labeled evaluation file as a split (``datasets.Dataset``-like) and its read counts."""
 
     @abstractmethod
-    def from_texts(self, texts: Sequence[str]):
-        """A split of unlabeled examples made from raw texts (e.g. generated transfer text)."""
+    def from_texts(self, texts: Sequence[str], group: str = "generated"):
+        """A split of unlabeled examples made from raw texts (e.g. generated transfer text) of ``group``."""
 
     @abstractmethod
     def texts(self, dataset) -> list[str]:
@@ -122,6 +122,24 @@ class TaskAdapter(ABC):
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
         """Predictions for raw texts with an inference model (anything with ``tokenizer``,
         ``max_length`` and ``logits(encoded)``), one dict per text."""
+
+    # -- transfer text -------------------------------------------------------------------------
+    def group_script(self, group: str) -> str | None:
+        """The ISO 15924 script a group's text is written in (``None``: unknown, no script filter)."""
+        return None
+
+    def informative(self, prediction) -> bool:
+        """Whether the teacher's prediction on a transfer text (as :meth:`decode` gives it) carries
+        task signal (NER: an entity); every prediction does unless an adapter says otherwise."""
+        return True
+
+    def prediction_profile(self, predictions: list) -> dict[str, Any]:
+        """What the teacher's predictions on a transfer set look like: ``labels`` (the share of each
+        predicted label, percent) over ``n`` examples (NER adds entity rates)."""
+        flat = [p for x in predictions for p in (x if isinstance(x, list) else [x])]
+        n = max(1, len(flat))
+        return {"n": len(predictions), "labels": {lab: round(100 * sum(p == lab for p in flat) / n, 2)
+                                                   for lab in self.labels}}
 
     # -- shared, from the level -----------------------------------------------------------------
     def collate(self, encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:

@@ -169,6 +169,6 @@ class SequenceClassificationAdapter(TaskAdapter):
         pairs, stats = read_text_file(path, spec, labeled=True)
         return to_dataset(pairs), {"texts": stats.rows, "cleaned": stats.cleaned, "label_counts": stats.label_counts}
 
-    def from_texts(self, texts: Sequence[str]):
-        """Raw texts as an unlabeled split (label ``""``)."""
+    def from_texts(self, texts: Sequence[str], group: str = "generated"):
+        """Raw texts as an unlabeled split (label ``""``; one group, ``group`` is not recorded)."""
         return to_dataset([(t, "") for t in texts])

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from datasets import Dataset
 
-from ..config import NERDataArguments
+from ..config import NERDataArguments, NERGenerationArguments
 from ..data.batching import IGNORE
 from ..data.languages import LanguageRegistry
 from ..data.ner import FEATURES, build_ner_data
@@ -73,7 +73,7 @@ class TokenClassificationAdapter(TaskAdapter):
     type = "token-classification"
     command = "ner"
     level = TOKEN
-    arguments = (NERDataArguments,)
+    arguments = (NERDataArguments, NERGenerationArguments)
     formats = ("auto", "panx", "conll")
     metrics = {"seqeval": "f1", "f1": "f1"}  # both mean seqeval's entity-level micro F1
     unit = "sentences"
@@ -223,7 +223,28 @@ class TokenClassificationAdapter(TaskAdapter):
         ds = {"tokens": [list(s.tokens) for s in sentences], "tags": [list(s.tags) for s in sentences]}
         return ds, {"sentences": stats.n_sentences, "tokens": stats.n_tokens, "repaired_tags": stats.n_repaired}
 
-    def from_texts(self, texts: Sequence[str]) -> Dataset:
-        """Raw texts split into words by the task's word splitter, without tags."""
+    def from_texts(self, texts: Sequence[str], group: str = "generated") -> Dataset:
+        """Raw texts split into words by the task's word splitter, without tags, in language ``group``."""
         return Dataset.from_dict({"tokens": self.splitter.words(texts), "tags": [[] for _ in texts],
-                                  "lang": ["generated"] * len(texts)}, features=FEATURES)
+                                  "lang": [group] * len(texts)}, features=FEATURES)
+
+    def group_script(self, group: str) -> str | None:
+        """The language registry's script of language ``group`` (``None`` for a code it lacks)."""
+        registry = LanguageRegistry.load()
+        return registry.get(group).script if group in registry else None
+
+    def informative(self, prediction: list[str]) -> bool:
+        """Whether the tags hold an entity (a tag other than ``O``)."""
+        return any(t != "O" for t in prediction)
+
+    def prediction_profile(self, predictions: list[list[str]]) -> dict[str, Any]:
+        """The label shares (percent of words) and the entity rates: ``entity_words`` (percent of words
+        inside an entity), ``sentences_with_entity`` (percent) and ``entities_per_sentence``."""
+        out = super().prediction_profile(predictions)
+        words = sum(len(p) for p in predictions)
+        out["entity_words"] = round(100 * sum(t != "O" for p in predictions for t in p) / max(1, words), 2)
+        out["sentences_with_entity"] = round(100 * sum(map(self.informative, predictions)) / max(1, len(predictions)), 2)
+        starts = sum(t.startswith("B-") or (t.startswith("I-") and (i == 0 or p[i - 1][2:] != t[2:]))
+                     for p in predictions for i, t in enumerate(p))
+        out["entities_per_sentence"] = round(starts / max(1, len(predictions)), 3)
+        return out

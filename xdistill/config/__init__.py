@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 from ..errors import ConfigError
 from .checks import check_budgets, check_choice, check_positive, option_name
 from .presets import PRESETS
+from .generation import GenerationArguments as GenerationArguments, GenerationOptions, NERGenerationArguments as NERGenerationArguments
 from .zero_shot import ZeroShotArguments
 
 DATA_DIR_ENV = "XDISTILL_DATA_DIR"
@@ -108,62 +109,6 @@ class TextDataArguments(DataArguments):
         check_positive(self, "labeled_per_class", "validation_per_class")
         check_budgets(self, "labeled_per_class", "teacher_labeled_per_class",
                        ("transfer_limit", "unlabeled_limit", "eval_limit"))
-
-
-@dataclass
-class GenerationArguments:
-    """Generation-distillation (Melas-Kyriazi et al. 2019): a language model writes new transfer text.
-
-    ``augment="generate"`` fine-tunes ``generator`` (any ``AutoModelForCausalLM``,
-    hub id or local path; unset: a small GPT-2 trained from scratch with the task
-    tokenizer on the task's labeled and unlabeled text), samples ``generate``
-    texts (nucleus sampling with ``top_p`` and ``temperature``; prompts are the
-    first ``prompt_words`` words of training texts, or BOS alone), filters them
-    (length bounds, exact and near duplicates of each other and of the
-    evaluation split) and caches them. ``transfer`` lists which transfer sets to
-    distil on (names in :data:`xdistill.transfer.TRANSFER_SETS`, checked when the run starts:
-    ``unlabeled``, ``generated``, ``both``; comma-separated; one student each).
-    """
-
-    augment: str = field(default="none", metadata={"help": "none or generate."})
-    transfer: str = field(default="unlabeled", metadata={"help": "Transfer sets to distil on, comma-separated: unlabeled, generated, both (generated text needs --augment generate)."})
-    generator: Optional[str] = field(default=None, metadata={"help": "AutoModelForCausalLM hub id or local path; unset: a small GPT-2 trained from scratch."})
-    generate: int = field(default=2000, metadata={"help": "Number of texts to sample."})
-    generator_layers: int = field(default=2, metadata={"help": "Scratch generator: layers."})
-    generator_hidden_size: int = field(default=128, metadata={"help": "Scratch generator: hidden size."})
-    generator_heads: int = field(default=2, metadata={"help": "Scratch generator: attention heads."})
-    generator_epochs: float = field(default=1.0, metadata={"help": "Generator fine-tuning epochs."})
-    generator_lr: float = field(default=1e-3, metadata={"help": "Generator learning rate."})
-    generator_max_length: int = field(default=128, metadata={"help": "Generator training block and sample length in tokens."})
-    generator_train_texts: int = field(default=4000, metadata={"help": "Texts the generator fine-tunes on (labeled budget first, then unlabeled; -1: all)."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling: smallest token set with this probability mass."})
-    temperature_sampling: float = field(default=1.0, metadata={"help": "Sampling temperature."})
-    prompt: str = field(default="train", metadata={"help": "Prompts: train (openings of training texts) or bos."})
-    prompt_words: int = field(default=4, metadata={"help": "Words of a training text used as a prompt."})
-    min_words: int = field(default=20, metadata={"help": "Filter: fewest words a generated text may have."})
-    max_words: int = field(default=400, metadata={"help": "Filter: most words a generated text may have."})
-    near_duplicate: float = field(default=0.8, metadata={"help": "Filter: Jaccard similarity of word 3-gram sets at or above which a text is a near duplicate."})
-
-    def __post_init__(self) -> None:
-        check_choice(self, "augment", ("none", "generate"))
-        check_choice(self, "prompt", ("train", "bos"))
-        if not self.transfer_sets:
-            raise ConfigError(f"--transfer: expected a comma-separated list of transfer sets, got {self.transfer!r}")
-        check_positive(self, "generate", "generator_layers", "generator_hidden_size", "generator_heads", "generator_epochs",
-                        "generator_lr", "generator_max_length", "prompt_words", "min_words", "max_words", "temperature_sampling")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"--top-p: expected 0 < p <= 1, got {self.top_p}")
-        if not 0 < self.near_duplicate <= 1:
-            raise ConfigError(f"--near-duplicate: expected 0 < j <= 1, got {self.near_duplicate}")
-        if self.min_words > self.max_words:
-            raise ConfigError(f"--min-words ({self.min_words}) must not exceed --max-words ({self.max_words})")
-        if self.generator_hidden_size % self.generator_heads:
-            raise ConfigError("--generator-hidden-size must be divisible by --generator-heads")
-
-    @property
-    def transfer_sets(self) -> list[str]:
-        """``--transfer`` as a list, repeats dropped, in order."""
-        return list(dict.fromkeys(t.strip() for t in self.transfer.split(",") if t.strip()))
 
 
 @dataclass
@@ -380,7 +325,7 @@ class RunSettings:
     student: StudentArguments
     distill: DistillArguments
     run: RunArguments
-    generation: GenerationArguments | None = None
+    generation: GenerationOptions | None = None
     zero_shot: ZeroShotArguments = field(default_factory=ZeroShotArguments)
 
     @classmethod
@@ -391,7 +336,7 @@ class RunSettings:
             ValueError: one of the required argument classes is missing.
         """
         kinds = {"data": DataArguments, "teacher": TeacherArguments, "student": StudentArguments,
-                 "distill": DistillArguments, "run": RunArguments, "generation": GenerationArguments,
+                 "distill": DistillArguments, "run": RunArguments, "generation": GenerationOptions,
                  "zero_shot": ZeroShotArguments}
         found = {name: next((x for x in parsed if isinstance(x, cls_)), None) for name, cls_ in kinds.items()}
         missing = [n for n, x in found.items() if x is None and n not in ("generation", "zero_shot")]
@@ -407,5 +352,5 @@ class RunSettings:
 
 
 #: The arguments every distillation command takes; each task adapter adds its own
-#: (``NERDataArguments``; ``TextDataArguments`` and ``GenerationArguments``).
+#: (``NERDataArguments`` and ``NERGenerationArguments``; ``TextDataArguments`` and ``GenerationArguments``).
 COMMON_ARGUMENTS = (TeacherArguments, StudentArguments, DistillArguments, RunArguments, ZeroShotArguments)

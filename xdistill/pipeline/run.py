@@ -37,6 +37,7 @@ from ..teachers.sampling import repeat_groups, temperature_repeats
 from ..teachers.mlm import MLMText, encode_mlm_text
 from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, LiveTeacherTargets, SplitTargets,
                        TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
+from ..transfer.profile import transfer_profiles
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
 from .folder import RunFolder
 
@@ -236,7 +237,8 @@ def build_transfer(r: Run) -> None:
     """The rows of every transfer source the requested sets need; their union is labeled once."""
     s = r.settings
     ctx = TransferContext(adapter=r.adapter, tokenizer=r.tokenizer, data=r.data, splits=r.splits, encodings=r.enc,
-                          max_length=s.data.max_length, generation=s.generation, out_dir=r.out, seed=s.data.seed)
+                          max_length=s.data.max_length, generation=s.generation, out_dir=r.out, seed=s.data.seed,
+                          teacher=r.teacher)
     parts = []
     for name in r.sources:
         source = TRANSFER_SOURCES[name]()
@@ -259,6 +261,9 @@ def label_transfer(r: Run) -> None:
     s = r.settings
     r.stages = build_stages(stage_names(s), s.distill, stage_context(r.teacher, s))
     label_stage_features(r, r.union, "transfer", r.enc["validation"], "validation")
+    if r.union_cache is not None and "logits" in r.union_cache.keys:  # the teacher's labels on each set
+        r.sections["transfer_profile"] = transfer_profiles(r.union_cache, r.adapter, r.union, r.variants,
+                                                           set_rows(r.sources, r.source_sizes))
 
 
 def label_stage_features(r: Run, train: Encoded, name: str, validation: Encoded, validation_name: str) -> None:

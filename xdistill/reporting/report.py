@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..utils import atomic_write_json, atomic_write_text, plural
+from .generation import generation_markdown, profile_markdown
 from .results import BASELINES, ModelScores, RunResult
 
 
@@ -184,18 +185,7 @@ def render_markdown(r: dict) -> str:
             lines += ["Held-out MLM loss by step: " + ", ".join(f"{st}: {v:.3f}" for st, v in curve), ""]
     per = pd.DataFrame(r["groups"]).T
     lines += ["## Per " + ("language" if "languages" in r else "group"), "", _table(per), ""]
-    g = r.get("generation")
-    if g:
-        lines += ["## Generated transfer text (generation-distillation)", "",
-                  f"Generator: {g['generator']}; trained on {g['train_texts']} texts. Sampled {g['sampled']}, kept "
-                  f"{g['kept']} (removed: {g['removed_length']} by length, {g['removed_duplicate']} exact duplicates, "
-                  f"{g['removed_near_duplicate']} near duplicates, {g['removed_eval_overlap']} near the evaluation split); "
-                  f"mean length {g['mean_words']:.1f} words.", ""]
-        gv = m.get("generated_vs_unlabeled")
-        if gv:
-            lines += ["Generated text against unlabeled text (difference in mean " + k + "): "
-                      + ", ".join(f"{v}: {x:+.2f}" for v, x in gv.items()) + ".", ""]
-        lines += ["Samples:", ""] + [f"> {s[:300]}" for s in g["samples"][:3]] + [""]
+    lines += generation_markdown(r, k) + profile_markdown(r)
     enc = d.get("encoding", {})
     trunc = {n: e for n, e in enc.items() if e.get("examples_truncated")}
     if trunc:

@@ -1,17 +1,18 @@
-"""Generation-distillation (Melas-Kyriazi, Han and Celi 2019): a language model writes new transfer text.
+"""Generation-distillation (Melas-Kyriazi, Han and Liang 2019, arXiv 2002.00733): a language model
+writes new transfer text.
 
-A causal language model (any ``AutoModelForCausalLM`` by hub id or local path;
-with no weights, a small GPT-2 trained from scratch with the task tokenizer) is
-fine-tuned on the task's text, then samples new texts with nucleus sampling
-from prompts (openings of training texts, or BOS alone). The samples are
-filtered (length bounds; exact and near duplicates of each other and of the
-evaluation split) and cached on disk; the teacher then labels them like any
-transfer text.
+A causal language model (any ``AutoModelForCausalLM`` by hub id or local path; with no weights, a
+small GPT-2 trained from scratch with the task tokenizer) is fine-tuned on the task's text of every
+group (language) at once, each text prefixed by its group's tag when the task has groups, then
+samples texts per group with nucleus sampling from prompts (the tag and the opening of one of the
+group's training texts, or the tag alone). The trained generator and its samples are cached on disk
+(``OUTPUT/generated/KEY/``): a change of sampling options samples anew from the cached generator,
+a change of the filters (:mod:`xdistill.transfer.filters`) only filters again.
 
-A scratch generator works over the task tokenizer's vocabulary pruned to the
-tokens of its training text (the mBERT vocabulary has 119,547 entries; an
-output layer that size would dominate CPU time); the mapping back to the task
-tokenizer's ids is stored with it.
+A scratch generator works over the task tokenizer's vocabulary pruned to the tokens of its training
+text (the mBERT vocabulary has 119,547 entries; an output layer that size would dominate CPU time)
+plus one id per group tag; the mapping back to the task tokenizer's ids is stored with it. A hub
+generator gets its group tags as added special tokens (``<xdistill:de>``), its embeddings resized.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -32,103 +34,22 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, Trainer,
                           TrainingArguments)
 
-from ..config import GenerationArguments
+from ..config import GenerationOptions
 from ..errors import ConfigError
 from ..teachers.training import pin_memory, quiet
 from ..utils import atomic_write_json, progress
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class GenerationReport:
-    """What the report says about generation."""
-
-    generator: str
-    trained_from_scratch: bool
-    train_texts: int
-    sampled: int
-    kept: int
-    removed_length: int
-    removed_duplicate: int
-    removed_near_duplicate: int
-    removed_eval_overlap: int
-    mean_words: float
-    seconds_training: float
-    seconds_sampling: float
-    samples: list
+#: the generator options that change its weights (the others only change sampling or filtering)
+TRAINING_OPTIONS = ("generator", "generator_layers", "generator_hidden_size", "generator_heads", "generator_epochs",
+                    "generator_lr", "generator_max_length", "generator_train_texts")
+SAMPLING_OPTIONS = ("top_p", "temperature_sampling", "prompt", "prompt_words", "generator_max_length")
 
 
-def shingles(text: str, n: int = 3) -> set:
-    """Set of lowercase word ``n``-grams (the whole text when shorter)."""
-    w = text.lower().split()
-    return {" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
-
-
-def near_duplicate_mask(candidates: Sequence[str], references: Sequence[str], threshold: float,
-                        chunk: int = 256) -> np.ndarray:
-    """``mask[i]`` is True when candidate ``i`` has Jaccard similarity >= ``threshold`` (word 3-gram sets)
-    with some reference text. Sparse binary shingle matrices (scikit-learn), compared in chunks."""
-    from sklearn.feature_extraction.text import HashingVectorizer  # deferred: scikit-learn takes 2-3 s to import
-
-    if not len(candidates) or not len(references):
-        return np.zeros(len(candidates), dtype=bool)
-    # the same shingle sets as :func:`shingles` (a text shorter than 3 words is one shingle)
-    vec = HashingVectorizer(analyzer=lambda t: list(shingles(t)), binary=True, norm=None, alternate_sign=False,
-                            n_features=2 ** 22)
-    cand = vec.transform(candidates).tocsr()
-    ref = vec.transform(references).tocsr()
-    cand.data[:] = 1
-    ref.data[:] = 1
-    c_size = np.asarray(cand.sum(1)).ravel()
-    r_size = np.asarray(ref.sum(1)).ravel()
-    out = np.zeros(len(candidates), dtype=bool)
-    ref_t = ref.T.tocsc()
-    for a in range(0, cand.shape[0], chunk):
-        inter = (cand[a:a + chunk] @ ref_t).tocoo()
-        if inter.nnz == 0:
-            continue
-        union = c_size[a + inter.row] + r_size[inter.col] - inter.data
-        jac = inter.data / np.maximum(union, 1)
-        hit = inter.row[jac >= threshold]
-        out[a + np.unique(hit)] = True
-    return out
-
-
-def filter_generated(texts: Sequence[str], eval_texts: Sequence[str], args: GenerationArguments) -> tuple[list[str], dict]:
-    """Apply the length bounds, then drop exact duplicates, near duplicates of earlier kept texts and
-    near duplicates of the evaluation split. Returns ``(kept, counts of removals)``."""
-    counts = {"removed_length": 0, "removed_duplicate": 0, "removed_near_duplicate": 0, "removed_eval_overlap": 0}
-    stage1, seen = [], set()
-    for t in texts:
-        n = len(t.split())
-        if n < args.min_words or n > args.max_words:
-            counts["removed_length"] += 1
-            continue
-        key = " ".join(t.lower().split())
-        if key in seen:
-            counts["removed_duplicate"] += 1
-            continue
-        seen.add(key)
-        stage1.append(t)
-    overlap = near_duplicate_mask(stage1, list(eval_texts), args.near_duplicate)
-    counts["removed_eval_overlap"] = int(overlap.sum())
-    stage2 = [t for t, o in zip(stage1, overlap) if not o]
-    kept: list[str] = []
-    kept_sh: list[set] = []
-    # near duplicates among the samples: compare each text with the kept ones sharing a shingle
-    index: dict[str, list[int]] = {}
-    for t in stage2:
-        sh = shingles(t)
-        cands = {j for s in sh for j in index.get(s, ())}
-        if any(len(sh & kept_sh[j]) / max(1, len(sh | kept_sh[j])) >= args.near_duplicate for j in cands):
-            counts["removed_near_duplicate"] += 1
-            continue
-        for s in sh:
-            index.setdefault(s, []).append(len(kept))
-        kept.append(t)
-        kept_sh.append(sh)
-    return kept, counts
+def group_tag(group: str) -> str:
+    """The prompt token of a group (language): ``<xdistill:de>``."""
+    return f"<xdistill:{group}>"
 
 
 class _Texts(torch.utils.data.Dataset):
@@ -160,87 +81,137 @@ class _Collator:
 
 
 @dataclass
-class _Generator:
-    """A causal LM ready to train on ``rows`` (token ids with BOS/EOS) and the way back to text."""
+class Generator:
+    """A causal LM over its own ids and the way to and from text.
+
+    Attributes:
+        model: the ``PreTrainedModel`` (GPT-2 from scratch, or the ``--generator`` checkpoint).
+        tokenizer: the generator's tokenizer (``None`` for a scratch generator, which uses ``task_tokenizer``).
+        bos, eos, pad: its special ids; ``tags``: group -> tag id (empty without groups).
+        vocab: scratch generator: ``(V,)`` task-tokenizer id of each generator id (tags excluded).
+        scratch: trained from scratch here.
+    """
 
     model: object
-    rows: list
+    tokenizer: object
+    task_tokenizer: object
+    bos: int
+    eos: int
     pad: int
-    decode: object      # generator ids -> text
-    scratch: bool
+    tags: dict = field(default_factory=dict)
+    vocab: np.ndarray | None = None
+    scratch: bool = True
+
+    def encode(self, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+        """Generator ids of each text, at most ``max_tokens``, without BOS, tag or EOS."""
+        if self.vocab is None:
+            return self.tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
+        to_gen = {int(t): i for i, t in enumerate(self.vocab)}
+        unk = to_gen[self.task_tokenizer.unk_token_id]
+        ids = self.task_tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)["input_ids"]
+        return [[to_gen.get(i, unk) for i in x] for x in ids]
+
+    def rows(self, texts: Sequence[str], group: str | None, max_length: int) -> list[list[int]]:
+        """Training rows ``[BOS, tag, ids..., EOS]`` (no tag without groups), at most ``max_length``."""
+        head = [self.bos] + ([self.tags[group]] if self.tags else [])
+        return [[*head, *x, self.eos] for x in self.encode(texts, max_length - len(head) - 1)]
+
+    def decode(self, row: Sequence[int]) -> str:
+        """Text of generator ids; special ids and tags are dropped."""
+        if self.vocab is None:
+            return self.tokenizer.decode(list(row), skip_special_tokens=True)
+        ids = [int(self.vocab[x]) for x in row if x < len(self.vocab)]
+        return self.task_tokenizer.decode(ids, skip_special_tokens=True)
+
+    def save(self, path: Path) -> None:
+        """The model (and tokenizer, or the vocabulary map) under ``path`` (written complete or not at all)."""
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(tmp)
+        if self.vocab is not None:
+            np.save(tmp / "vocab.npy", self.vocab)
+        atomic_write_json(tmp / "xdistill_generator.json", {"bos": self.bos, "eos": self.eos, "pad": self.pad,
+                                                           "tags": self.tags, "scratch": self.scratch})
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+
+    @classmethod
+    def load(cls, path: Path, task_tokenizer) -> "Generator":
+        """A generator :meth:`save` wrote."""
+        meta = json.loads((path / "xdistill_generator.json").read_text())
+        vocab = np.load(path / "vocab.npy") if (path / "vocab.npy").is_file() else None
+        tok = None if vocab is not None else AutoTokenizer.from_pretrained(path)
+        return cls(AutoModelForCausalLM.from_pretrained(path), tok, task_tokenizer, meta["bos"], meta["eos"],
+                   meta["pad"], meta["tags"], vocab, meta["scratch"])
 
 
-def _scratch_generator(args: GenerationArguments, tokenizer, train_texts: Sequence[str]) -> _Generator:
-    """A small GPT-2 over the task tokenizer's vocabulary pruned to the tokens of ``train_texts``."""
-    ids = tokenizer(list(train_texts), add_special_tokens=False, truncation=True,
-                    max_length=args.generator_max_length - 2)["input_ids"]
-    bos, eos = tokenizer.cls_token_id, tokenizer.sep_token_id
-    seen = sorted({i for x in ids for i in x} | {bos, eos, tokenizer.pad_token_id, tokenizer.unk_token_id})
-    to_gen = {t: i for i, t in enumerate(seen)}
-    from_gen = np.asarray(seen)
-    rows = [[to_gen[bos], *(to_gen[i] for i in x), to_gen[eos]] for x in ids]
-    cfg = GPT2Config(vocab_size=len(seen), n_positions=max(args.generator_max_length, 32), n_embd=args.generator_hidden_size,
-                     n_layer=args.generator_layers, n_head=args.generator_heads, bos_token_id=to_gen[bos],
-                     eos_token_id=to_gen[eos], pad_token_id=to_gen[tokenizer.pad_token_id])
-    model = GPT2LMHeadModel(cfg)
-    logger.info("generator: GPT-2 trained from scratch (%d layers, hidden %d) over %d task-tokenizer tokens",
-                args.generator_layers, args.generator_hidden_size, len(seen))
-
-    def decode(row):
-        return tokenizer.decode([int(from_gen[x]) for x in row], skip_special_tokens=True)
-
-    return _Generator(model, rows, to_gen[tokenizer.pad_token_id], decode, True)
+def scratch_generator(args: GenerationOptions, tokenizer, texts: dict[str, list[str]], tagged: bool) -> Generator:
+    """A small GPT-2 over the task tokenizer's vocabulary pruned to the tokens of ``texts`` (per group),
+    plus one id per group tag when ``tagged``."""
+    flat = [t for v in texts.values() for t in v]
+    ids = tokenizer(flat, add_special_tokens=False, truncation=True, max_length=args.generator_max_length)["input_ids"]
+    specials = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id}
+    vocab = np.asarray(sorted({i for x in ids for i in x} | specials))
+    to_gen = {int(t): i for i, t in enumerate(vocab)}
+    tags = {g: len(vocab) + k for k, g in enumerate(texts)} if tagged else {}
+    cfg = GPT2Config(vocab_size=len(vocab) + len(tags), n_positions=max(args.generator_max_length, 32),
+                     n_embd=args.generator_hidden_size, n_layer=args.generator_layers, n_head=args.generator_heads,
+                     bos_token_id=to_gen[tokenizer.cls_token_id], eos_token_id=to_gen[tokenizer.sep_token_id],
+                     pad_token_id=to_gen[tokenizer.pad_token_id])
+    logger.info("generator: GPT-2 trained from scratch (%d layers, hidden %d) over %d task-tokenizer tokens and %d group tags",
+                args.generator_layers, args.generator_hidden_size, len(vocab), len(tags))
+    return Generator(GPT2LMHeadModel(cfg), None, tokenizer, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id,
+                     tags, vocab, True)
 
 
-def _pretrained_generator(args: GenerationArguments, train_texts: Sequence[str]) -> _Generator:
-    """``--generator``: any ``AutoModelForCausalLM`` with its own tokenizer.
+def pretrained_generator(args: GenerationOptions, tokenizer, groups: Sequence[str], tagged: bool) -> Generator:
+    """``--generator``: any ``AutoModelForCausalLM`` with its own tokenizer; group tags are added as
+    special tokens (the embedding matrix grows by one row per group).
 
     Raises:
-        ConfigError: it cannot be loaded.
+        ConfigError: it cannot be loaded, or its tokenizer has neither a BOS nor an EOS token to prompt with.
     """
     try:
         gen_tok = AutoTokenizer.from_pretrained(args.generator)
         model = AutoModelForCausalLM.from_pretrained(args.generator)
     except Exception as e:  # transformers raises OSError, ValueError or its own types
         raise ConfigError(f"--generator: could not load {args.generator!r} (hub id or local directory): {e}") from e
-    if gen_tok.pad_token is None:
-        gen_tok.pad_token = gen_tok.eos_token
-    enc = gen_tok(list(train_texts), truncation=True, max_length=args.generator_max_length - 1)["input_ids"]
     bos = gen_tok.bos_token_id if gen_tok.bos_token_id is not None else gen_tok.eos_token_id
-    rows = [[bos, *x, gen_tok.eos_token_id] for x in enc]
-    logger.info("generator: fine-tuning %s", args.generator)
+    if bos is None:
+        raise ConfigError(f"--generator: the tokenizer of {args.generator!r} has neither a BOS nor an EOS token to "
+                          "prompt with; give a causal LM whose tokenizer defines one")
+    if gen_tok.pad_token is None:
+        gen_tok.pad_token = gen_tok.eos_token or gen_tok.bos_token
+    tags = {}
+    if tagged:
+        gen_tok.add_special_tokens({"additional_special_tokens": [group_tag(g) for g in groups]})
+        model.resize_token_embeddings(len(gen_tok))
+        tags = {g: gen_tok.convert_tokens_to_ids(group_tag(g)) for g in groups}
+    logger.info("generator: fine-tuning %s%s", args.generator, f" with {len(tags)} group tags" if tags else "")
+    eos = gen_tok.eos_token_id if gen_tok.eos_token_id is not None else bos
+    return Generator(model, gen_tok, tokenizer, bos, eos, gen_tok.pad_token_id, tags, None, False)
 
-    def decode(row):
-        return gen_tok.decode(row, skip_special_tokens=True)
 
-    return _Generator(model, rows, gen_tok.pad_token_id, decode, False)
-
-
-def _train(gen: _Generator, args: GenerationArguments, out_dir: Path, seed: int) -> None:
+def train_generator(gen: Generator, rows: list[list[int]], args: GenerationOptions, out_dir: Path, seed: int) -> None:
     """Causal-LM training with ``transformers.Trainer`` (length-grouped batches of 16)."""
     targs = TrainingArguments(output_dir=str(Path(out_dir) / "checkpoints" / "generator"), num_train_epochs=args.generator_epochs,
                               learning_rate=args.generator_lr, per_device_train_batch_size=16, warmup_steps=0.05,
                               weight_decay=0.01, save_strategy="no", logging_steps=50, report_to=[], seed=seed,
                               disable_tqdm=True, train_sampling_strategy="group_by_length",
                               dataloader_pin_memory=pin_memory())
-    quiet(Trainer(model=gen.model, args=targs, train_dataset=_Texts(gen.rows), data_collator=_Collator(gen.pad)),
+    quiet(Trainer(model=gen.model, args=targs, train_dataset=_Texts(rows), data_collator=_Collator(gen.pad)),
           "generator").train()
 
 
 @torch.no_grad()
-def _sample(gen: _Generator, args: GenerationArguments, rng: random.Random) -> list[str]:
-    """Nucleus (top-p) sampling with temperature; prompts are training openings (BOS and the first
-    ``prompt_words`` subwords) or BOS alone; left-padded batches of 64."""
+def sample(gen: Generator, prompts: list[list[int]], args: GenerationOptions, strip_prompt: bool) -> list[str]:
+    """Nucleus (top-p) sampling with temperature from each prompt (left-padded batches of 64); the
+    prompt is part of the text unless ``strip_prompt``."""
     model = gen.model
     model.eval()
     device = next(model.parameters()).device
-    prompts = []
-    for _ in range(args.generate):
-        if args.prompt == "train":
-            r = gen.rows[rng.randrange(len(gen.rows))]
-            prompts.append(r[: 1 + args.prompt_words])
-        else:
-            prompts.append(gen.rows[0][:1])
     texts: list[str] = []
     batch = 64
     for a in progress(range(0, len(prompts), batch), "generator samples (batches of 64)", log=logger):
@@ -253,65 +224,123 @@ def _sample(gen: _Generator, args: GenerationArguments, rng: random.Random) -> l
             att[i, width - len(p):] = 1
         out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), do_sample=True,
                              top_p=args.top_p, temperature=args.temperature_sampling,
-                             max_length=args.generator_max_length, pad_token_id=gen.pad,
-                             eos_token_id=model.config.eos_token_id)
+                             max_length=args.generator_max_length, pad_token_id=gen.pad, eos_token_id=gen.eos)
         for row in out.cpu().numpy():
-            row = row[width:] if args.prompt == "bos" else row
+            row = row[width:] if strip_prompt else row
             texts.append(gen.decode([int(x) for x in row if x != gen.pad]))
     return texts
 
 
-def _cache_key(args: GenerationArguments, seed: int, train_texts: Sequence[str], eval_texts: Sequence[str]) -> str:
-    h = hashlib.sha256(json.dumps({"args": asdict(args), "seed": seed}, sort_keys=True).encode())
-    for t in train_texts:
-        h.update(t.encode())
-    h.update(str(len(eval_texts)).encode())
-    for t in eval_texts[:: max(1, len(eval_texts) // 200)]:
-        h.update(t.encode())
-    return h.hexdigest()[:16]
+@torch.no_grad()
+def perplexity(gen: Generator, rows: list[list[int]], batch: int = 64) -> float:
+    """The generator's perplexity on ``rows`` (exp of the mean next-token NLL over their real tokens)."""
+    if not rows:
+        return float("nan")
+    gen.model.eval()
+    device = next(gen.model.parameters()).device
+    collate = _Collator(gen.pad)
+    nll, n = 0.0, 0
+    for a in range(0, len(rows), batch):
+        b = collate([{"input_ids": r} for r in rows[a:a + batch]])
+        logits = gen.model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device)).logits
+        target = b["labels"][:, 1:].to(device)
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten(),
+                                                 ignore_index=-100, reduction="sum")
+        nll += float(loss)
+        n += int((target != -100).sum())
+    return math.exp(nll / max(1, n))
 
 
-def generate_transfer_text(args: GenerationArguments, tokenizer, train_texts: Sequence[str], eval_texts: Sequence[str],
-                           out_dir: Path, seed: int) -> tuple[list[str], GenerationReport]:
-    """Fine-tune (or train from scratch) the generator, sample, filter; cached in ``out_dir/generated``.
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Distinct-n (Li et al. 2016): unique word ``n``-grams over all word ``n``-grams of ``texts``, percent."""
+    grams = [tuple(w[i:i + n]) for t in texts for w in [t.split()] for i in range(len(w) - n + 1)]
+    return round(100 * len(set(grams)) / max(1, len(grams)), 2)
 
-    The cache key hashes the generation settings, the training texts and the
-    evaluation texts, so a change in any of them samples anew.
+
+def _key(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class GeneratedSamples:
+    """What :func:`generate_samples` returns: raw samples per group (before the filters) and how
+    they came about (for the report)."""
+
+    texts: dict[str, list[str]]
+    generator: str
+    trained_from_scratch: bool
+    train_texts: int
+    seconds_training: float
+    seconds_sampling: float
+    cached: bool
+    perplexity: dict
+
+
+def _prompts(gen: Generator, rows: dict[str, list[list[int]]], args: GenerationOptions, per_group: int,
+             seed: int) -> list[tuple[str, list[int]]]:
+    rng = random.Random(seed)
+    out = []
+    head_len = 1 + (1 if gen.tags else 0)
+    for g, rs in rows.items():
+        for _ in range(per_group):
+            r = rs[rng.randrange(len(rs))]
+            out.append((g, r[: head_len + args.prompt_words] if args.prompt == "train" else r[:head_len]))
+    return out
+
+
+def generate_samples(args: GenerationOptions, tokenizer, train_texts: dict[str, list[str]],
+                     held_out: dict[str, list[str]], per_group: int, tagged: bool, out_dir: Path,
+                     seed: int) -> GeneratedSamples:
+    """Train (or load from the cache) the generator on ``train_texts`` (per group, capped at
+    ``args.generator_train_texts`` each) and sample ``per_group`` texts for every group (cached too).
+    ``held_out`` texts (per group, never trained on) give the perplexity of real text beside the
+    samples'.
 
     Raises:
-        ConfigError: ``--generator`` cannot be loaded.
+        ConfigError: ``--generator`` cannot be loaded or prompted.
     """
-    n_train = len(train_texts) if args.generator_train_texts < 0 else min(args.generator_train_texts, len(train_texts))
-    train_texts = list(train_texts[:n_train])
-    cache = Path(out_dir) / "generated" / _cache_key(args, seed, train_texts, eval_texts)
-    if (cache / "report.json").is_file():
-        rep = GenerationReport(**json.loads((cache / "report.json").read_text()))
-        texts = json.loads((cache / "texts.json").read_text())
-        logger.info("generated transfer text read from cache %s (%d texts)", cache, len(texts))
-        return texts, rep
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
+    cap = args.generator_train_texts
+    train_texts = {g: list(v if cap < 0 else v[:cap]) for g, v in train_texts.items() if v}
+    if not train_texts:
+        raise ConfigError("--augment generate: no training text for the generator in any group")
+    gen_key = _key({"options": {k: getattr(args, k) for k in TRAINING_OPTIONS}, "seed": seed, "tagged": tagged,
+                    "texts": {g: hashlib.sha256("\n".join(v).encode()).hexdigest() for g, v in train_texts.items()}})
+    folder = Path(out_dir) / "generated" / gen_key
     t0 = time.perf_counter()
-    gen = _scratch_generator(args, tokenizer, train_texts) if args.generator is None else _pretrained_generator(args, train_texts)
-    _train(gen, args, out_dir, seed)
+    torch.manual_seed(seed)
+    if (folder / "generator" / "xdistill_generator.json").is_file():
+        gen = Generator.load(folder / "generator", tokenizer)
+        logger.info("generator read from cache %s", folder / "generator")
+        cached_model = True
+    else:
+        gen = (scratch_generator(args, tokenizer, train_texts, tagged) if args.generator is None
+               else pretrained_generator(args, tokenizer, list(train_texts), tagged))
+        rows = [r for g, v in train_texts.items() for r in gen.rows(v, g, args.generator_max_length)]
+        train_generator(gen, rows, args, out_dir, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        gen.save(folder / "generator")
+        cached_model = False
     t_train = time.perf_counter() - t0
+    sample_file = folder / f"samples-{_key({k: getattr(args, k) for k in SAMPLING_OPTIONS} | {'n': per_group, 'seed': seed})}.json"
     t1 = time.perf_counter()
-    texts = _sample(gen, args, rng)
+    if sample_file.is_file():
+        texts = json.loads(sample_file.read_text())
+        logger.info("generated samples read from cache %s", sample_file)
+    else:
+        rows = {g: gen.rows(v, g, args.generator_max_length) for g, v in train_texts.items()}
+        prompts = _prompts(gen, rows, args, per_group, seed)
+        torch.manual_seed(seed)
+        out = sample(gen, [p for _, p in prompts], args, strip_prompt=args.prompt == "bos")
+        texts = {g: [] for g in train_texts}
+        for (g, _), t in zip(prompts, out):
+            texts[g].append(t)
+        atomic_write_json(sample_file, texts)
     t_sample = time.perf_counter() - t1
-    kept, counts = filter_generated(texts, eval_texts, args)
-    rep = GenerationReport(
-        generator=args.generator or "GPT-2 trained from scratch", trained_from_scratch=gen.scratch, train_texts=len(gen.rows),
-        sampled=len(texts), kept=len(kept), mean_words=float(np.mean([len(t.split()) for t in kept])) if kept else 0.0,
-        seconds_training=round(t_train, 1), seconds_sampling=round(t_sample, 1), samples=kept[:5], **counts)
-    logger.info("generation: sampled %d, kept %d (length %d, duplicates %d, near duplicates %d, eval overlap %d)",
-                rep.sampled, rep.kept, rep.removed_length, rep.removed_duplicate, rep.removed_near_duplicate,
-                rep.removed_eval_overlap)
-    tmp = cache.with_name(cache.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    atomic_write_json(tmp / "texts.json", kept)
-    atomic_write_json(tmp / "report.json", asdict(rep))
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp.rename(cache)
-    return kept, rep
+    rng = random.Random(seed)
+    pick = lambda d: [(g, t) for g, v in d.items() for t in rng.sample(v, min(len(v), 100))]  # noqa: E731
+    ppl = {"samples": perplexity(gen, [r for g, t in pick(texts) for r in gen.rows([t], g, args.generator_max_length)]),
+           "held_out": perplexity(gen, [r for g, t in pick({g: v for g, v in held_out.items() if g in train_texts})
+                                         for r in gen.rows([t], g, args.generator_max_length)])}
+    return GeneratedSamples(texts, args.generator or "GPT-2 trained from scratch", gen.scratch,
+                            sum(map(len, train_texts.values())), round(t_train, 1), round(t_sample, 1),
+                            cached_model, {k: round(v, 2) for k, v in ppl.items()})

@@ -36,7 +36,7 @@ from ..data.languages import LanguageRegistry, unlabeled_files
 from ..data.readers import read_ner_file
 from ..data.text import read_lines
 from ..errors import ConfigError
-from .generation import near_duplicate_mask
+from .filters import near_duplicate_mask
 
 logger = logging.getLogger(__name__)
 

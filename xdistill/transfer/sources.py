@@ -14,41 +14,12 @@ its own module of this package) with ``@register_source``, and a line in ``TRANS
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
-from ..adapters import TaskAdapter
-from ..config import GenerationArguments
-from ..data.types import Encoded, TaskData
+from ..config import GenerationOptions
 from ..errors import ConfigError
-from .generation import generate_transfer_text
-
-
-@dataclass
-class TransferContext:
-    """What a source may use: the task adapter and the teacher's tokenizer, the task's data
-    (``splits`` are the groups' splits concatenated: ``labeled``, ``validation``,
-    ``teacher_labeled``, ``transfer``; ``encodings`` the same, encoded), the generation options
-    (``None`` for a command without them), the output folder and the seed."""
-
-    adapter: TaskAdapter
-    tokenizer: object
-    data: TaskData
-    splits: dict
-    encodings: dict[str, Encoded]
-    max_length: int
-    generation: GenerationArguments | None
-    out_dir: Path
-    seed: int
-
-
-@dataclass
-class TransferText:
-    """A source's encoded rows, and the report's section about them (or ``None``)."""
-
-    encoded: Encoded
-    report: dict | None = None
+from .context import TransferContext, TransferText
+from .generated import generated_text
 
 
 class TransferSource(ABC):
@@ -67,7 +38,7 @@ class TransferSource(ABC):
     section: ClassVar[str | None] = None
 
     @classmethod
-    def check(cls, generation: GenerationArguments | None) -> None:
+    def check(cls, generation: GenerationOptions | None) -> None:
         """Raise ConfigError (naming the option) when the run's options cannot build this source."""
 
     @abstractmethod
@@ -100,7 +71,8 @@ class UnlabeledText(TransferSource):
 @register_source
 class GeneratedText(TransferSource):
     """Text written by a causal language model fine-tuned (or trained from scratch) on the
-    task's text, sampled, filtered and cached (``--augment generate``)."""
+    task's text, sampled per group (language), filtered and cached (``--augment generate``;
+    :mod:`xdistill.transfer.generated`)."""
 
     name = "generated"
     phase = "generation"
@@ -108,20 +80,12 @@ class GeneratedText(TransferSource):
     section = "generation"
 
     @classmethod
-    def check(cls, generation: GenerationArguments | None) -> None:
+    def check(cls, generation: GenerationOptions | None) -> None:
         if generation is None or generation.augment != "generate":
             raise ConfigError("--transfer: generated text needs --augment generate")
 
     def build(self, ctx: TransferContext) -> TransferText:
-        adapter = ctx.adapter
-        train_texts = adapter.texts(ctx.splits["labeled"]) + adapter.texts(ctx.splits["transfer"])
-        eval_texts = [t for g in ctx.data.groups.values() for t in adapter.texts(g.evaluation)]
-        texts, rep = generate_transfer_text(ctx.generation, ctx.tokenizer, train_texts, eval_texts, ctx.out_dir, ctx.seed)
-        if not texts:
-            raise ConfigError("--augment generate: every generated text was filtered out; lower --min-words, "
-                              "raise --near-duplicate or --generate")
-        return TransferText(adapter.encode(adapter.from_texts(texts), ctx.tokenizer, ctx.max_length, "generated"),
-                            asdict(rep))
+        return generated_text(ctx)
 
 
 #: transfer set (``--transfer``) -> the sources it is made of
@@ -132,7 +96,7 @@ TRANSFER_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def resolve_transfer_sets(names: Sequence[str], generation: GenerationArguments | None) -> list[str]:
+def resolve_transfer_sets(names: Sequence[str], generation: GenerationOptions | None) -> list[str]:
     """The sources the requested transfer sets need, in registry order.
 
     Raises:
@@ -146,6 +110,9 @@ def resolve_transfer_sets(names: Sequence[str], generation: GenerationArguments 
     sources = [s for s in TRANSFER_SOURCES if s in needed]
     for s in sources:
         TRANSFER_SOURCES[s].check(generation)
+    if generation is not None and generation.augment == "generate" and "generated" not in sources:
+        raise ConfigError(f"--augment generate: no transfer set in --transfer {','.join(names)} uses generated text; "
+                          "add generated or both (e.g. --transfer unlabeled,generated,both), or drop --augment")
     return sources
 
 
