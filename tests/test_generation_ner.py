@@ -109,10 +109,22 @@ def test_teacher_filters_drop_unsure_and_entityless_samples(monkeypatch):
             return out
 
     ctx = SimpleNamespace(generation=args, adapter=a, tokenizer=tok, max_length=16, teacher=Teacher(), seed=0)
-    counts = {"en": {"removed_entropy": 0, "removed_entityless": 0}}
+    counts = {"en": {"removed_entropy": 0, "removed_entityless": 0, "removed_balance": 0}}
     enc, groups, texts, preds = generated_module._teacher_filter(ctx, {"en": ["Anna Paris", "lives in", "the city"]}, counts)
     assert texts == ["Anna Paris"] and groups == ["en"] and len(enc.n_words) == 1
-    assert counts["en"] == {"removed_entropy": 1, "removed_entityless": 1}
+    assert counts["en"] == {"removed_entropy": 1, "removed_entityless": 1, "removed_balance": 0}
+
+
+def test_balance_downsamples_to_the_rarest_predicted_class():
+    import random
+
+    preds = ["pos", "pos", "neg", "pos", "neg", "pos", "pos"]
+    order = [("imdb", f"t{i}") for i in range(len(preds))]
+    counts = {"imdb": {"removed_balance": 0}}
+    keep = generated_module._balance(list(range(len(preds))), preds, order, counts, random.Random(0))
+    assert sorted(preds[i] for i in keep) == ["neg", "neg", "pos", "pos"] and keep == sorted(keep)
+    assert counts["imdb"]["removed_balance"] == 3
+    assert not NERGenerationArguments().balance_labels and GenerationArguments(balance_classes=True).balance_labels
 
 
 # --------------------------------------------------------------------------- the generator's prompts
@@ -175,6 +187,8 @@ def test_unreachable_generator_names_the_option(tmp_path):
     args = NERGenerationArguments(augment="generate", transfer="both", generator=str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="--generator: could not load"):
         generation.pretrained_generator(args, None, ["de"], tagged=True)
+    with pytest.raises(ConfigError, match="--generator: could not load"):  # checked before the run starts
+        resolve_transfer_sets(["unlabeled", "both"], args)
 
 
 # --------------------------------------------------------------------------- bad options
@@ -208,9 +222,11 @@ def test_language_without_a_script_is_refused():
 
 def test_a_language_filtered_out_entirely_is_a_warning(caplog):
     counts = {"de": {"sampled": 10, "kept": 4, "removed_length": 6, "removed_script": 0, "removed_duplicate": 0,
-                     "removed_near_duplicate": 0, "removed_eval_overlap": 0, "removed_entropy": 0, "removed_entityless": 0},
+                     "removed_near_duplicate": 0, "removed_eval_overlap": 0, "removed_entropy": 0, "removed_entityless": 0,
+                     "removed_balance": 0},
               "my": {"sampled": 10, "kept": 0, "removed_length": 1, "removed_script": 9, "removed_duplicate": 0,
-                     "removed_near_duplicate": 0, "removed_eval_overlap": 0, "removed_entropy": 0, "removed_entityless": 0}}
+                     "removed_near_duplicate": 0, "removed_eval_overlap": 0, "removed_entropy": 0, "removed_entityless": 0,
+                     "removed_balance": 0}}
     with caplog.at_level(logging.WARNING):
         warnings = _warn_empty(counts)
     assert len(warnings) == 1 and "every sample of my was filtered out" in warnings[0]
@@ -241,3 +257,37 @@ def test_smoke_ner_run_with_generated_text(tmp_path, data_dir):
     assert 0 <= prof["generated"]["sentences_with_entity"] <= 100
     md = (out / "report.md").read_text()
     assert "Generated transfer text" in md and "The teacher's predictions on each transfer set" in md
+
+
+# --------------------------------------------------------------------------- the benchmark's summary
+
+
+def test_benchmark_summary_means_and_low_resource_rows():
+    bench = tiny.load_script("benchmark_generation")
+    langs = {"de": (50.0, 40.0, 52.0, 600), "yo": (30.0, 36.0, 35.0, 500), "qu": (20.0, 30.0, 28.0, 0)}
+    report = {
+        "task": "wikiann", "metric": "f1", "command": "python -m xdistill ner ...", "student": {"transfer": "unlabeled"},
+        "groups": {g: {"student_f1": u, "student_generated_f1": gen, "student_both_f1": b, "teacher_f1": 60.0}
+                   for g, (u, gen, b, _) in langs.items()},
+        "data": {"per_group": {g: {"transfer": n} for g, (*_, n) in langs.items()}},
+        "generation": {"per_group": {g: {"kept": 10} for g in langs}, "generator": "GPT-2", "train_texts": 9,
+                       "sampled": 60, "kept": 30, "removed": {}, "perplexity": {"samples": 9.0, "held_out": 20.0},
+                       "distinct": {}, "seconds_training": 60.0, "seconds_sampling": 60.0, "seconds_filtering": 6.0},
+        "transfer_profile": {"unlabeled": {"n": 3, "labels": {"O": 80.0}, "entity_words": 20.0}},
+        "timing": {"seconds": {"generation": 126.0}, "total_seconds": 600.0, "peak_rss_mib": 1000.0},
+    }
+    s, md = bench.summarise(report, teacher_minutes=10.0)
+    assert s["means"]["all"]["both - unlabeled"] == pytest.approx((2 + 5 + 8) / 3)
+    assert s["means"]["low_resource"]["both - unlabeled"] == pytest.approx((5 + 8) / 2)  # yo, qu
+    assert s["minutes"] == pytest.approx(20.0) and s["generation_share"] == pytest.approx(2.1 / 20.0)
+    assert "Languages with 100 train sentences" in md and "| qu" in md
+
+
+def test_draw_is_nucleus_sampling_over_the_top_k():
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(20000, 1)
+    counts = torch.bincount(generation.draw(logits, 1.0, 0.7), minlength=3) / 20000
+    # 0.5 + 0.3 reach the mass 0.7: the third id is cut, the others renormalised (5/8, 3/8)
+    assert counts[2] == 0 and counts[0] == pytest.approx(5 / 8, abs=0.02)
+    assert set(generation.draw(logits, 1.0, 1.0, top_k=1).tolist()) == {0}
+    assert set(generation.draw(logits, 1.0, 0.01).tolist()) == {0}

@@ -88,12 +88,18 @@ class GenerationOptions:
         """Filter: share of the samples in which the teacher finds no entity to keep (1: all)."""
         return 1.0
 
+    @property
+    def balance_labels(self) -> bool:
+        """Filter: downsample the generated texts to equal numbers per label the teacher predicts."""
+        return False
+
 
 @dataclass
 class GenerationArguments(GenerationOptions):
     """``classify``'s generation options: ``generate`` texts in all (see :class:`GenerationOptions`)."""
 
     generate: int = field(default=2000, metadata={"help": "Number of texts to sample."})
+    balance_classes: bool = field(default=False, metadata={"help": "Filter: keep equal numbers of generated texts per class the teacher predicts (seeded downsampling of the larger classes)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -101,6 +107,10 @@ class GenerationArguments(GenerationOptions):
 
     def samples_per_group(self, groups: int) -> int:
         return -(-self.generate // max(1, groups))
+
+    @property
+    def balance_labels(self) -> bool:
+        return self.balance_classes
 
 
 @dataclass

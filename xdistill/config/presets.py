@@ -23,7 +23,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     "smoke": {
         "ner": dict(_SMOKE_MODELS, langs="smoke", labeled_per_lang=100, teacher_labeled_per_lang=300,
                     validation_per_lang=50, transfer_per_lang=200, unlabeled_per_lang=100, eval_per_lang=100,
-                    max_length=64, teacher_epochs=3.0, output_dir="runs/smoke"),
+                    max_length=64, teacher_epochs=3.0, generate_per_lang=60, generator_layers=1,
+                    generator_hidden_size=32, generator_train_texts=300, output_dir="runs/smoke"),
         "classify": dict(_SMOKE_MODELS, task="imdb", labeled_per_class=40, teacher_labeled_per_class=150,
                          validation_per_class=20, transfer_limit=150, unlabeled_limit=150, eval_limit=100,
                          max_length=64, teacher_epochs=2.0, baseline_patience=2, augment="generate",
@@ -39,7 +40,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "ner": dict(_CPU_MODELS, langs="all", labeled_per_lang=100, teacher_labeled_per_lang=1500,
                     validation_per_lang=100, transfer_per_lang=1200, unlabeled_per_lang=500, eval_per_lang=500,
                     max_length=128, teacher_eval_steps=0, max_epochs=2, baseline_max_epochs=40,
-                    teacher_epochs=5.0, output_dir="runs/ner-cpu"),
+                    teacher_epochs=5.0, generate_per_lang=500, generator_train_texts=1000, output_dir="runs/ner-cpu"),
         "classify": dict(_CPU_MODELS, task="imdb", labeled_per_class=500, teacher_labeled_per_class=3000,
                          validation_per_class=250, transfer_limit=2000, unlabeled_limit=4000, eval_limit=5000,
                          max_length=192, max_epochs=1, baseline_max_epochs=30, augment="generate",

@@ -7,7 +7,7 @@ import pandas as pd
 
 #: per-group count columns of the generation section, in filter order
 COUNT_KEYS = ("sampled", "removed_length", "removed_script", "removed_duplicate", "removed_eval_overlap",
-              "removed_near_duplicate", "removed_entropy", "removed_entityless", "kept")
+              "removed_near_duplicate", "removed_entropy", "removed_entityless", "removed_balance", "kept")
 
 
 def _prediction(p) -> str:

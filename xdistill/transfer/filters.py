@@ -63,41 +63,59 @@ def shingles(text: str, n: int = 3) -> set:
     return {" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
 
 
+class NearDuplicateIndex:
+    """Reference texts as a sparse binary matrix of word 3-gram shingles (scikit-learn's hashing
+    vectorizer, 2**22 features), built once and compared with many candidate lists.
+
+    ``index.mask(candidates)[i]`` is True when candidate ``i`` has Jaccard similarity >= ``threshold``
+    with some reference text (compared in chunks of ``chunk`` candidates)."""
+
+    def __init__(self, references: Sequence[str], threshold: float, chunk: int = 256):
+        from sklearn.feature_extraction.text import HashingVectorizer  # deferred: scikit-learn takes 2-3 s to import
+
+        # the same shingle sets as :func:`shingles` (a text shorter than 3 words is one shingle)
+        self.vec = HashingVectorizer(analyzer=lambda t: list(shingles(t)), binary=True, norm=None,
+                                     alternate_sign=False, n_features=2 ** 22)
+        self.threshold, self.chunk, self.n = threshold, chunk, len(references)
+        if self.n:
+            ref = self.vec.transform(list(references)).tocsr()
+            ref.data[:] = 1
+            self.r_size = np.asarray(ref.sum(1)).ravel()
+            self.ref_t = ref.T.tocsc()
+
+    def mask(self, candidates: Sequence[str]) -> np.ndarray:
+        """``(N,)`` bool for ``N`` candidates."""
+        if not len(candidates) or not self.n:
+            return np.zeros(len(candidates), dtype=bool)
+        cand = self.vec.transform(list(candidates)).tocsr()
+        cand.data[:] = 1
+        c_size = np.asarray(cand.sum(1)).ravel()
+        out = np.zeros(len(candidates), dtype=bool)
+        for a in range(0, cand.shape[0], self.chunk):
+            inter = (cand[a:a + self.chunk] @ self.ref_t).tocoo()
+            if inter.nnz == 0:
+                continue
+            union = c_size[a + inter.row] + self.r_size[inter.col] - inter.data
+            jac = inter.data / np.maximum(union, 1)
+            out[a + np.unique(inter.row[jac >= self.threshold])] = True
+        return out
+
+
 def near_duplicate_mask(candidates: Sequence[str], references: Sequence[str], threshold: float,
                         chunk: int = 256) -> np.ndarray:
     """``mask[i]`` is True when candidate ``i`` has Jaccard similarity >= ``threshold`` (word 3-gram sets)
-    with some reference text. Sparse binary shingle matrices (scikit-learn), compared in chunks."""
-    from sklearn.feature_extraction.text import HashingVectorizer  # deferred: scikit-learn takes 2-3 s to import
-
+    with some reference text (see :class:`NearDuplicateIndex`)."""
     if not len(candidates) or not len(references):
         return np.zeros(len(candidates), dtype=bool)
-    # the same shingle sets as :func:`shingles` (a text shorter than 3 words is one shingle)
-    vec = HashingVectorizer(analyzer=lambda t: list(shingles(t)), binary=True, norm=None, alternate_sign=False,
-                            n_features=2 ** 22)
-    cand = vec.transform(candidates).tocsr()
-    ref = vec.transform(references).tocsr()
-    cand.data[:] = 1
-    ref.data[:] = 1
-    c_size = np.asarray(cand.sum(1)).ravel()
-    r_size = np.asarray(ref.sum(1)).ravel()
-    out = np.zeros(len(candidates), dtype=bool)
-    ref_t = ref.T.tocsc()
-    for a in range(0, cand.shape[0], chunk):
-        inter = (cand[a:a + chunk] @ ref_t).tocoo()
-        if inter.nnz == 0:
-            continue
-        union = c_size[a + inter.row] + r_size[inter.col] - inter.data
-        jac = inter.data / np.maximum(union, 1)
-        hit = inter.row[jac >= threshold]
-        out[a + np.unique(hit)] = True
-    return out
+    return NearDuplicateIndex(references, threshold, chunk).mask(candidates)
 
 
-def filter_generated(texts: Sequence[str], eval_texts: Sequence[str], args: GenerationOptions,
+def filter_generated(texts: Sequence[str], eval_texts: Sequence[str] | NearDuplicateIndex, args: GenerationOptions,
                      script: str | None = None) -> tuple[list[str], dict]:
     """Apply the length bounds and (with ``script`` and ``args.min_script > 0``) the script filter,
-    then drop exact duplicates, near duplicates of the evaluation texts and near duplicates of
-    earlier kept texts. Returns ``(kept, counts of removals)``.
+    then drop exact duplicates, near duplicates of the evaluation texts (a list, or an index of them
+    built once for many calls) and near duplicates of earlier kept texts. Returns
+    ``(kept, counts of removals)``.
 
     Raises:
         ConfigError: an unknown script code.
@@ -120,7 +138,8 @@ def filter_generated(texts: Sequence[str], eval_texts: Sequence[str], args: Gene
             continue
         seen.add(key)
         stage1.append(t)
-    overlap = near_duplicate_mask(stage1, list(eval_texts), args.near_duplicate)
+    index = eval_texts if isinstance(eval_texts, NearDuplicateIndex) else NearDuplicateIndex(eval_texts, args.near_duplicate)
+    overlap = index.mask(stage1)
     counts["removed_eval_overlap"] = int(overlap.sum())
     stage2 = [t for t, o in zip(stage1, overlap) if not o]
     kept: list[str] = []

@@ -6,7 +6,8 @@ samples outside the length bounds, samples mostly outside their language's scrip
 duplicates, near duplicates of any evaluation text, near duplicates of each other; then the teacher
 reads what is left, and samples on which it is unsure (normalised entropy above
 ``--max-teacher-entropy``) or, for a share ``1 - keep_without_entities``, in which it finds nothing
-(NER: no entity) are removed. A group whose every sample was removed gets a warning naming the group
+(NER: no entity) are removed; with ``--balance-classes`` the larger predicted classes are downsampled
+to the rarest one's size. A group whose every sample was removed gets a warning naming the group
 and the filter that removed most of them.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from ..data.types import Encoded
 from ..errors import ConfigError
 from .context import TransferContext, TransferText
-from .filters import filter_generated, teacher_entropy
+from .filters import NearDuplicateIndex, filter_generated, teacher_entropy
 from .generation import distinct_n, generate_samples
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ logger = logging.getLogger(__name__)
 FILTER_OPTIONS = {"removed_length": "--min-words/--max-words", "removed_script": "--script-share",
                   "removed_duplicate": "exact duplicates", "removed_near_duplicate": "--near-duplicate",
                   "removed_eval_overlap": "--near-duplicate (evaluation overlap)",
-                  "removed_entropy": "--max-teacher-entropy", "removed_entityless": "--keep-entityless"}
+                  "removed_entropy": "--max-teacher-entropy", "removed_entityless": "--keep-entityless",
+                  "removed_balance": "--balance-classes"}
 
 
 def _scripts(ctx: TransferContext) -> dict[str, str | None]:
@@ -68,7 +70,22 @@ def _teacher_filter(ctx: TransferContext, kept: dict[str, list[str]], counts: di
             counts[g]["removed_entityless"] += 1
         else:
             keep.append(i)
+    if args.balance_labels:
+        keep = _balance(keep, preds, order, counts, rng)
     return enc.subset_examples(keep), [order[i][0] for i in keep], [order[i][1] for i in keep], [preds[i] for i in keep]
+
+
+def _balance(keep: list[int], preds: list, order: list, counts: dict[str, dict], rng: random.Random) -> list[int]:
+    """``keep`` downsampled (seeded) to the size of its rarest predicted label, order kept."""
+    by_label: dict = {}
+    for i in keep:
+        by_label.setdefault(str(preds[i]), []).append(i)
+    n = min(len(v) for v in by_label.values()) if by_label else 0
+    chosen = {i for v in by_label.values() for i in (v if len(v) == n else rng.sample(v, n))}
+    for i in keep:
+        if i not in chosen:
+            counts[order[i][0]]["removed_balance"] += 1
+    return [i for i in keep if i in chosen]
 
 
 def _examples(groups, texts, preds, per_key: int = 2) -> list[dict]:
@@ -109,11 +126,11 @@ def generated_text(ctx: TransferContext) -> TransferText:
     gs = generate_samples(args, ctx.tokenizer, train, held_out, args.samples_per_group(len(groups)),
                           a.group_name is not None, ctx.out_dir, ctx.seed)
     t0 = time.perf_counter()
-    eval_texts = [t for d in groups.values() for t in a.texts(d.evaluation)]
+    eval_index = NearDuplicateIndex([t for d in groups.values() for t in a.texts(d.evaluation)], args.near_duplicate)
     kept, counts = {}, {}
     for g, texts in gs.texts.items():
-        kept[g], c = filter_generated(texts, eval_texts, args, scripts.get(g))
-        counts[g] = {"sampled": len(texts), **c, "removed_entropy": 0, "removed_entityless": 0}
+        kept[g], c = filter_generated(texts, eval_index, args, scripts.get(g))
+        counts[g] = {"sampled": len(texts), **c, "removed_entropy": 0, "removed_entityless": 0, "removed_balance": 0}
     if not any(kept.values()):
         raise ConfigError("--augment generate: every generated text was filtered out; lower --min-words, raise "
                           "--near-duplicate or the number of samples")

@@ -20,6 +20,7 @@ from ..config import GenerationOptions
 from ..errors import ConfigError
 from .context import TransferContext, TransferText
 from .generated import generated_text
+from .generation import check_generator
 
 
 class TransferSource(ABC):
@@ -83,6 +84,7 @@ class GeneratedText(TransferSource):
     def check(cls, generation: GenerationOptions | None) -> None:
         if generation is None or generation.augment != "generate":
             raise ConfigError("--transfer: generated text needs --augment generate")
+        check_generator(generation)
 
     def build(self, ctx: TransferContext) -> TransferText:
         return generated_text(ctx)
