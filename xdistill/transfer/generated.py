@@ -88,13 +88,13 @@ def _balance(keep: list[int], preds: list, order: list, counts: dict[str, dict],
     return [i for i in keep if i in chosen]
 
 
-def _examples(groups, texts, preds, per_key: int = 2) -> list[dict]:
+def _examples(groups, texts, preds, informative, per_key: int = 2) -> list[dict]:
     """A few kept samples per group and kind of teacher prediction (a class; for NER: with or without
-    an entity), with the teacher's prediction."""
+    an entity, as the adapter's ``informative`` says), with the teacher's prediction."""
     seen: dict = {}
     out = []
     for g, t, p in zip(groups, texts, preds):
-        key = (g, p if isinstance(p, str) else any(x != "O" for x in p))
+        key = (g, p if isinstance(p, str) else informative(p))
         if seen.get(key, 0) < per_key:
             seen[key] = seen.get(key, 0) + 1
             out.append({"group": g, "text": t, "teacher": p})
@@ -153,7 +153,7 @@ def generated_text(ctx: TransferContext) -> TransferText:
         "seconds_filtering": round(time.perf_counter() - t0, 1), "perplexity": gs.perplexity,
         "distinct": {name: {f"distinct_{k}": distinct_n(rng.sample(v, n), k) for k in (1, 2)}
                      for name, v in (("generated", kept_texts), ("training_text", real))},
-        "samples": _examples(kept_groups, kept_texts, preds), "warnings": warnings}
+        "samples": _examples(kept_groups, kept_texts, preds, a.informative), "warnings": warnings}
     logger.info("generation: sampled %d, kept %d (removed %s)", section["sampled"], section["kept"],
                 ", ".join(f"{k} {v}" for k, v in section["removed"].items()))
     return TransferText(enc, section)

@@ -350,6 +350,13 @@ def generate_samples(args: GenerationOptions, tokenizer, train_texts: dict[str, 
     folder = Path(out_dir) / "generated" / gen_key
     t0 = time.perf_counter()
     torch.manual_seed(seed)
+    rows: dict[str, list[list[int]]] = {}  # the training texts as generator rows, encoded once when needed
+
+    def training_rows() -> dict[str, list[list[int]]]:
+        if not rows:
+            rows.update({g: gen.rows(v, g, args.generator_max_length) for g, v in train_texts.items()})
+        return rows
+
     if (folder / "generator" / "xdistill_generator.json").is_file():
         gen = Generator.load(folder / "generator", tokenizer)
         logger.info("generator read from cache %s", folder / "generator")
@@ -357,8 +364,7 @@ def generate_samples(args: GenerationOptions, tokenizer, train_texts: dict[str, 
     else:
         gen = (scratch_generator(args, tokenizer, train_texts, tagged) if args.generator is None
                else pretrained_generator(args, tokenizer, list(train_texts), tagged))
-        rows = [r for g, v in train_texts.items() for r in gen.rows(v, g, args.generator_max_length)]
-        train_generator(gen, rows, args, out_dir, seed)
+        train_generator(gen, [r for v in training_rows().values() for r in v], args, out_dir, seed)
         folder.mkdir(parents=True, exist_ok=True)
         gen.save(folder / "generator")
         cached_model = False
@@ -369,8 +375,7 @@ def generate_samples(args: GenerationOptions, tokenizer, train_texts: dict[str, 
         texts = json.loads(sample_file.read_text())
         logger.info("generated samples read from cache %s", sample_file)
     else:
-        rows = {g: gen.rows(v, g, args.generator_max_length) for g, v in train_texts.items()}
-        prompts = _prompts(gen, rows, args, per_group, seed)
+        prompts = _prompts(gen, training_rows(), args, per_group, seed)
         torch.manual_seed(seed)
         out = sample(gen, [p for _, p in prompts], args, strip_prompt=args.prompt == "bos")
         texts = {g: [] for g in train_texts}
@@ -380,10 +385,10 @@ def generate_samples(args: GenerationOptions, tokenizer, train_texts: dict[str, 
     t_sample = time.perf_counter() - t1
     rng = random.Random(seed)
     per = max(1, PERPLEXITY_TEXTS // len(train_texts))  # the output layer spans the whole pruned vocabulary: keep it small
-    pick = lambda d: [(g, t) for g, v in d.items() for t in rng.sample(v, min(len(v), per))]  # noqa: E731
-    ppl = {"samples": perplexity(gen, [r for g, t in pick(texts) for r in gen.rows([t], g, args.generator_max_length)]),
-           "held_out": perplexity(gen, [r for g, t in pick({g: v for g, v in held_out.items() if g in train_texts})
-                                         for r in gen.rows([t], g, args.generator_max_length)])}
+    pick = lambda d: [r for g, v in d.items() if v  # noqa: E731
+                      for r in gen.rows(rng.sample(v, min(len(v), per)), g, args.generator_max_length)]
+    ppl = {"samples": perplexity(gen, pick(texts)),
+           "held_out": perplexity(gen, pick({g: v for g, v in held_out.items() if g in train_texts}))}
     return GeneratedSamples(texts, args.generator or "GPT-2 trained from scratch", gen.scratch,
                             sum(map(len, train_texts.values())), round(t_train, 1), round(t_sample, 1),
                             cached_model, {k: round(v, 2) for k, v in ppl.items()})
