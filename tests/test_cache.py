@@ -15,10 +15,13 @@ import tiny_models as tm
 from xdistill.data.types import Feature
 from xdistill.errors import ConfigError
 from xdistill.transfer import cache
+from xdistill.config import parse_hidden_storage
+from xdistill.transfer.storage import HiddenStorage
 from xdistill.transfer.cache import CACHE_FORMAT, FeatureCache, cache_key, inputs_fingerprint, label_rows
 
 LAST = "hidden_states.2"  # the tiny teacher has 2 layers
-SETTINGS = {"features": [LAST, "logits"], "dtype": "float16", "level": "token", "name": "transfer"}
+SETTINGS = {"features": [LAST, "logits"], "dtype": "float16", "level": "token", "name": "transfer",
+            "hidden": {LAST: "fp16"}}
 
 # Transfer text of varied lengths (so batches get padding), tags dropped.
 TRANSFER = tm.SENTENCES + [(["Anna", "and", "Bob", "visited", "the", "big", "Schweiz", "and", "Paris", "."], [])]
@@ -65,10 +68,11 @@ def enc(adapter, tok):
     return tm.encode(adapter, tok, TRANSFER, labeled=False)
 
 
-def run(model, adapter, enc, root, tok, layer=2, fingerprint="fp0", max_tokens=40, name="transfer", features=None):
+def run(model, adapter, enc, root, tok, layer=2, fingerprint="fp0", max_tokens=40, name="transfer", features=None,
+        hidden="fp16"):
     features = features or [Feature("hidden_states", layer), Feature("logits")]
     return label_rows(tm.teacher_of(model, tok, fingerprint), adapter.level, enc, features, root,
-                      max_tokens=max_tokens, name=name)
+                      max_tokens=max_tokens, name=name, hidden=hidden)
 
 
 # --------------------------------------------------------------------------- cache_key
@@ -147,7 +151,7 @@ def test_teacher_outputs_computes_then_reuses(tmp_path, teacher, adapter, enc, t
     entries = sorted(p.name for p in tmp_path.iterdir())
     assert entries == [out1.path.name]
     assert out1.path.name == "transfer-" + cache_key("fp0", enc, SETTINGS)
-    assert {p.name for p in out1.path.iterdir()} == {"logits.npy", f"{LAST}.npy", "offsets.npy", "meta.json"}
+    assert {p.name for p in out1.path.iterdir()} == {"logits.0.npy", f"{LAST}.0.npy", "offsets.npy", "meta.json"}
     meta = json.loads((out1.path / "meta.json").read_text())
     assert meta["teacher"] == "fp0" and meta["settings"] == SETTINGS and meta["teacher_layers"] == 2
     assert meta["features"] == {LAST: 32, "logits": 7}
@@ -217,7 +221,7 @@ def test_batch_pads_rows_with_zeros(tmp_path, teacher, adapter, enc, tok):
 def test_only_the_requested_features_are_computed_and_stored(tmp_path, teacher, adapter, enc, tok):
     out, _ = run(teacher, adapter, enc, tmp_path, tok, features=[Feature("logits")])
     assert out.keys == ["logits"]
-    assert not (out.path / f"{LAST}.npy").exists()
+    assert not list(out.path.glob(f"{LAST}.*npy"))
 
 
 def test_views_select_and_renumber_rows(tmp_path, teacher, adapter, enc, tok):
@@ -244,7 +248,7 @@ def test_leftover_tmp_folder_is_not_a_cache(tmp_path, teacher, adapter, enc, tok
     # A complete-looking folder under the temporary name of another (killed) process, with wrong values.
     leftover = root / f"{done.path.name}.tmp99999999"
     shutil.copytree(done.path, leftover)
-    lg = np.load(leftover / "logits.npy", mmap_mode="r+")
+    lg = np.load(leftover / "logits.0.npy", mmap_mode="r+")
     lg[:] = 0
     lg.flush()
     del lg
@@ -261,7 +265,7 @@ def test_own_stale_tmp_folder_is_replaced(tmp_path, teacher, adapter, enc, tok):
     key = cache_key("fp0", enc, SETTINGS)
     stale = tmp_path / f"transfer-{key}.tmp{os.getpid()}"
     stale.mkdir()
-    (stale / "logits.npy").write_bytes(b"half written")
+    (stale / "logits.0.npy").write_bytes(b"half written")
     out, stats = run(teacher, adapter, enc, tmp_path, tok)
     assert stats["cached"] is False
     assert not stale.exists()
@@ -273,7 +277,7 @@ def test_final_folder_without_meta_is_recomputed(tmp_path, teacher, adapter, enc
     key = cache_key("fp0", enc, SETTINGS)
     broken = tmp_path / f"transfer-{key}"
     broken.mkdir()
-    (broken / "logits.npy").write_bytes(b"garbage")
+    (broken / "logits.0.npy").write_bytes(b"garbage")
     model = CountingModel(teacher)
     out, stats = run(model, adapter, enc, tmp_path, tok)
     assert stats["cached"] is False and model.calls > 0
@@ -308,3 +312,64 @@ def test_format_version_is_part_of_the_key(enc, monkeypatch):
     k = cache_key("fp0", enc, SETTINGS)
     monkeypatch.setattr(cache, "CACHE_FORMAT", CACHE_FORMAT + 1)
     assert cache.cache_key("fp0", enc, SETTINGS) != k
+
+
+# --------------------------------------------------------------------------- cheaper hidden-state storage
+
+
+def test_int8_code_is_within_half_a_step_per_value():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 24)).astype(np.float32) * rng.uniform(0.1, 10, size=(50, 1)).astype(np.float32)
+    x[3] = 0.0  # a zero vector: scale 0, decoded as zeros
+    code = HiddenStorage.parse("int8")
+    q, scale = code.encode(x)
+    assert q.dtype == np.int8 and scale.shape == (50, 1) and scale.dtype == np.float16
+    back = code.decode(q, scale)
+    assert np.all(np.abs(back - x) <= scale.astype(np.float32) * 0.5 + 1e-3 * np.abs(x) + 1e-6)
+    assert np.all(back[3] == 0)
+    assert code.bytes_per_position(768) == 770
+
+
+def test_pca_code_keeps_the_top_components():
+    rng = np.random.default_rng(1)
+    # 5 directions carry the variance, the other 11 a little noise
+    x = (rng.normal(size=(400, 5)) * [9, 7, 5, 3, 2]) @ rng.normal(size=(5, 16)) + 0.01 * rng.normal(size=(400, 16))
+    x = x.astype(np.float32) + 3.0
+    full, top = HiddenStorage.parse("pca:16"), HiddenStorage.parse("pca:5")
+    full.fit(x)
+    top.fit(x)
+    assert top.basis.shape == (16, 5) and top.stored_width(16) == 5 and top.bytes_per_position(768) == 10
+    assert np.abs(full.decode(*full.encode(x)) - x).max() < 0.05  # float16 coordinates
+    err = np.abs(top.decode(*top.encode(x)) - x).mean()
+    assert err < 0.05 * np.abs(x - x.mean(0)).mean()
+    assert HiddenStorage.parse("pca:256").bytes_per_position(768) == 512
+
+
+@pytest.mark.parametrize("spec", ["int8", "pca:4"])
+def test_cheaper_storage_round_trips_through_the_cache(tmp_path, teacher, adapter, enc, tok, spec):
+    exact, _ = run(teacher, adapter, enc, tmp_path / "fp16", tok)
+    coded, _ = run(teacher, adapter, enc, tmp_path / spec.replace(":", ""), tok, hidden=spec)
+    assert coded.path.name != exact.path.name  # the storage is part of the key
+    assert coded.meta["storage"] == {LAST: spec}
+    width = exact.row(LAST, 0).shape[1]
+    assert coded.meta["bytes_per_position"][LAST] == (width + 2 if spec == "int8" else 8)
+    np.testing.assert_array_equal(coded.row("logits", 2), exact.row("logits", 2))  # logits stay float16
+    for r in range(len(enc)):
+        a, b = exact.row(LAST, r).astype(np.float32), coded.row(LAST, r)
+        assert b.shape == a.shape and b.dtype == np.float32
+        if spec == "int8":
+            np.testing.assert_allclose(b, a, atol=float(np.abs(a).max()) / 127 + 1e-3)
+    again = FeatureCache.open(coded.path)  # read back: the code's files are in the folder and checksummed
+    np.testing.assert_array_equal(again.batch(LAST, [0, 1], 12), coded.batch(LAST, [0, 1], 12))
+    assert FeatureCache.damage(coded.path) is None
+    if spec == "pca:4":  # 4 of the tiny teacher's components: the reconstruction keeps most of the variance
+        x = np.concatenate([exact.row(LAST, r).astype(np.float32) for r in range(len(enc))])
+        y = np.concatenate([coded.row(LAST, r) for r in range(len(enc))])
+        assert ((x - y) ** 2).sum() < ((x - x.mean(0)) ** 2).sum()
+
+
+def test_cache_hidden_option_is_checked():
+    assert parse_hidden_storage("PCA:64") == ("pca", 64) and parse_hidden_storage("int8") == ("int8", 0)
+    for bad in ("pca:0", "pca", "int4", "bf16"):
+        with pytest.raises(ConfigError, match="--cache-hidden: expected fp16, int8 or pca:K"):
+            parse_hidden_storage(bad)

@@ -152,9 +152,9 @@ def test_teacher_outputs_per_row(adapter):
 
 
 def make_outputs(logits: np.ndarray, hidden: np.ndarray, offsets) -> FeatureCache:
-    return FeatureCache(path=None, arrays={"logits": np.asarray(logits, dtype=np.float16),
-                                           "hidden_states.2": np.asarray(hidden, dtype=np.float16)},
-                        offsets=np.asarray(offsets), meta={})
+    return FeatureCache(path=None, shard_arrays={"logits": [np.asarray(logits, dtype=np.float16)],
+                                                 "hidden_states.2": [np.asarray(hidden, dtype=np.float16)]},
+                        offsets=np.asarray(offsets), shards=np.array([0, len(offsets) - 1]), meta={})
 
 
 def target_batch(adapter, cache, rows, width):
@@ -294,11 +294,17 @@ def test_teacher_outputs_rows_view_maps_rows(tmp_path):
     hd = rng.normal(size=(9, 4)).astype(np.float16)
     d = tmp_path / "cache"
     d.mkdir()
-    np.save(d / "logits.npy", lg)
-    np.save(d / "hidden_states.1.npy", hd)
+    # two shards (as two processes write them): rows 0-1 (positions 0-4) and rows 2-3 (positions 5-8)
+    for k, a in (("logits", lg), ("hidden_states.1", hd)):
+        np.save(d / f"{k}.0.npy", a[:5])
+        np.save(d / f"{k}.1.npy", a[5:])
     np.save(d / "offsets.npy", offsets)
-    (d / "meta.json").write_text(json.dumps({"stats": {}, "features": {"logits": 3, "hidden_states.1": 4}}))
+    (d / "meta.json").write_text(json.dumps({"stats": {}, "features": {"logits": 3, "hidden_states.1": 4},
+                                             "shards": [0, 2, 4]}))
     base = FeatureCache.open(d)
+    np.testing.assert_array_equal(base.arrays["logits"], lg)  # the shards in row order
+    for r in range(4):
+        np.testing.assert_array_equal(base.row("logits", r), lg[offsets[r]: offsets[r + 1]])
     assert len(base) == 4
     view = base.rows([3, 1])
     assert isinstance(view, FeatureCacheView) and len(view) == 2

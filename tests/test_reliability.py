@@ -53,7 +53,7 @@ def test_a_damaged_cache_is_computed_again(labeled, damage, caplog):
     first, stats = labeled()
     assert stats["cached"] is False
     reference = np.array(first.arrays["logits"])
-    path = first.path / "logits.npy"
+    path = first.path / "logits.0.npy"
     if damage == "flip a byte":
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
@@ -219,15 +219,16 @@ def test_files_are_written_with_the_umask_mode(tmp_path):
 
 
 @pytest.mark.integration
-def test_several_launched_processes_stop_with_a_clear_error(tmp_path, data_dir):
-    """Two ranks (``torchrun``, as ``accelerate launch`` starts them) must not race on one folder: each
-    stops at once, before writing anything, with an error that says how to launch."""
+def test_launched_processes_refuse_what_runs_in_one_process_only(tmp_path, data_dir):
+    """Two ranks (``torchrun``, as ``accelerate launch`` starts them) with generated transfer text, which
+    one process writes: each stops at once, before writing anything, with an error that says how to launch."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "29533", "-m", "xdistill", "ner", "--preset", "smoke", "--langs", "sw", "--data-dir",
+                        "29533", "-m", "xdistill", "classify", "--preset", "smoke", "--data-dir",
                         str(data_dir), "--output-dir", str(tmp_path / "out")],
                        capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode != 0
-    assert p.stderr.count("error: 2 processes were launched") == 2 and "--num_processes 1" in p.stderr
+    assert p.stderr.count("error: 2 processes were launched: --augment generate") == 2
+    assert "--augment none --transfer unlabeled" in p.stderr
     assert "Traceback (most recent call last)" not in p.stderr.split("error: 2 processes")[0]
     assert not (tmp_path / "out").exists()

@@ -26,7 +26,8 @@ from .adapters import adapter_for_saved, load_task, make_adapter
 from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
 from .config.zero_shot import LABELED_DATA_OPTIONS
 from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError, exit_status
-from .pipeline import RunFolder, check_single_process, run, run_zero_shot
+from . import parallel
+from .pipeline import RunFolder, check_launch, check_settings, run, run_zero_shot
 from .reporting import write_model_card
 from .serving import benchmark
 from .serving.export import evaluation_files, export_student
@@ -43,14 +44,15 @@ COMMANDS = {
 }
 
 
-def _setup_logging(log_file: Path | None = None) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+def _setup_logging(log_file: Path | None = None, stderr_level: int = logging.INFO, prefix: str = "") -> None:
+    fmt = logging.Formatter(f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
         root.removeHandler(h)
     sh = logging.StreamHandler(sys.stderr)
     sh.setFormatter(fmt)
+    sh.setLevel(stderr_level)
     root.addHandler(sh)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -96,10 +98,18 @@ def parse_distill_args(argv: list[str], command: str) -> RunSettings:
 def _distill(command: str, argv: list[str]) -> int:
     """``ner`` / ``classify``: parse options, check the task type, run the pipeline, print a summary."""
     settings = parse_distill_args(argv, command)
-    check_single_process()
-    RunFolder.check_writable(Path(settings.run.output_dir))
-    RunFolder.check_free(Path(settings.run.output_dir))  # before run.log is opened: a busy folder's log is not ours
-    _setup_logging(Path(settings.run.output_dir) / "run.log")
+    check_launch(settings, check_settings(settings))
+    out = Path(settings.run.output_dir)
+
+    def check_folder():
+        RunFolder.check_writable(out)
+        RunFolder.check_free(out)  # before run.log is opened: a busy folder's log is not ours
+
+    parallel.main_does(check_folder, f"checked --output-dir {out}")
+    if parallel.is_main():
+        _setup_logging(out / "run.log")
+    else:  # the other processes log to their own file; only their warnings and errors reach stderr
+        _setup_logging(out / "logs" / f"rank-{parallel.rank()}.log", logging.WARNING, f"[rank {parallel.rank()}] ")
     if settings.run.threads:
         torch.set_num_threads(settings.run.threads)
     spec = load_task(settings.run.task)
@@ -110,6 +120,8 @@ def _distill(command: str, argv: list[str]) -> int:
                           + (f" (use `{other}`)" if other else ""))
     runner = run_zero_shot if settings.zero_shot.enabled else run
     report = runner(make_adapter(spec), settings, command=_command(command, argv))
+    if not parallel.is_main():
+        return 0
     print(json.dumps({"output_dir": settings.run.output_dir, "mean": report["mean"],
                       "minutes": report["timing"]["total_seconds"] / 60,
                       "peak_rss_mib": report["timing"]["peak_rss_mib"]}, indent=2))

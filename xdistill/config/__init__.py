@@ -111,6 +111,25 @@ class TextDataArguments(DataArguments):
                        ("transfer_limit", "unlabeled_limit", "eval_limit"))
 
 
+#: ``--cache-hidden`` kinds: bytes per stored value
+HIDDEN_STORAGE = {"fp16": 2, "int8": 1, "pca": 2}
+
+
+def parse_hidden_storage(spec: str) -> tuple[str, int]:
+    """``--cache-hidden`` as ``(kind, components)``: ``("fp16", 0)``, ``("int8", 0)`` or ``("pca", K)``.
+
+    Raises:
+        ConfigError: anything else (names the option and the forms it takes).
+    """
+    v = str(spec).strip().lower()
+    if v in ("fp16", "int8"):
+        return v, 0
+    m = re.fullmatch(r"pca:(\d+)", v)
+    if m and int(m.group(1)) > 0:
+        return "pca", int(m.group(1))
+    raise ConfigError(f"--cache-hidden: expected fp16, int8 or pca:K with K > 0 components, got {spec!r}")
+
+
 @dataclass
 class TeacherArguments:
     """The teacher: a checkpoint by hub id or local path, or a small model trained from scratch.
@@ -135,6 +154,7 @@ class TeacherArguments:
     teacher_eval_steps: int = field(default=0, metadata={"help": "Evaluate the teacher on the validation split every N steps (0: once per epoch)."})
     teacher_layer: int = field(default=-1, metadata={"help": "Teacher hidden layer for the representation loss (XtremeDistil stage 1); -1 is the last."})
     label_tokens_per_batch: int = field(default=8192, metadata={"help": "Token budget of a length-bucketed batch when the teacher labels the transfer set."})
+    cache_hidden: str = field(default="fp16", metadata={"help": "How the cache stores the teacher's hidden states: fp16 (2 bytes per value), int8 (1 byte per value and a float16 scale per position), or pca:K (the top K principal components of the teacher's hidden states on the transfer set, float16: 2K bytes per position)."})
     teacher_lang_temperature: float = field(default=1.0, metadata={"help": "Teacher fine-tuning: sample groups (languages) with probability proportional to n^(1/T) (Conneau & Lample 2019; Arivazhagan et al. 2019) by repeating the rows of smaller groups; 1: as they are, larger: closer to uniform."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
@@ -160,6 +180,7 @@ class TeacherArguments:
         check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
         check_positive(self, "teacher_eval_steps", allow_zero=True)
+        parse_hidden_storage(self.cache_hidden)
         if not self.teacher_architecture:
             raise ConfigError("--teacher-architecture: expected auto or an architecture name such as bert or xlm-roberta")
         if self.teacher_hidden_size % self.teacher_heads:

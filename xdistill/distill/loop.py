@@ -15,6 +15,12 @@ skips the finished steps and restores the random states, so that a run killed an
 resumed ends exactly as an uninterrupted one: a step that was cut off trains again from its
 start, and the order of its batches depends only on the seed, the step and the epoch. Plugins
 (:mod:`xdistill.distill.hooks`) extend the loop without editing it.
+
+Under ``accelerate launch``/``torchrun`` (:mod:`xdistill.parallel`) the loop is data parallel: the
+ranks start from the main process's weights, each computes the loss on its part of every global
+batch and the gradients are summed over the ranks before the (identical) optimizer steps;
+validation is sharded and gathered, so every rank takes the same early-stopping decisions; the
+main process writes the checkpoints, which hold every rank's random state.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from ..adapters import TaskAdapter
 from ..config import DistillArguments
 from ..data.batching import bucket_batches
 from ..data.types import Encoded
+from .. import parallel
 from ..transfer import Targets
 from ..errors import ConfigError
 from ..utils import atomic_torch_save, atomic_write_json, capture_rng, digest_problem, file_digest, restore_rng
@@ -88,6 +95,17 @@ class StepResult:
     metric: str
     seconds: float
     history: list = field(default_factory=list)
+
+
+def sharded_predictions(student, adapter: TaskAdapter, encoded: Encoded, pad_id: int) -> list:
+    """The adapter's predictions (one per example) of ``student`` on ``encoded``; in a multi-process
+    run each rank decodes a contiguous shard of the examples (about equal words) and the shards are
+    gathered in order, so every rank holds all predictions."""
+    n_examples = len(encoded.n_words)
+    start, end = parallel.shard_range(encoded.n_words)
+    part = encoded if (start, end) == (0, n_examples) else encoded.subset_examples(range(start, end))
+    preds = adapter.decode(student.logits(adapter.level, part, pad_id), part) if end > start else []
+    return [p for shard in parallel.all_gather(preds) for p in shard]
 
 
 class Distiller:
@@ -161,6 +179,24 @@ class Distiller:
             total = value if total is None else total + value
         return total, b
 
+    def _backward(self, step: Step, source: DataSource, rows: Sequence[int],
+                  params: Sequence[torch.nn.Parameter]) -> torch.Tensor:
+        """Gradients of the stage's loss on a global batch ``rows`` in ``params``; returns this process's loss.
+
+        In a multi-process run (:mod:`xdistill.parallel`) each rank computes the loss on its part of
+        the batch, scaled by that part's share of the batch, and the gradients are summed over the
+        ranks: the gradient of the batch's mean loss, as one process computes it.
+        """
+        local = parallel.local_rows(rows)
+        loss = torch.zeros(())
+        if local:
+            loss, batch = self._loss_and_batch(step.stage, source, local)
+            for p in self.plugins:
+                loss = p.batch_loss(self, step, batch, local, loss)
+            (loss * (len(local) / len(rows))).backward()
+        parallel.all_reduce_gradients(params)
+        return loss
+
     # -- validation ---------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self, stage: Stage) -> tuple[float, str]:
@@ -169,15 +205,16 @@ class Distiller:
         v = self.data.validation
         if stage.select_by == "loss":
             self.trainee.eval()
+            start, end = parallel.shard_range(v.encoded.lengths)  # each rank its shard of the rows
             total, n = 0.0, 0
-            for rows in bucket_batches(v.encoded.lengths, batch_size=256):
-                total += float(self.stage_loss(stage, v, rows)) * len(rows)
+            for rows in bucket_batches(v.encoded.lengths[start:end], batch_size=256):
+                total += float(self.stage_loss(stage, v, rows + start)) * len(rows)
                 n += len(rows)
+            total, n = parallel.all_reduce_sum([total, n])
             self.trainee.train()
             return -total / max(n, 1), f"neg_{stage.name}_loss"
-        logits = self.student.logits(self.adapter.level, v.encoded, self.pad_id)
-        preds = self.adapter.decode(logits, v.encoded)
         k = self.adapter.primary_metric
+        preds = sharded_predictions(self.student, self.adapter, v.encoded, self.pad_id)
         return float(self.adapter.score(preds, self.data.validation_gold)[k]), k
 
     # -- one step -------------------------------------------------------------------------------
@@ -215,11 +252,8 @@ class Distiller:
                                      seed=self.seed * 1000 + epoch + 17 * step.index)
             check_at = set(int(round(len(batches) * (k + 1) / checks_per_epoch)) - 1 for k in range(checks_per_epoch))
             for bi, rows in enumerate(batches):
-                loss, batch = self._loss_and_batch(stage, source, rows)
-                for p in self.plugins:
-                    loss = p.batch_loss(self, step, batch, rows, loss)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = self._backward(step, source, rows, params)
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 opt.step()
                 updates += 1
@@ -253,15 +287,18 @@ class Distiller:
                           metric=metric, seconds=time.perf_counter() - t0, history=history)
 
     # -- the schedule -----------------------------------------------------------------------------
-    def _save_checkpoint(self, names: list[str], done: list[dict], stage_ends: bool, stage: str) -> None:
+    def _save_checkpoint(self, names: list[str], done: list[dict], stage_ends: bool, stage: str,
+                         rngs: list[dict]) -> None:
         """The trainee's weights and every random state after the last finished step, in a file of
         its own (``student-K.pt`` after K steps; ``stage-STAGE.pt`` too when a stage ends); then
         ``progress.json``, which names it with its size and SHA-256, replaces the old one atomically;
         then the previous step's file goes. A kill anywhere leaves a progress file whose checkpoint
-        is complete."""
+        is complete. ``rngs`` are the random states of every process, in rank order."""
         name = f"student-{len(done):02d}.pt"
-        checkpoint = {"format": CHECKPOINT_FORMAT, "trainee": self.trainee.state_dict(), "rng": capture_rng(),
+        checkpoint = {"format": CHECKPOINT_FORMAT, "trainee": self.trainee.state_dict(), "rng": rngs[0],
                       "step": done[-1]["step"], "plugins": [p.state_dict() for p in self.plugins]}
+        if len(rngs) > 1:
+            checkpoint["rng_ranks"] = rngs
         atomic_torch_save(checkpoint, self.dir / name)
         if stage_ends:
             atomic_torch_save(checkpoint, self.dir / f"stage-{stage}.pt")
@@ -299,7 +336,11 @@ class Distiller:
         for plugin, state in zip(self.plugins, checkpoint.get("plugins") or []):
             if state is not None:
                 plugin.load_state_dict(state)
-        restore_rng(checkpoint["rng"])
+        ranks = checkpoint.get("rng_ranks") or [checkpoint["rng"]]
+        if len(ranks) != parallel.world_size():
+            logger.warning("%s: the checkpoint was written by %d processes, this run has %d: every process restarts "
+                           "from the main process's random state", self.name, len(ranks), parallel.world_size())
+        restore_rng(ranks[parallel.rank()] if len(ranks) == parallel.world_size() else checkpoint["rng"])
         logger.info("%s: resuming after %s (%d of %d steps done)", self.name, done[-1]["step"], len(done), len(names))
         return done
 
@@ -313,6 +354,7 @@ class Distiller:
         self.dir.mkdir(parents=True, exist_ok=True)
         names = [s.name for s in steps]
         done = self._resume(names) if resume and (self.dir / PROGRESS).is_file() else []
+        parallel.broadcast_parameters(self.trainee)  # every process starts from the main process's weights
         todo = list(steps[len(done):])
         for p in self.plugins:
             p.on_run_start(self, todo)
@@ -323,7 +365,9 @@ class Distiller:
             res = self.train_step(step, max_epochs)
             done.append(asdict(res))
             stage_ends = i == len(steps) - 1 or steps[i + 1].stage.name != step.stage.name
-            self._save_checkpoint(names, done, stage_ends, step.stage.name)
+            rngs = parallel.all_gather(capture_rng())
+            parallel.main_does(lambda: self._save_checkpoint(names, done, stage_ends, step.stage.name, rngs),
+                               f"saved {self.name}'s checkpoint in {self.dir}")
             for p in self.plugins:
                 p.on_step_end(self, step, res)
         return done

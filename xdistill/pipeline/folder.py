@@ -9,6 +9,8 @@
   their SHA-256 fingerprint. ``--resume`` with other settings stops with the options that differ
   (old -> new) and how to go on. Settings that do not change results may differ: the number of
   threads, the output and cache folders, the preset's name (its values are recorded), ``--resume``.
+* **Processes.** In a multi-process run (:mod:`xdistill.parallel`) the main process holds the lock
+  and checks the record; the others wait for it and stop with its error when it stops.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import psutil
 from filelock import FileLock, Timeout
 
+from .. import parallel
 from ..config import RunSettings
 from ..errors import ConfigError
 from ..utils import atomic_write_json
@@ -97,6 +100,10 @@ class RunFolder:
         self._lock: FileLock | None = None
 
     def __enter__(self) -> "RunFolder":
+        parallel.main_does(self._enter, f"took the output folder {self.path}")
+        return self
+
+    def _enter(self) -> None:
         self.check_writable(self.path)
         self._acquire()
         try:
@@ -104,7 +111,6 @@ class RunFolder:
         except BaseException:
             self._release()
             raise
-        return self
 
     def __exit__(self, *exc) -> None:
         self._release()

@@ -10,16 +10,15 @@ stage registry, so nothing here branches on the task, the student kind or a stag
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from datasets import concatenate_datasets
 
+from .. import parallel
 from ..adapters import TaskAdapter
 from ..config import RunSettings
 from ..data.text import read_lines
@@ -39,31 +38,13 @@ from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureC
                        TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
 from ..transfer.profile import transfer_profiles
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
-from .folder import RunFolder
+from .folder import RunFolder, result_settings
+from .launch import check_launch, compute_device
 
 logger = logging.getLogger(__name__)
 
 #: the splits every task builds per group, concatenated over groups for training
 SPLITS = ("labeled", "validation", "teacher_labeled", "transfer")
-
-
-def compute_device() -> torch.device:
-    """The device ``accelerate`` picks for this process (a GPU when there is one, else the CPU)."""
-    return PartialState().device
-
-
-def check_single_process() -> None:
-    """A run is one process for now; several (``accelerate launch --num_processes N``, ``torchrun``)
-    would each train the whole run into the same folder.
-
-    Raises:
-        ConfigError: more than one process was launched.
-    """
-    world = os.environ.get("WORLD_SIZE", "1")  # set by torchrun and accelerate launch for every rank
-    n = max(PartialState().num_processes, int(world) if world.isdigit() else 1)
-    if n > 1:
-        raise ConfigError(f"{n} processes were launched (accelerate launch or torchrun): xdistill runs as one "
-                          "process for now; launch it with --num_processes 1, or run python -m xdistill directly")
 
 
 @dataclass
@@ -193,7 +174,8 @@ def prepare_teacher(r: Run) -> None:
     t = s.teacher
     # What the teacher's training depends on: its options and the exact rows it trains and selects on.
     setup = {"task": r.adapter.spec.name, "labels": list(r.adapter.labels), "seed": s.data.seed,
-             "teacher": {k: v for k, v in vars(t).items() if k not in ("teacher_layer", "label_tokens_per_batch")},
+             "teacher": {k: v for k, v in vars(t).items()
+                         if k not in ("teacher_layer", "label_tokens_per_batch", "cache_hidden")},
              "teacher_data": inputs_fingerprint(r.enc["teacher_labeled"]),
              "validation": inputs_fingerprint(r.enc["validation"])}
     mlm = mlm_text(r) if t.mlm_enabled else None
@@ -210,6 +192,7 @@ def prepare_teacher(r: Run) -> None:
         desc += f"; groups sampled with temperature {t.teacher_lang_temperature:g}"
     trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup)
     r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, mlm=mlm).eval()
+    parallel.check_agree({"weights": r.teacher.info.fingerprint}, "the teacher")
 
 
 #: ``--mlm-text`` names -> the split whose text they are (anything else is a file)
@@ -280,7 +263,7 @@ def label_stage_features(r: Run, train: Encoded, name: str, validation: Encoded,
         return
     cache_root = Path(s.run.cache_dir) if s.run.cache_dir else r.out / "cache"
     common = dict(teacher=r.teacher, level=r.adapter.level, features=features, cache_root=cache_root,
-                  max_tokens=s.teacher.label_tokens_per_batch)
+                  max_tokens=s.teacher.label_tokens_per_batch, hidden=s.teacher.cache_hidden)
     r.union_cache, r.label_stats = label_rows(encoded=train, name=name, **common)
     if any(st.select_by == "loss" for st in r.stages):
         r.validation_cache, _ = label_rows(encoded=validation, name=validation_name, **common)
@@ -364,9 +347,13 @@ def train_baseline(r: Run, name: str = "baseline") -> tuple[Trainee, list]:
 def evaluate(r: Run, students: dict[str, Student], baselines: dict[str, Student]) -> dict[str, dict]:
     """Per model key (``teacher``, each transfer set, each baseline), per group, the adapter's scores."""
     a, level = r.adapter, r.adapter.level
+    groups = list(r.eval_enc)
+    start, end = parallel.shard_range([len(r.eval_gold[g]) for g in groups])  # each process some groups
 
     def scores(logits_of):
-        return {g: a.score(a.decode(logits_of(e), e), r.eval_gold[g]) for g, e in r.eval_enc.items()}
+        mine = {g: a.score(a.decode(logits_of(r.eval_enc[g]), r.eval_enc[g]), r.eval_gold[g])
+                for g in groups[start:end]}
+        return {g: s for part in parallel.all_gather(mine) for g, s in part.items()}
 
     out = {"teacher": scores(lambda e: r.teacher.logits(level, e, r.pad_id))}
     for variant, st in students.items():
@@ -395,6 +382,11 @@ def cache_mib(cache: FeatureCache | None) -> float:
     return sum(p.stat().st_size for p in Path(cache.path).glob("*.npy")) / 2 ** 20
 
 
+def process_stats() -> dict:
+    """The run's processes: ``world_size`` and the peak RSS of each (MiB, rank order)."""
+    return {"world_size": parallel.world_size(), "peak_rss_mib_per_process": parallel.all_gather(round(peak_rss_mib(), 1))}
+
+
 def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Trainee, list]], scores: dict,
             schedules: dict, t_start: float, command: str) -> RunResult:
     a, info = r.adapter, r.teacher.info
@@ -418,7 +410,8 @@ def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Tra
               "cache_mib": round(cache_mib(r.union_cache) + cache_mib(r.validation_cache), 1),
               "live_teacher_seconds": round(r.live.seconds, 1) if r.live is not None else None,
               "live_teacher_batches": r.live.batches if r.live is not None else None,
-              "peak_rss_mib": round(peak_rss_mib(), 1), "threads": torch.get_num_threads(), "resumed": r.settings.run.resume}
+              "peak_rss_mib": round(peak_rss_mib(), 1), "threads": torch.get_num_threads(), "resumed": r.settings.run.resume,
+              **process_stats()}
     rows_of = set_rows(r.sources, r.source_sizes)
     student = {**described, "name": name, "teacher_vocabulary": len(r.tokenizer),
                "parameters": first.student.inference_parameters(),
@@ -440,6 +433,7 @@ def _run(adapter: TaskAdapter, settings: RunSettings, sources: list[str], comman
     r.sources = sources
     with r.timer.phase("data"):
         prepare_data(r)
+        parallel.check_agree({k: inputs_fingerprint(e) for k, e in {**r.enc, **r.eval_enc}.items()}, "the data")
         check_against_teacher(r)
     with r.timer.phase("teacher"):
         prepare_teacher(r)
@@ -456,11 +450,15 @@ def _run(adapter: TaskAdapter, settings: RunSettings, sources: list[str], comman
     with r.timer.phase("evaluation"):
         scores = evaluate(r, students, {name: t.student for name, (t, _) in baselines.items()})
     with r.timer.phase("save"):
-        save_students(r, students)
+        parallel.main_does(lambda: save_students(r, students), "saved the students")
     result = _result(r, trainees, baselines, scores, schedules, t_start, command)
-    report = build_report(result)
+    return parallel.main_does(lambda: write_outputs(r, build_report(result)), "wrote the report")
+
+
+def write_outputs(r: Run, report: dict) -> dict:
+    """The report and the model card of each saved student (task, data, metrics, size); returns the report."""
     write_report(report, r.out)
-    for variant in r.variants:  # the model card of each saved student (task, data, metrics, size)
+    for variant in r.variants:
         write_training_summary(student_dir(r.out, variant, r.variants), report, variant)
         write_model_card(student_dir(r.out, variant, r.variants))
     return report
@@ -483,7 +481,9 @@ def run(adapter: TaskAdapter, settings: RunSettings, command: str | None = None)
     t_start = time.perf_counter()
     command = command or " ".join(["python -m xdistill"] + sys.argv[1:])
     sources = check_settings(settings)
-    check_single_process()
+    check_launch(settings, sources)
+    parallel.check_agree({"settings": result_settings(settings, adapter.spec.path),
+                          "output_dir": str(Path(settings.run.output_dir).resolve())}, "accelerate launch")
     with RunFolder(settings.run.output_dir, settings, adapter.spec.path, command):
         report = _run(adapter, settings, sources, command, t_start)
     m, k = report["mean"], adapter.primary_metric

@@ -37,7 +37,8 @@ from ..teachers.generator import prepare_generator
 from ..transfer.ood import OODText, read_ood_text
 from ..utils import peak_rss_mib
 from .folder import RunFolder
-from .run import (Run, check_against_teacher, check_settings, check_single_process, evaluate, label_stage_features,
+from .launch import check_launch
+from .run import (Run, check_against_teacher, check_settings, evaluate, label_stage_features,
                   make_trainee, prepare_data, prepare_teacher, save_students, stage_context, stage_names, targets)
 
 logger = logging.getLogger(__name__)
@@ -221,8 +222,7 @@ def run_zero_shot(adapter: TaskAdapter, settings: RunSettings, command: str | No
     """
     t_start = time.perf_counter()
     command = command or " ".join(["python -m xdistill"] + sys.argv[1:])
-    check_settings(settings)
-    check_single_process()
+    check_launch(settings, check_settings(settings))
     with RunFolder(settings.run.output_dir, settings, adapter.spec.path, command):
         report = _run(adapter, settings, command, t_start)
     logger.info("zero-shot: %s", json.dumps(report["mean"]))

@@ -193,7 +193,10 @@ def render_markdown(r: dict) -> str:
     tm = r["timing"]
     phases = pd.DataFrame({"seconds": tm["seconds"]}).assign(minutes=lambda x: x["seconds"] / 60)
     lines += ["## Timing", "", _table(phases), "",
-              f"Total {tm['total_seconds'] / 60:.1f} min; peak RSS {tm['peak_rss_mib']:.0f} MiB; {plural(tm['threads'], 'thread')}.",
+              f"Total {tm['total_seconds'] / 60:.1f} min; peak RSS {tm['peak_rss_mib']:.0f} MiB; {plural(tm['threads'], 'thread')}"
+              + (f" per process, {tm['world_size']} processes (peak RSS "
+                 f"{', '.join(f'{x:.0f}' for x in tm['peak_rss_mib_per_process'])} MiB)" if tm.get("world_size", 1) > 1 else "")
+              + ".",
               f"Teacher labeling: {tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
               f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}; "
               f"cache {tm.get('cache_mib') or 0:.1f} MiB.", *_live_teacher(tm), ""]

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
+from .. import parallel
 from ..adapters import TaskAdapter
 from ..config import TeacherArguments
 from ..data.types import Encoded
@@ -129,8 +130,9 @@ class TeacherTrainer:
                                          mlm=mlm_report is not None),
             mlm=mlm_report)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
-        save_verified(model, tokenizer, self.saved_dir, TEACHER_META,
-                      {"setup_key": self.setup_key, "info": asdict(info), "task": task})
+        parallel.main_does(lambda: save_verified(model, tokenizer, self.saved_dir, TEACHER_META,
+                                                 {"setup_key": self.setup_key, "info": asdict(info), "task": task}),
+                           f"saved the teacher in {self.saved_dir}")
         return Teacher(model, tokenizer, info, task=task)
 
     def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool) -> float | None:
@@ -147,7 +149,10 @@ class TeacherTrainer:
         strategy = "steps" if t.teacher_eval_steps else "epoch"
         args = TrainingArguments(
             output_dir=str(ckpt_dir), num_train_epochs=t.teacher_epochs, learning_rate=t.teacher_lr,
-            per_device_train_batch_size=t.teacher_batch_size, per_device_eval_batch_size=64,
+            # DDP over the run's processes keeps the global batch at --teacher-batch-size
+            per_device_train_batch_size=t.teacher_batch_size // parallel.world_size(), per_device_eval_batch_size=64,
+            use_cpu=not torch.cuda.is_available(),
+            ddp_find_unused_parameters=False if t.from_scratch else None,  # scratch teachers use every parameter
             warmup_steps=0.1, weight_decay=0.01, optim="adamw_torch_fused",
             eval_strategy=strategy, save_strategy=strategy,
             eval_steps=t.teacher_eval_steps or None, save_steps=t.teacher_eval_steps or None,

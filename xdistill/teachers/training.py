@@ -17,6 +17,7 @@ import torch
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
 from ..errors import ConfigError
+from .. import parallel
 from ..utils import atomic_write_json, digest_problem, file_digest
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,13 @@ class LogProgress(TrainerCallback):
 class ChecksumCheckpoints(TrainerCallback):
     """After the Trainer has written a checkpoint, records the size and SHA-256 of each of its files
     (``xdistill_checksums.json``, written last and atomically): a checkpoint without the record was
-    cut off while being written."""
+    cut off while being written. In a multi-process run every rank writes its own random state into
+    the checkpoint: the main process records the files once all ranks are done."""
 
     def on_save(self, args, state, control, **kw):
+        parallel.barrier()
         d = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if d.is_dir():
+        if state.is_world_process_zero and d.is_dir():
             files = {p.name: file_digest(p) for p in sorted(d.iterdir()) if p.is_file() and p.name != CHECKSUMS}
             atomic_write_json(d / CHECKSUMS, files)
 

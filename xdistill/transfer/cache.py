@@ -4,9 +4,12 @@ The teacher runs once over the transfer set (and the validation split, for model
 selection on a distillation loss) in length-bucketed batches. Per row it stores the named
 features the schedule's matches ask for (:class:`~xdistill.data.types.Feature`: ``logits``,
 ``hidden_states.L`` for any layers), as float16, ragged rows flattened with one shared
-offsets array, one ``KEY.npy`` file per feature, read back memory-mapped. Which positions of
-a row are stored is the output level's business (every position for token tasks, the first
-for sequence tasks). Every stage, re-run and ``--resume`` reuses them.
+offsets array, one ``KEY.SHARD.npy`` file per feature and shard, read back memory-mapped. A
+shard is a range of contiguous rows labeled by one process: one shard for a single process,
+one per rank when ``accelerate launch``/``torchrun`` starts several (:mod:`xdistill.parallel`),
+so the processes label the transfer set in parallel and no file is written by two of them.
+Which positions of a row are stored is the output level's business (every position for token
+tasks, the first for sequence tasks). Every stage, re-run and ``--resume`` reuses them.
 
 Attention maps are not cached (``(A, T, T)`` per row grows with the square of the length):
 a schedule that matches attentions reads them from a live teacher
@@ -35,15 +38,17 @@ import numpy as np
 import torch
 
 from ..adapters import OutputLevel
-from ..data.batching import bucket_batches, collate_inputs, padding_fraction
+from ..data.batching import bucket_batches, collate_inputs
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
+from .. import parallel
 from ..teachers import Teacher
+from .storage import PCA_SAMPLE_POSITIONS, HiddenStorage
 from ..utils import atomic_write_json, digest_problem, file_digest, progress
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 #: the features a cache can hold (one vector per stored position)
 CACHEABLE = ("logits", "hidden_states")
 
@@ -68,18 +73,28 @@ class FeatureCache:
     """Cached teacher features for ``n`` rows: ``row(key, i)`` is ``(P_i, F)`` (``P_i`` stored
     positions of row ``i``, ``F`` the feature's width), float16 memory-mapped arrays.
 
+    The rows are stored in ``S`` shards of contiguous rows (one per process that labeled them,
+    :mod:`xdistill.parallel`; one for a single process): shard ``s`` holds rows
+    ``shards[s]..shards[s+1]-1`` in ``KEY.s.npy``, flat ``(positions of those rows, F)``.
+
     Attributes:
         path: the cache folder.
-        arrays: feature key -> flat ``(sum P_i, F)`` array.
-        offsets: ``(n + 1,)`` row starts into the flat arrays.
-        meta: the folder's ``meta.json`` (key, settings, teacher, stats).
+        shard_arrays: feature key -> ``S`` flat arrays, one per shard.
+        offsets: ``(n + 1,)`` row starts into the flat positions of all rows.
+        shards: ``(S + 1,)`` the first row of each shard (and ``n``).
+        meta: the folder's ``meta.json`` (key, settings, teacher, stats, shards).
     """
 
-    def __init__(self, path: Path, arrays: dict[str, np.ndarray], offsets: np.ndarray, meta: dict):
+    def __init__(self, path: Path, shard_arrays: dict[str, list[np.ndarray]], offsets: np.ndarray, shards: np.ndarray,
+                 meta: dict, storage: dict[str, HiddenStorage] | None = None,
+                 scales: dict[str, list[np.ndarray]] | None = None):
         self.path = path
-        self.arrays = arrays
+        self.shard_arrays = shard_arrays
         self.offsets = offsets
+        self.shards = np.asarray(shards, dtype=np.int64)
         self.meta = meta
+        self.storage = storage or {}
+        self.scales = scales or {}
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -87,24 +102,39 @@ class FeatureCache:
     @property
     def keys(self) -> list[str]:
         """The cached feature keys (``logits``, ``hidden_states.4``)."""
-        return list(self.arrays)
+        return list(self.shard_arrays)
 
-    def _array(self, key: str) -> np.ndarray:
-        if key not in self.arrays:
-            raise KeyError(f"teacher feature {key!r} is not in the cache {self.path} (it holds {', '.join(self.arrays)})")
-        return self.arrays[key]
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Feature key -> flat ``(sum P_i, F)`` array of all rows: the memory-mapped file itself for a
+        single shard, else the shards concatenated in memory (for inspection; training reads rows)."""
+        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in self.shard_arrays.items()}
+
+    def _shards(self, key: str) -> list[np.ndarray]:
+        if key not in self.shard_arrays:
+            raise KeyError(f"teacher feature {key!r} is not in the cache {self.path} (it holds {', '.join(self.shard_arrays)})")
+        return self.shard_arrays[key]
 
     def row(self, key: str, i: int) -> np.ndarray:
-        """Row ``i`` of feature ``key``: ``(P_i, F)`` float16."""
-        return self._array(key)[self.offsets[i]: self.offsets[i + 1]]
+        """Row ``i`` of feature ``key``: ``(P_i, F)``, float16 as stored, or float32 decoded from
+        ``--cache-hidden int8`` or ``pca:K`` (:mod:`xdistill.transfer.storage`)."""
+        arrays = self._shards(key)
+        s = int(np.searchsorted(self.shards, i, side="right")) - 1 if len(arrays) > 1 else 0
+        base = self.offsets[self.shards[s]]
+        a, z = self.offsets[i] - base, self.offsets[i + 1] - base
+        code = self.storage.get(key)
+        if code is None or code.kind == "fp16":
+            return arrays[s][a:z]
+        return code.decode(arrays[s][a:z], self.scales[key][s][a:z] if key in self.scales else None)
 
     def batch(self, key: str, rows: Sequence[int], width: int) -> torch.Tensor:
         """Feature ``key`` of ``rows``, zero-padded: ``(B, width, F)`` float32."""
-        flat = self._array(key)
-        out = np.zeros((len(rows), width, flat.shape[1]), dtype=np.float32)
+        code = self.storage.get(key)
+        dim = code.basis.shape[0] if code is not None and code.kind == "pca" else self._shards(key)[0].shape[1]
+        out = np.zeros((len(rows), width, dim), dtype=np.float32)
         for j, r in enumerate(rows):
-            a, b = self.offsets[r], self.offsets[r + 1]
-            out[j, : b - a] = flat[a:b]
+            x = self.row(key, r)
+            out[j, : len(x)] = x
         return torch.from_numpy(out)
 
     def rows(self, rows: Sequence[int]) -> "FeatureCacheView":
@@ -113,10 +143,17 @@ class FeatureCache:
 
     @classmethod
     def open(cls, path: Path) -> "FeatureCache":
-        """A complete cache folder (``meta.json``, ``offsets.npy`` and one ``KEY.npy`` per feature), memory-mapped."""
+        """A complete cache folder (``meta.json``, ``offsets.npy`` and ``KEY.S.npy`` per feature and
+        shard), memory-mapped."""
         meta = json.loads((path / "meta.json").read_text())
-        arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in meta["features"]}
-        return cls(path=path, arrays=arrays, offsets=np.load(path / "offsets.npy"), meta=meta)
+        shards = meta["shards"]
+        n = len(shards) - 1
+        arrays = {k: [np.load(path / shard_file(k, s), mmap_mode="r") for s in range(n)] for k in meta["features"]}
+        storage = {k: HiddenStorage.load(path, k, spec) for k, spec in meta.get("storage", {}).items()}
+        scales = {k: [np.load(path / shard_file(f"{k}.scale", s), mmap_mode="r") for s in range(n)]
+                  for k, code in storage.items() if code.kind == "int8"}
+        return cls(path=path, shard_arrays=arrays, offsets=np.load(path / "offsets.npy"), shards=np.asarray(shards),
+                   meta=meta, storage=storage, scales=scales)
 
     @staticmethod
     def damage(path: Path) -> str | None:
@@ -165,69 +202,161 @@ def check_cacheable(features: Sequence[Feature]) -> None:
                           "read them from a live teacher")
 
 
-@torch.no_grad()
+def shard_file(key: str, shard: int) -> str:
+    """The file of feature ``key`` in shard ``shard`` of a cache folder: ``KEY.SHARD.npy``."""
+    return f"{key}.{shard}.npy"
+
+
+def _read_complete(path: Path, name: str) -> FeatureCache | None:
+    """The cache in ``path`` when it is complete and undamaged (else ``None``, with a warning when damaged)."""
+    if not (path / "meta.json").is_file():
+        return None
+    damage = FeatureCache.damage(path)
+    if damage is None:
+        logger.info("teacher outputs for %s read from cache %s (sizes and checksums verified)", name, path)
+        return FeatureCache.open(path)
+    logger.warning("cache %s is damaged (%s); computing the teacher outputs again", path, damage)
+    return None
+
+
+def _fresh_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def _teacher_batches(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],
+                     batches: Sequence[np.ndarray], name: str):
+    """Per batch of rows: the rows and, per feature key, each row's ``(P_i, F)`` float32 features."""
+    device = teacher.device
+    teacher.eval()
+    for rows in progress(batches, f"teacher labels {name} (batches)", log=logger):
+        b = collate_inputs(encoded, rows, teacher.tokenizer.pad_token_id)
+        with torch.no_grad():
+            feats = teacher.features(b["input_ids"].to(device), b["attention_mask"].to(device), features)
+        lens = [len(encoded.input_ids[r]) for r in rows]
+        yield rows, {f.key: [x.reshape(x.shape[0] if x.dim() > 1 else 1, -1).numpy()
+                             for x in level.feature_rows(feats[f.key].float().cpu(), lens)] for f in features}
+
+
+def fit_storage(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],
+                storage: dict[str, HiddenStorage], max_tokens: int) -> dict[str, HiddenStorage]:
+    """Fit the codes that learn from the data (``pca:K``) on the hidden states of evenly spaced rows
+    (at most :data:`~xdistill.transfer.storage.PCA_SAMPLE_POSITIONS` positions); others are returned as they are."""
+    learn = [f for f in features if f.key in storage and storage[f.key].kind == "pca"]
+    if not learn:
+        return storage
+    lengths = encoded.lengths
+    step = max(1, int(np.ceil(lengths.sum() / PCA_SAMPLE_POSITIONS)))
+    rows = np.arange(0, len(encoded), step)
+    batches = [rows[b] for b in bucket_batches(lengths[rows], max_tokens=max_tokens)]
+    sample = {f.key: [] for f in learn}
+    for _, feats in _teacher_batches(teacher, level, encoded, learn, batches, "PCA sample"):
+        for k in sample:
+            sample[k] += feats[k]
+    for k, parts in sample.items():
+        storage[k].fit(np.concatenate(parts)[:PCA_SAMPLE_POSITIONS])
+    return storage
+
+
+def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],
+                 storage: dict[str, HiddenStorage], offsets: np.ndarray, rows: tuple[int, int], folder: Path,
+                 max_tokens: int, name: str) -> dict:
+    """Write the features of rows ``rows[0]..rows[1]-1`` (this process's shard) into ``folder``:
+    ``KEY.SHARD.npy`` (float16, or as ``storage`` codes it), flat over their stored positions.
+    Returns counts for the stats."""
+    start, end = rows
+    lengths = encoded.lengths
+    base = int(offsets[start])
+    n = int(offsets[end]) - base
+    shard = parallel.rank()
+    codes = {f.key: storage.get(f.key, HiddenStorage()) for f in features}
+    arrays = {f.key: np.lib.format.open_memmap(folder / shard_file(f.key, shard), mode="w+", dtype=codes[f.key].dtype,
+                                               shape=(n, codes[f.key].stored_width(teacher.feature_width(f))))
+              for f in features}
+    scales = {k: np.lib.format.open_memmap(folder / shard_file(f"{k}.scale", shard), mode="w+", dtype=np.float16,
+                                           shape=(n, 1)) for k, c in codes.items() if c.kind == "int8"}
+    batches = [b + start for b in bucket_batches(lengths[start:end], max_tokens=max_tokens)] if end > start else []
+    t0 = time.perf_counter()
+    for rows_, feats in _teacher_batches(teacher, level, encoded, features, batches, name):
+        for k, arr in arrays.items():
+            for r, x in zip(rows_, feats[k]):
+                a, z = offsets[r] - base, offsets[r + 1] - base
+                arr[a:z], scale = codes[k].encode(x)
+                if scale is not None:
+                    scales[k][a:z] = scale
+    seconds = time.perf_counter() - t0
+    for arr in [*arrays.values(), *scales.values()]:
+        arr.flush()
+    return {"seconds": seconds, "real_tokens": int(lengths[start:end].sum()), "batches": len(batches),
+            "padded_tokens": sum(int(lengths[b].max()) * len(b) for b in batches)}
+
+
+def _finish(tmp: Path, path: Path, meta: dict) -> None:
+    """Checksums of every shard file, ``meta.json``, then the rename that makes the cache complete."""
+    files = {p.name: file_digest(p) for p in sorted(tmp.glob("*.npy"))}
+    atomic_write_json(tmp / "meta.json", {**meta, "files": files})
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
 def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],
-               cache_root: Path, max_tokens: int, name: str) -> tuple[FeatureCache, dict]:
+               cache_root: Path, max_tokens: int, name: str, hidden: str = "fp16") -> tuple[FeatureCache, dict]:
     """Cached teacher ``features`` for every row of ``encoded`` (layers as non-negative indices).
 
     Computes them (length-bucketed batches of at most ``max_tokens`` padded tokens) unless a
-    cache entry with the same key exists. Returns the cache and stats: ``cached`` (bool),
-    ``seconds``, ``real_tokens``, ``tokens_per_second`` (real, non-padding tokens),
-    ``padding_fraction``.
+    cache entry with the same key exists. In a multi-process run (:mod:`xdistill.parallel`) each
+    process labels one shard of contiguous rows with about equal tokens and writes its own files;
+    the main process then records the checksums and renames the folder. Returns the cache and
+    stats: ``cached`` (bool), ``seconds`` (the slowest process), ``real_tokens``,
+    ``tokens_per_second`` (real, non-padding tokens, all processes), ``padding_fraction``,
+    ``processes``. Hidden states are stored as ``hidden`` says (``--cache-hidden``: ``fp16``, ``int8``,
+    ``pca:K``; :mod:`xdistill.transfer.storage`), logits as float16.
 
     Raises:
-        ConfigError: a feature that cannot be cached.
+        ConfigError: a feature that cannot be cached, or ``hidden`` not one of those forms.
     """
     check_cacheable(features)
     keys = [f.key for f in features]
-    settings = {"features": keys, "dtype": "float16", "level": level.name, "name": name}
+    storage = {f.key: HiddenStorage.parse(hidden) for f in features if f.name == "hidden_states"}
+    settings = {"features": keys, "dtype": "float16", "level": level.name, "name": name,
+                "hidden": {k: c.spec for k, c in storage.items()}}
     key = cache_key(teacher.info.fingerprint, encoded, settings)
     path = Path(cache_root) / f"{name}-{key}"
-    if (path / "meta.json").is_file():
-        damage = FeatureCache.damage(path)
-        if damage is None:
-            out = FeatureCache.open(path)
-            logger.info("teacher outputs for %s read from cache %s (sizes and checksums verified)", name, path)
-            return out, dict(out.meta["stats"], cached=True)
-        logger.warning("cache %s is damaged (%s); computing the teacher outputs again", path, damage)
+    done = _read_complete(path, name)
+    if done is not None:
+        return done, dict(done.meta["stats"], cached=True)
     lengths = encoded.lengths
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(level.positions(lengths), out=offsets[1:])
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    batches = bucket_batches(lengths, max_tokens=max_tokens)
-    device = teacher.device
-    teacher.eval()
-    arrays = {f.key: np.lib.format.open_memmap(tmp / f"{f.key}.npy", mode="w+", dtype=np.float16,
-                                               shape=(int(offsets[-1]), teacher.feature_width(f))) for f in features}
-    t0 = time.perf_counter()
-    for rows in progress(batches, f"teacher labels {name} (batches)", log=logger):
-        b = collate_inputs(encoded, rows, teacher.tokenizer.pad_token_id)
-        feats = teacher.features(b["input_ids"].to(device), b["attention_mask"].to(device), features)
-        lens = [len(encoded.input_ids[r]) for r in rows]
-        for k in keys:
-            per_row = level.feature_rows(feats[k].float().cpu(), lens)
-            for r, x in zip(rows, per_row):
-                a, z = offsets[r], offsets[r + 1]
-                arrays[k][a:z] = x.reshape(z - a, -1).to(torch.float16).numpy()
-    seconds = time.perf_counter() - t0
-    widths = {}
-    for k, arr in arrays.items():
-        arr.flush()
-        widths[k] = int(arr.shape[1])
-    del arrays
-    np.save(tmp / "offsets.npy", offsets)
-    real = int(lengths.sum())
+    tmp = path.with_name(path.name + f".tmp{parallel.broadcast(os.getpid())}")
+    parallel.main_does(lambda: _fresh_dir(tmp), f"created {tmp}")
+    storage = parallel.main_does(lambda: fit_storage(teacher, level, encoded, features, storage, max_tokens),
+                                 "fit the hidden-state code")
+    shards = parallel.split_weighted(lengths, parallel.world_size())
+    mine = _label_shard(teacher, level, encoded, features, storage, offsets, shards[parallel.rank()], tmp, max_tokens,
+                        name)
+    every = parallel.all_gather(mine)
+    seconds = max(x["seconds"] for x in every)
+    real, padded = sum(x["real_tokens"] for x in every), sum(x["padded_tokens"] for x in every)
     stats = {"seconds": seconds, "rows": len(encoded), "real_tokens": real,
              "tokens_per_second": real / seconds if seconds > 0 else None,
-             "padding_fraction": padding_fraction(lengths, batches), "batches": len(batches)}
-    files = {p.name: file_digest(p) for p in sorted(tmp.glob("*.npy"))}
-    atomic_write_json(tmp / "meta.json", {"key": key, "settings": settings, "teacher": teacher.info.fingerprint,
-                                          "teacher_layers": teacher.num_layers, "features": widths, "stats": stats,
-                                          "files": files})
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    logger.info("teacher labeled %s: %d rows, %d real tokens in %.1f s (%.0f tokens/s), padding %.1f%%",
-                name, len(encoded), real, seconds, stats["tokens_per_second"] or 0, 100 * stats["padding_fraction"])
+             "padding_fraction": 0.0 if padded == 0 else 1.0 - real / padded,
+             "batches": sum(x["batches"] for x in every), "processes": len(every)}
+    widths = {f.key: teacher.feature_width(f) for f in features}
+
+    def finish():
+        np.save(tmp / "offsets.npy", offsets)
+        for k, code in storage.items():
+            code.save(tmp, k)
+        _finish(tmp, path, {"key": key, "settings": settings, "teacher": teacher.info.fingerprint,
+                            "teacher_layers": teacher.num_layers, "features": widths, "stats": stats,
+                            "shards": [a for a, _ in shards] + [len(encoded)],
+                            "storage": {k: c.spec for k, c in storage.items()},
+                            "bytes_per_position": {f.key: storage.get(f.key, HiddenStorage()).bytes_per_position(
+                                teacher.feature_width(f)) for f in features}})
+
+    parallel.main_does(finish, f"wrote the cache {path}")
+    logger.info("teacher labeled %s: %d rows, %d real tokens in %.1f s (%.0f tokens/s, %d %s), padding %.1f%%",
+                name, len(encoded), real, seconds, stats["tokens_per_second"] or 0, len(every),
+                "process" if len(every) == 1 else "processes", 100 * stats["padding_fraction"])
     return FeatureCache.open(path), dict(stats, cached=False)

@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+"""Scaling of a NER distillation run with the transfer set and the number of processes (issue 14).
+
+For each transfer size (``--sizes``: transfer sentences per language, WikiANN train sentences
+without their labels) and each process count (``--processes``) it runs ``python -m xdistill ner``
+(one process, ``--threads 1``) or ``torchrun --nproc_per_node P -m xdistill ner`` (P processes of
+one thread each, gloo) into ``ROOT/sSIZE-pP``, every run with the same teacher: the first run trains
+it (or ``--teacher-run DIR`` names a finished run whose ``teacher/`` is copied), the others reuse it.
+With ``--compare-teacher`` one more run with the largest process count trains its own teacher
+(``transformers.Trainer``'s DDP) into ``ROOT/teacher-pP``.
+
+It writes ``ROOT/scale.json`` and ``ROOT/scale.md``: per run the transfer rows and tokens, teacher
+labeling seconds and tokens/s, distillation seconds, epochs and seconds per epoch, cache bytes per
+token, peak RSS per process, mean F1 of teacher, student and baselines; and per size the speedup of
+P processes over one (labeling tokens/s, distillation seconds per epoch) and the F1 difference.
+Compare speeds only within one invocation on a quiet machine.
+
+Usage: python scripts/benchmark_scale.py --root runs/scale --data-dir ../shared/data --langs LANGS
+       [--sizes 1200,4800] [--processes 1,2] [--teacher-run DIR] [--compare-teacher] [-- extra ner options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from transformers import BertConfig, BertForTokenClassification
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from xdistill.utils import atomic_write_json, atomic_write_text, cpu_model  # noqa: E402
+
+
+def launch(processes: int, args: list[str], port: int) -> list[str]:
+    """The command line of a run with ``processes`` processes of one thread each."""
+    if processes == 1:
+        return [sys.executable, "-m", "xdistill", "ner", *args, "--threads", "1"]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
+            str(port), "-m", "xdistill", "ner", *args]
+
+
+def run(cmd: list[str]) -> float:
+    """Run a command (one thread per process), echoing it; exit with its status when it fails. Returns seconds."""
+    print("+", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if rc:
+        sys.exit(rc)
+    return time.perf_counter() - t0
+
+
+def transfer_cache(out: Path) -> dict:
+    """The transfer cache's rows, real tokens and feature-file bytes per real token."""
+    for d in (out / "cache").glob("transfer-*"):
+        if ".tmp" in d.name or not (d / "meta.json").is_file():
+            continue
+        stats = json.loads((d / "meta.json").read_text())["stats"]
+        size = sum(p.stat().st_size for p in d.glob("*.npy") if p.name != "offsets.npy")
+        return {"transfer_rows": stats["rows"], "cache_bytes_per_token": size / max(stats["real_tokens"], 1)}
+    return {"transfer_rows": None, "cache_bytes_per_token": None}
+
+
+def row(name: str, size: int, processes: int, out: Path, wall: float) -> dict:
+    """What one run measured (from its report.json and cache)."""
+    r = json.loads((out / "report.json").read_text())
+    t, m = r["timing"], r["mean"]
+    epochs = sum(s["epochs"] for steps in r.get("schedules", {}).values() for s in steps) if r.get("schedules") \
+        else None
+    seconds = t["seconds"]
+    return {"run": name, "transfer_per_lang": size, "processes": t.get("world_size", processes),
+            **transfer_cache(out), "transfer_tokens": t.get("transfer_tokens"),
+            "teacher_s": seconds.get("teacher"), "labeling_s": seconds.get("teacher_labeling"),
+            "labeling_tokens_per_s": t.get("teacher_tokens_per_second"), "labeling_cached": t.get("teacher_labeling_cached"),
+            "distillation_s": seconds.get("distillation"), "epochs": epochs,
+            "s_per_epoch": seconds.get("distillation") / epochs if epochs else None,
+            "peak_rss_mib": t["peak_rss_mib"],
+            "peak_rss_mib_per_process": t.get("peak_rss_mib_per_process"), "minutes": wall / 60,
+            **{k: m.get(f"{k}_f1") for k in ("teacher", "student", "baseline", "baseline_svd")}}
+
+
+def speedups(df: pd.DataFrame) -> pd.DataFrame:
+    """Per size and process count: labeling and distillation throughput over one process's, F1 difference."""
+    rows = []
+    for size, g in df[df.run.str.startswith("s")].groupby("transfer_per_lang"):
+        base = g[g.processes == 1]
+        if base.empty:
+            continue
+        b = base.iloc[0]
+        for _, x in g[g.processes > 1].iterrows():
+            rows.append({"transfer_per_lang": size, "processes": x.processes,
+                         "labeling_speedup": x.labeling_tokens_per_s / b.labeling_tokens_per_s,
+                         "distillation_speedup": b.s_per_epoch / x.s_per_epoch,
+                         "student_f1_difference": x.student - b.student,
+                         "baseline_f1_difference": x.baseline - b.baseline})
+    return pd.DataFrame(rows)
+
+
+#: the paper's transfer set (Mukherjee & Hassan Awadallah 2020, sec. 5): 7.2 million sentences labeled by mBERT-base
+PAPER_SENTENCES = 7_200_000
+
+
+def paper_estimate(tokens_per_sentence: float, labels: int = 7, repeats: int = 5) -> dict:
+    """The paper's scale on paper: an mBERT-base-shaped teacher (12 layers, hidden 768, 119,547 ids; random
+    weights: speed does not depend on them) timed here on batches of ``tokens_per_sentence`` tokens, one and
+    all cores; the hours to label 7.2 million sentences and the cache's size per ``--cache-hidden`` choice."""
+    model = BertForTokenClassification(BertConfig(vocab_size=119547, num_labels=labels)).eval()
+    t = max(int(round(tokens_per_sentence)), 2)
+    ids = torch.randint(1000, 119000, (64, t))
+    out = {"tokens_per_sentence": tokens_per_sentence, "sentences": PAPER_SENTENCES, "batch": [64, t]}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        with torch.no_grad():
+            model(input_ids=ids, output_hidden_states=True)  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model(input_ids=ids, output_hidden_states=True)
+                times.append(time.perf_counter() - t0)
+        tps = ids.numel() / sorted(times)[len(times) // 2]
+        out[f"tokens_per_second_{threads}_threads"] = tps
+        out[f"hours_{threads}_threads"] = PAPER_SENTENCES * tokens_per_sentence / tps / 3600
+    tokens = PAPER_SENTENCES * tokens_per_sentence
+    for name, per_token in {"fp16": 768 * 2, "int8": 768 + 2, "pca:256": 256 * 2}.items():
+        out[f"cache_gb_{name}"] = tokens * (per_token + 2 * labels) / 1e9
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", required=True)
+    p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR"))
+    p.add_argument("--langs", default="all")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--sizes", default="1200", help="transfer sentences per language, comma-separated")
+    p.add_argument("--processes", default="1,2")
+    p.add_argument("--teacher-run", default=None)
+    p.add_argument("--compare-teacher", action="store_true")
+    p.add_argument("--port", type=int, default=29611)
+    a = p.parse_args(argv)
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in a.sizes.split(",")]
+    procs = [int(s) for s in a.processes.split(",")]
+    common = ["--preset", a.preset, "--langs", a.langs, *(["--data-dir", a.data_dir] if a.data_dir else []), *extra]
+    teacher = Path(a.teacher_run) / "teacher" if a.teacher_run else None
+    rows = []
+    for size in sizes:
+        for n in procs:
+            out = root / f"s{size}-p{n}"
+            if teacher is not None and not (out / "teacher").exists():
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(teacher, out / "teacher")
+            wall = run(launch(n, [*common, "--transfer-per-lang", str(size), "--output-dir", str(out)], a.port))
+            rows.append(row(out.name, size, n, out, wall))
+            teacher = teacher or out / "teacher"
+    if a.compare_teacher:
+        n = max(procs)
+        out = root / f"teacher-p{n}"
+        wall = run(launch(n, [*common, "--transfer-per-lang", str(sizes[0]), "--output-dir", str(out)], a.port))
+        rows.append(row(out.name, sizes[0], n, out, wall))
+    df = pd.DataFrame(rows)
+    sp = speedups(df)
+    first = df.iloc[0]
+    paper = paper_estimate(first.transfer_tokens / first.transfer_rows)
+    info = {"machine": cpu_model(), "cpu_count": os.cpu_count(), "threads_per_process": 1, "langs": a.langs,
+            "preset": a.preset, "extra": extra, "runs": rows, "speedups": sp.to_dict("records"), "paper_estimate": paper}
+    atomic_write_json(root / "scale.json", info)
+    md = [f"# Scaling with the transfer set and processes ({a.preset} preset, --langs {a.langs})", "",
+          f"Machine: {info['machine']}, {info['cpu_count']} cores, one thread per process. Extra options: "
+          f"{' '.join(extra) or 'none'}.", "", df.round(3).to_markdown(index=False), ""]
+    if not sp.empty:
+        md += ["## Speedup over one process", "", sp.round(3).to_markdown(index=False), ""]
+    md += ["## The paper's scale, estimated", "",
+           f"An mBERT-base-shaped teacher labels {paper['tokens_per_second_1_threads']:.0f} tokens/s on one core of this "
+           f"machine ({paper['batch'][0]} sentences of {paper['batch'][1]} tokens, median of 5): 7.2 million sentences "
+           f"of {paper['tokens_per_sentence']:.1f} tokens take {paper['hours_1_threads']:.0f} hours on one core"
+           + "".join(f", {paper[f'hours_{n}_threads']:.0f} hours with {n} threads" for n in [os.cpu_count()]
+                     if f"hours_{n}_threads" in paper and n != 1)
+           + ". The cache at mBERT width (hidden states of one layer and the logits): "
+           + ", ".join(f"{k.removeprefix('cache_gb_')} {v:.0f} GB" for k, v in paper.items() if k.startswith("cache_gb_"))
+           + ". An estimate from CPU throughput; no GPU was measured.", ""]
+    atomic_write_text(root / "scale.md", "\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
