@@ -93,7 +93,6 @@ def test_two_process_run_matches_one_process(tmp_path, data_dir):
     assert r1["timing"]["world_size"] == 1 and r2["timing"]["world_size"] == 2
     assert len(r2["timing"]["peak_rss_mib_per_process"]) == 2
     assert r2["mean"]["teacher_f1"] == pytest.approx(r1["mean"]["teacher_f1"], abs=1e-9)
-    assert 0.0 <= r2["mean"]["student_f1"] <= 100.0
     for name in ("transfer", "validation"):
         a, b = (FeatureCache.open(next(p for p in (tmp_path / d / "cache").glob(f"{name}-*") if ".tmp" not in p.name))
                 for d in ("one", "two"))
@@ -105,7 +104,7 @@ def test_two_process_run_matches_one_process(tmp_path, data_dir):
     assert (tmp_path / "two" / "logs" / "rank-1.log").is_file()
     assert not (tmp_path / "two" / "logs" / "rank-0.log").exists()
     assert "[rank 1]" in (tmp_path / "two" / "logs" / "rank-1.log").read_text()
-    assert (tmp_path / "two" / "student" / "config.json").is_file() or any((tmp_path / "two" / "student").iterdir())
+    assert json.loads((tmp_path / "two" / "student" / "config.json").read_text())["xdistill_student"] is True
     assert not list((tmp_path / "two" / "cache").glob("*.tmp*"))
 
 
