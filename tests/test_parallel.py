@@ -157,3 +157,24 @@ def test_a_killed_rank_stops_the_launch_and_resume_ends_identical(tmp_path, data
     resumed = torchrun([*argv(out), "--resume"], 29546)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _outcome(out) == _outcome(tmp_path / "straight")
+
+
+@pytest.mark.integration
+def test_two_machine_launch_runs_a_smoke_job(tmp_path, data_dir):
+    """Two ``accelerate launch --num_machines 2`` (machine ranks 0 and 1, one process each, both on this
+    machine over 127.0.0.1), as a 2-node cluster launches them: the smoke job runs to the end."""
+    out = tmp_path / "out"
+    launches = [subprocess.Popen(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2", "--machine_rank",
+         str(rank), "--num_processes", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", "29548",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "xdistill", "ner", "--preset", "smoke", "--langs",
+         "sw", "--data-dir", str(data_dir), "--output-dir", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for rank in (0, 1)]
+    results = [p.communicate(timeout=600) for p in launches]
+    for p, (_, err) in zip(launches, results):
+        assert p.returncode == 0, err[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["timing"]["world_size"] == 2
+    assert json.loads(results[0][0])["output_dir"] == str(out)  # the main process prints the summary
+    assert results[1][0].strip() == ""
+    assert (out / "logs" / "rank-1.log").is_file()
