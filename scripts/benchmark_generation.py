@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from xdistill.utils import atomic_write_json, atomic_write_text  # noqa: E402
+from xdistill.utils import atomic_write_json, atomic_write_text, split_passthrough  # noqa: E402
 
 #: WikiANN languages with 100 train sentences (the issue's low-resource goal)
 LOW_RESOURCE = ("gu", "jv", "my", "pa", "qu", "yo")
@@ -96,9 +96,7 @@ def summarise(report: dict, teacher_minutes: float) -> tuple[dict, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=("ner", "classify"))
     p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))

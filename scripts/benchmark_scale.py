@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from xdistill.utils import atomic_write_json, atomic_write_text, cpu_model  # noqa: E402
+from xdistill.utils import atomic_write_json, atomic_write_text, cpu_model, split_passthrough  # noqa: E402
 
 
 def launch(processes: int, args: list[str], port: int) -> list[str]:
@@ -136,9 +136,7 @@ def paper_estimate(tokens_per_sentence: float, labels: int = 7, repeats: int = 5
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", required=True)
     p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR"))

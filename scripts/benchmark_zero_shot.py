@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from xdistill.utils import atomic_write_json, atomic_write_text  # noqa: E402
+from xdistill.utils import atomic_write_json, atomic_write_text, split_passthrough  # noqa: E402
 
 #: the default out-of-domain text per command (DATA stands for --data-dir): for movie reviews, Wikipedia
 #: sentences (WikiANN's English train split) and Leipzig English web/news sentences; for WikiANN's
@@ -58,9 +58,7 @@ def table(report: dict) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=sorted(OOD))
     p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))

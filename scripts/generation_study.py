@@ -38,7 +38,7 @@ from xdistill.adapters import load_task, make_adapter  # noqa: E402
 from xdistill.cli import parse_distill_args  # noqa: E402
 from xdistill.pipeline.run import (Run, build_transfer, check_settings, distill_students, evaluate,  # noqa: E402
                                    label_transfer, prepare_data, prepare_teacher)
-from xdistill.utils import atomic_write_json, atomic_write_text, peak_rss_mib  # noqa: E402
+from xdistill.utils import atomic_write_json, atomic_write_text, peak_rss_mib, split_passthrough  # noqa: E402
 
 
 def run_variant(command: str, argv: list[str], out: Path, shared_generated: Path) -> dict:
@@ -84,9 +84,7 @@ def table(results: dict) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=("ner", "classify"))
     p.add_argument("--teacher", required=True, help="a fine-tuned teacher folder (the teacher/ of a finished run)")

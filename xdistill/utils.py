@@ -198,3 +198,12 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, log: loggi
 def plural(n: int, word: str) -> str:
     """``1 thread``, ``2 threads``."""
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` split at the first ``--``: the script's own arguments, and those it passes on to the
+    command it wraps (``[]`` without ``--``)."""
+    if "--" not in argv:
+        return list(argv), []
+    i = argv.index("--")
+    return list(argv[:i]), list(argv[i + 1:])

@@ -111,10 +111,6 @@ class TextDataArguments(DataArguments):
                        ("transfer_limit", "unlabeled_limit", "eval_limit"))
 
 
-#: ``--cache-hidden`` kinds: bytes per stored value
-HIDDEN_STORAGE = {"fp16": 2, "int8": 1, "pca": 2}
-
-
 def parse_hidden_storage(spec: str) -> tuple[str, int]:
     """``--cache-hidden`` as ``(kind, components)``: ``("fp16", 0)``, ``("int8", 0)`` or ``("pca", K)``.
 

@@ -55,8 +55,8 @@ def result_settings(s: RunSettings, task_file: str | None) -> dict:
 
 
 def fingerprint(settings: dict) -> str:
-    """SHA-256 (16 hex digits) of the settings as canonical JSON."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """SHA-256 (16 hex digits) of the settings as canonical JSON (what the processes of a launch compare too)."""
+    return parallel.digest(settings)
 
 
 def _option(group: str, name: str) -> str:

@@ -234,8 +234,9 @@ def _teacher_batches(teacher: Teacher, level: OutputLevel, encoded: Encoded, fea
         with torch.no_grad():
             feats = teacher.features(b["input_ids"].to(device), b["attention_mask"].to(device), features)
         lens = [len(encoded.input_ids[r]) for r in rows]
-        yield rows, {f.key: [x.reshape(x.shape[0] if x.dim() > 1 else 1, -1).numpy()
-                             for x in level.feature_rows(feats[f.key].float().cpu(), lens)] for f in features}
+        # one (P_i, F) array per row (a sequence-level row's single vector becomes (1, F))
+        yield rows, {f.key: [x.reshape(-1, x.shape[-1]).numpy() for x in level.feature_rows(feats[f.key].float().cpu(), lens)]
+                     for f in features}
 
 
 def fit_storage(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],
