@@ -2,7 +2,9 @@
 """Scaling of a NER distillation run with the transfer set and the number of processes (issue 14).
 
 For each transfer size (``--sizes``: transfer sentences per language, WikiANN train sentences
-without their labels) and each process count (``--processes``) it runs ``python -m xdistill ner``
+without their labels; ``-1`` for all of them; a suffix ``xK`` repeats each language's transfer
+text K times in shuffled copies, ``--transfer-repeat K``, flagged in the tables) and each process
+count (``--processes``) it runs ``python -m xdistill ner``
 (one process, ``--threads 1``) or ``torchrun --nproc_per_node P -m xdistill ner`` (P processes of
 one thread each, gloo) into ``ROOT/sSIZE-pP``, every run with the same teacher: the first run trains
 it (or ``--teacher-run DIR`` names a finished run whose ``teacher/`` is copied), the others reuse it.
@@ -11,12 +13,14 @@ With ``--compare-teacher`` one more run with the largest process count trains it
 
 It writes ``ROOT/scale.json`` and ``ROOT/scale.md``: per run the transfer rows and tokens, teacher
 labeling seconds and tokens/s, distillation seconds, epochs and seconds per epoch, cache bytes per
-token, peak RSS per process, mean F1 of teacher, student and baselines; and per size the speedup of
-P processes over one (labeling tokens/s, distillation seconds per epoch) and the F1 difference.
+token, peak RSS per process, mean F1 of teacher, student and baselines; per size the speedup of
+P processes over one (labeling tokens/s, distillation seconds per epoch) and the F1 difference; and
+per process count the growth against the smallest set (rows, labeling and epoch seconds per row,
+peak RSS: linear time means a per-row ratio near 1, flat memory an RSS ratio near 1).
 Compare speeds only within one invocation on a quiet machine.
 
 Usage: python scripts/benchmark_scale.py --root runs/scale --data-dir ../shared/data --langs LANGS
-       [--sizes 1200,4800] [--processes 1,2] [--teacher-run DIR] [--compare-teacher] [-- extra ner options]
+       [--sizes 850,6900,16500x2] [--processes 1,2] [--teacher-run DIR] [--compare-teacher] [-- extra ner options]
 """
 
 from __future__ import annotations
@@ -70,6 +74,38 @@ def transfer_cache(out: Path) -> dict:
     return {"transfer_rows": None, "cache_bytes_per_token": None}
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"16500x2"`` -> ``(16500, 2)``: transfer sentences per language and copies of the transfer text.
+
+    Raises:
+        SystemExit: not ``N`` or ``NxK`` with integers, K at least 1.
+    """
+    n, _, k = text.partition("x")
+    try:
+        size, repeat = int(n), int(k or 1)
+    except ValueError:
+        sys.exit(f"--sizes: expected N or NxK (integers), got {text!r}")
+    if repeat < 1:
+        sys.exit(f"--sizes: the repeat K in {text!r} must be at least 1")
+    return size, repeat
+
+
+def growth(df: pd.DataFrame) -> pd.DataFrame:
+    """Per process count, each size against the smallest: rows ratio, labeling and epoch seconds per row
+    ratio (1 = linear), peak RSS ratio (1 = flat)."""
+    out = []
+    runs = df[df.run.str.startswith("s")]
+    for procs, g in runs.groupby("processes"):
+        g = g.sort_values("transfer_rows")
+        b = g.iloc[0]
+        for _, x in g.iloc[1:].iterrows():
+            out.append({"processes": procs, "run": x.run, "against": b.run, "rows_ratio": x.transfer_rows / b.transfer_rows,
+                        "labeling_s_per_row_ratio": (x.labeling_s / x.transfer_rows) / (b.labeling_s / b.transfer_rows),
+                        "epoch_s_per_row_ratio": (x.s_per_epoch / x.transfer_rows) / (b.s_per_epoch / b.transfer_rows),
+                        "peak_rss_ratio": x.peak_rss_mib / b.peak_rss_mib})
+    return pd.DataFrame(out)
+
+
 def row(name: str, size: int, processes: int, out: Path, wall: float) -> dict:
     """What one run measured (from its report.json and cache)."""
     r = json.loads((out / "report.json").read_text())
@@ -91,13 +127,13 @@ def row(name: str, size: int, processes: int, out: Path, wall: float) -> dict:
 def speedups(df: pd.DataFrame) -> pd.DataFrame:
     """Per size and process count: labeling and distillation throughput over one process's, F1 difference."""
     rows = []
-    for size, g in df[df.run.str.startswith("s")].groupby("transfer_per_lang"):
+    for (size, _), g in df[df.run.str.startswith("s")].groupby(["transfer_per_lang", "transfer_repeat"]):
         base = g[g.processes == 1]
         if base.empty:
             continue
         b = base.iloc[0]
         for _, x in g[g.processes > 1].iterrows():
-            rows.append({"transfer_per_lang": size, "processes": x.processes,
+            rows.append({"run": x.run, "transfer_per_lang": size, "processes": x.processes,
                          "labeling_speedup": x.labeling_tokens_per_s / b.labeling_tokens_per_s,
                          "distillation_speedup": b.s_per_epoch / x.s_per_epoch,
                          "student_f1_difference": x.student - b.student,
@@ -150,37 +186,45 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in a.sizes.split(",")]
+    sizes = [parse_size(s) for s in a.sizes.split(",")]
     procs = [int(s) for s in a.processes.split(",")]
     common = ["--preset", a.preset, "--langs", a.langs, *(["--data-dir", a.data_dir] if a.data_dir else []), *extra]
     teacher = Path(a.teacher_run) / "teacher" if a.teacher_run else None
     rows = []
-    for size in sizes:
+    for size, repeat in sizes:
         for n in procs:
-            out = root / f"s{size}-p{n}"
+            out = root / f"s{size}{f'x{repeat}' if repeat > 1 else ''}-p{n}"
             if teacher is not None and not (out / "teacher").exists():
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(teacher, out / "teacher")
-            wall = run(launch(n, [*common, "--transfer-per-lang", str(size), "--output-dir", str(out)], a.port))
-            rows.append(row(out.name, size, n, out, wall))
+            wall = run(launch(n, [*common, "--transfer-per-lang", str(size), "--transfer-repeat", str(repeat),
+                                  "--output-dir", str(out)], a.port))
+            rows.append({**row(out.name, size, n, out, wall), "transfer_repeat": repeat})
             teacher = teacher or out / "teacher"
     if a.compare_teacher:
         n = max(procs)
         out = root / f"teacher-p{n}"
-        wall = run(launch(n, [*common, "--transfer-per-lang", str(sizes[0]), "--output-dir", str(out)], a.port))
-        rows.append(row(out.name, sizes[0], n, out, wall))
+        wall = run(launch(n, [*common, "--transfer-per-lang", str(sizes[0][0]), "--transfer-repeat", str(sizes[0][1]),
+                              "--output-dir", str(out)], a.port))
+        rows.append({**row(out.name, sizes[0][0], n, out, wall), "transfer_repeat": sizes[0][1]})
     df = pd.DataFrame(rows)
     sp = speedups(df)
+    gr = growth(df)
     first = df.iloc[0]
     paper = paper_estimate(first.transfer_tokens / first.transfer_rows)
     info = {"machine": cpu_model(), "cpu_count": os.cpu_count(), "threads_per_process": 1, "langs": a.langs,
-            "preset": a.preset, "extra": extra, "runs": rows, "speedups": sp.to_dict("records"), "paper_estimate": paper}
+            "preset": a.preset, "extra": extra, "runs": rows, "speedups": sp.to_dict("records"), "growth": gr.to_dict("records"),
+            "paper_estimate": paper}
     atomic_write_json(root / "scale.json", info)
     md = [f"# Scaling with the transfer set and processes ({a.preset} preset, --langs {a.langs})", "",
           f"Machine: {info['machine']}, {info['cpu_count']} cores, one thread per process. Extra options: "
           f"{' '.join(extra) or 'none'}.", "", df.round(3).to_markdown(index=False), ""]
     if not sp.empty:
         md += ["## Speedup over one process", "", sp.round(3).to_markdown(index=False), ""]
+    if not gr.empty:
+        md += ["## Growth with the transfer set (against the smallest, per process count)", "",
+               "Ratios of seconds per row (1 = linear time) and of peak RSS (1 = flat memory). Runs with "
+               "transfer_repeat > 1 use shuffled copies of the same text.", "", gr.round(3).to_markdown(index=False), ""]
     md += ["## The paper's scale, estimated", "",
            f"An mBERT-base-shaped teacher labels {paper['tokens_per_second_1_threads']:.0f} tokens/s on one core of this "
            f"machine ({paper['batch'][0]} sentences of {paper['batch'][1]} tokens, median of 5): 7.2 million sentences "

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from xdistill.data.types import Feature
+from xdistill.data.types import Ragged, Feature
 from xdistill.errors import ConfigError
 from xdistill.transfer import cache
 from xdistill.config import parse_hidden_storage
@@ -95,7 +95,7 @@ def test_cache_key_changes_with_any_input_id(enc):
     for r in range(len(enc)):
         for pos in range(len(enc.input_ids[r])):
             other = copy.deepcopy(enc)
-            other.input_ids[r][pos] += 1
+            other.input_ids.flat[other.input_ids.offsets[r] + pos] += 1
             k = cache_key("fp0", other, SETTINGS)
             assert k not in seen, (r, pos)
             seen.add(k)
@@ -103,12 +103,13 @@ def test_cache_key_changes_with_any_input_id(enc):
 
 def test_cache_key_changes_with_rows_added_removed_or_reordered(enc):
     base = cache_key("fp0", enc, SETTINGS)
+    n = len(enc)
     dropped = copy.deepcopy(enc)
-    dropped.input_ids.pop()
+    dropped.input_ids = dropped.input_ids[:-1]
     swapped = copy.deepcopy(enc)
-    swapped.input_ids[0], swapped.input_ids[1] = swapped.input_ids[1], swapped.input_ids[0]
+    swapped.input_ids = swapped.input_ids.take([1, 0, *range(2, n)])
     added = copy.deepcopy(enc)
-    added.input_ids.append([2, 3])
+    added.input_ids = Ragged.concat([added.input_ids, [[2, 3]]])
     keys = {base, cache_key("fp0", dropped, SETTINGS), cache_key("fp0", swapped, SETTINGS),
             cache_key("fp0", added, SETTINGS)}
     assert len(keys) == 4

@@ -272,8 +272,8 @@ def test_encoded_concat_renumbers_and_sums(adapter, tok):
     b = adapter.encode(ds(["Carl met Anna in Berlin", "the", "Paris"], ["", "", "neg"]), tok, 5)
     c = Encoded.concat([a, b])
     assert len(c) == 5
-    assert c.input_ids == a.input_ids + b.input_ids
-    assert c.labels == a.labels + b.labels
+    assert c.input_ids == [*a.input_ids, *b.input_ids]
+    assert c.labels == [*a.labels, *b.labels]
     assert c.example == [0, 1, 2, 3, 4]
     assert c.n_words == [1] * 5
     assert c.stats == {"examples": 5, "windows": 5, "examples_truncated": 2, "tokens_cut": 3 + 2, "max_length": 5}

@@ -136,3 +136,21 @@ def test_hub_source_converts_classlabels(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", failing)
     with pytest.raises(UnknownLanguageError, match="unimelb-nlp/wikiann"):
         src.load("fr", "eval")
+
+
+def test_transfer_repeat_adds_shuffled_copies_and_leaves_other_splits(local_dir, splitter):
+    reg = LanguageRegistry.load()
+    once = ner.build_language_data("en", ner.make_source(_args(local_dir), SPEC, reg), _args(local_dir), splitter, reg)
+    args = _args(local_dir, transfer_repeat=3)
+    thrice = ner.build_language_data("en", ner.make_source(args, SPEC, reg), args, splitter, reg)
+    first = [tuple(t) for t in once.transfer["tokens"]]
+    rows = [tuple(t) for t in thrice.transfer["tokens"]]
+    assert len(rows) == 3 * len(first) == thrice.counts["transfer"] and thrice.counts["transfer_repeat"] == 3
+    assert rows[:len(first)] == first  # the original order first, then the copies
+    for k in (1, 2):
+        copy = rows[k * len(first):(k + 1) * len(first)]
+        assert sorted(copy) == sorted(first) and copy != first  # the same sentences, shuffled
+    for split in ("labeled", "validation", "teacher_labeled", "evaluation"):  # nothing else moves
+        assert getattr(thrice, split)["tokens"] == getattr(once, split)["tokens"], split
+    with pytest.raises(ConfigError, match="--transfer-repeat"):
+        _args(local_dir, transfer_repeat=0)

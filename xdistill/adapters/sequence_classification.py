@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -14,12 +15,15 @@ from ..config import GenerationArguments, TextDataArguments
 from ..data.batching import IGNORE
 from ..data.taskspec import TaskSpec
 from ..data.text import build_text_data, read_text_file, to_dataset
-from ..data.types import Encoded, TaskData
+from ..data.types import Encoded, EncodedBuilder, TaskData, iter_examples
 from ..errors import ConfigError, EmptyTextError
 from .base import TaskAdapter
 from .levels import SEQUENCE
 
 logger = logging.getLogger(__name__)
+
+#: texts tokenized per call of the tokenizer's batch encode
+ENCODE_CHUNK = 1000
 
 
 class SequenceClassificationAdapter(TaskAdapter):
@@ -66,14 +70,20 @@ class SequenceClassificationAdapter(TaskAdapter):
         return build_text_data(self.spec, args)
 
     def encode(self, dataset, tokenizer, max_length: int, split: str = "") -> Encoded:
-        """One row per text (``dataset["text"]``; ``dataset["label"]`` label names or empty for transfer text)."""
-        texts, labels = list(dataset["text"]), list(dataset["label"])
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        return self.encode_ids(ids, labels, tokenizer, max_length, split)
+        """One row per text (``dataset["text"]``; ``dataset["label"]`` label names or empty for transfer
+        text), tokenized :data:`ENCODE_CHUNK` texts at a time (the Rust tokenizer's batch encode)."""
+        pairs = iter_examples(dataset, ("text", "label"), ENCODE_CHUNK)
 
-    def encode_ids(self, ids: Sequence[Sequence[int]], labels: Sequence[str], tokenizer, max_length: int,
+        def ids_labels():
+            while chunk := list(itertools.islice(pairs, ENCODE_CHUNK)):
+                texts, labels = zip(*chunk)
+                yield from zip(tokenizer(list(texts), add_special_tokens=False)["input_ids"], labels)
+        return self.encode_ids(ids_labels(), None, tokenizer, max_length, split)
+
+    def encode_ids(self, ids: Iterable[Sequence[int]], labels: Iterable[str] | None, tokenizer, max_length: int,
                    split: str = "") -> Encoded:
-        """:meth:`encode` from subword ids already computed (without special tokens).
+        """:meth:`encode` from subword ids already computed (without special tokens): ``ids`` and
+        ``labels`` in step, or ``ids`` yielding ``(ids, label)`` pairs when ``labels`` is ``None``.
 
         Raises:
             ValueError: ``max_length`` below 3.
@@ -81,25 +91,22 @@ class SequenceClassificationAdapter(TaskAdapter):
         if max_length < 3:
             raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
         budget = max_length - 2
-        enc = Encoded([], [], [], [], [])
+        enc = EncodedBuilder()
         truncated = cut = 0
-        for e, (x, lab) in enumerate(zip(ids, labels)):
+        for e, (x, lab) in enumerate(ids if labels is None else zip(ids, labels)):
             if len(x) > budget:
                 truncated += 1
                 cut += len(x) - budget
                 x = x[:budget]
             row = [tokenizer.cls_token_id, *x, tokenizer.sep_token_id]
-            enc.input_ids.append(row)
-            enc.labels.append([self.label2id[lab] if lab else IGNORE])
-            enc.word_index.append([-1] * len(row))
-            enc.example.append(e)
+            enc.add_row(row, [self.label2id[lab] if lab else IGNORE], [-1] * len(row), e)
             enc.n_words.append(1)
-        enc.stats = {"examples": len(ids), "windows": len(ids), "examples_truncated": truncated, "tokens_cut": cut,
-                     "max_length": max_length}
+        n = len(enc.example)
         if truncated:
             logger.info("%s%d of %d texts longer than %d tokens were truncated (%d tokens cut)",
-                        f"{split}: " if split else "", truncated, len(ids), max_length, cut)
-        return enc
+                        f"{split}: " if split else "", truncated, n, max_length, cut)
+        return enc.build({"examples": n, "windows": n, "examples_truncated": truncated, "tokens_cut": cut,
+                          "max_length": max_length})
 
     def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list[str]:
         """The argmax label name per example."""

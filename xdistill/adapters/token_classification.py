@@ -20,7 +20,7 @@ from ..data.languages import LanguageRegistry
 from ..data.ner import FEATURES, build_ner_data
 from ..data.readers import entity_types, read_ner_file
 from ..data.taskspec import TaskSpec
-from ..data.types import Encoded, TaskData
+from ..data.types import Encoded, EncodedBuilder, TaskData, iter_examples
 from ..data.words import make_word_splitter
 from ..errors import ConfigError
 from .base import TaskAdapter
@@ -116,10 +116,9 @@ class TokenClassificationAdapter(TaskAdapter):
         budget = max_length - 2
         cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         cache: dict[str, list[int]] = {}
-        enc = Encoded([], [], [], [], [])
+        enc = EncodedBuilder()
         n_windows_split = n_pieces_cut = 0
-        tokens_col, tags_col = dataset["tokens"], dataset["tags"]
-        for e, (words, tags) in enumerate(zip(tokens_col, tags_col)):
+        for e, (words, tags) in enumerate(iter_examples(dataset, ("tokens", "tags"))):
             pieces = word_pieces(tokenizer, words, cache)
             enc.n_words.append(len(words))
             spans = windows(pieces, budget)
@@ -139,16 +138,13 @@ class TokenClassificationAdapter(TaskAdapter):
                 ids.append(sep_id)
                 labels.append(IGNORE)
                 widx.append(-1)
-                enc.input_ids.append(ids)
-                enc.labels.append(labels)
-                enc.word_index.append(widx)
-                enc.example.append(e)
-        enc.stats = {"examples": len(enc.n_words), "windows": len(enc.input_ids),
-                     "examples_split_into_windows": n_windows_split, "subwords_cut_from_overlong_words": n_pieces_cut}
+                enc.add_row(ids, labels, widx, e)
+        stats = {"examples": len(enc.n_words), "windows": len(enc.example),
+                 "examples_split_into_windows": n_windows_split, "subwords_cut_from_overlong_words": n_pieces_cut}
         if n_windows_split:
             logger.info("%s%d sentences longer than %d tokens were split into windows", f"{split}: " if split else "",
                         n_windows_split, max_length)
-        return enc
+        return enc.build(stats)
 
     def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list[list[str]]:
         """Word-level tags per example: the argmax at each word's first subword."""

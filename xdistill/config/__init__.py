@@ -63,8 +63,9 @@ class NERDataArguments(DataArguments):
     (a superset of the student's budget; ``-1`` means the whole training split
     minus validation); the transfer set is the rest of train with its labels
     dropped (at most ``transfer_per_lang``) plus the unlabeled sentences for the
-    language (at most ``unlabeled_per_lang``). Evaluation uses the labeled dev
-    split (``eval_per_lang`` caps it; ``-1`` = all).
+    language (at most ``unlabeled_per_lang``), ``transfer_repeat`` times (copies
+    shuffled; for scaling benchmarks). Evaluation uses the labeled dev split
+    (``eval_per_lang`` caps it; ``-1`` = all).
     """
 
     langs: str = field(default="all", metadata={"help": "Comma-separated ISO 639-1 codes, group names (xtremedistil41, smoke) or 'all' (every language with labeled data in the source)."})
@@ -75,10 +76,11 @@ class NERDataArguments(DataArguments):
     unlabeled_per_lang: int = field(default=-1, metadata={"help": "Cap on unlabeled sentences per language (Leipzig, Tatoeba) in the transfer set (-1: no cap, 0: none)."})
     eval_per_lang: int = field(default=-1, metadata={"help": "Cap on evaluation sentences per language (-1: all)."})
     max_length: int = field(default=128, metadata={"help": "Maximum subword tokens per window, special tokens included; longer sentences are split into windows."})
+    transfer_repeat: int = field(default=1, metadata={"help": "Copies of each language's transfer text, each copy shuffled (for scaling benchmarks that need more text than there is: repeated text teaches the student nothing new; the report's counts show it)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive(self, "labeled_per_lang", "validation_per_lang")
+        check_positive(self, "labeled_per_lang", "validation_per_lang", "transfer_repeat")
         check_budgets(self, "labeled_per_lang", "teacher_labeled_per_lang",
                        ("transfer_per_lang", "unlabeled_per_lang", "eval_per_lang"))
 

@@ -15,7 +15,8 @@ from .checks import check_positive
 OOD_KEYWORDS = ("leipzig", "tatoeba")
 #: options that give the student task data; refused with ``--zero-shot``
 LABELED_DATA_OPTIONS = ("--labeled-per-lang", "--labeled-per-class", "--transfer", "--augment", "--transfer-per-lang",
-                        "--unlabeled-per-lang", "--transfer-limit", "--unlabeled-limit", "--baseline-max-epochs",
+                        "--unlabeled-per-lang", "--transfer-repeat", "--transfer-limit", "--unlabeled-limit",
+                        "--baseline-max-epochs",
                         "--baseline-patience")
 
 

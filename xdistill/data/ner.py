@@ -191,6 +191,16 @@ def _sample(rng: random.Random, items: list, n: int) -> list:
     return list(items) if n < 0 or n >= len(items) else rng.sample(items, n)
 
 
+def repeat_shuffled(items: list, copies: int, rng: random.Random) -> list:
+    """``items`` followed by ``copies - 1`` shuffled copies of them (same objects, not duplicated)."""
+    out = list(items)
+    for _ in range(copies - 1):
+        copy = list(items)
+        rng.shuffle(copy)
+        out += copy
+    return out
+
+
 def build_language_data(lang: str, source: NERSource, args: NERDataArguments, splitter: WordSplitter,
                         registry: LanguageRegistry, use_unlabeled: bool = True) -> GroupData:
     """Build every split of one language (see the module docstring).
@@ -231,6 +241,10 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
                 logger.info("%s: %d lines of %s had no words after normalisation", lang, len(words) - len(kept), path)
             transfer_words.extend(kept)
             unl_counts[path.parent.name] = len(kept)
+    if args.transfer_repeat > 1 and transfer_words:
+        transfer_words = repeat_shuffled(transfer_words, args.transfer_repeat, random.Random(f"{args.seed}:{lang}:repeat"))
+        logger.warning("%s: the transfer text repeated %d times (%d sentences; --transfer-repeat, for scaling "
+                       "benchmarks: repeats teach nothing new)", lang, args.transfer_repeat, len(transfer_words))
     if not transfer_words:
         logger.warning("%s: no transfer text for this language (train has %d sentences: %d validation, %d in the "
                        "labeled budget; no unlabeled text found); it contributes labeled data only", lang, n, n_val, n_lab)
@@ -244,6 +258,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         "transfer_from_train": len(transfer_idx),
         "transfer_unlabeled": unl_counts,
         "transfer": len(transfer_words),
+        "transfer_repeat": args.transfer_repeat,
         "eval_sentences": len(evaluation),
         "n_eval": len(eval_sel),
         "eval_file": source.describe(lang, "eval"),

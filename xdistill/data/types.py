@@ -8,11 +8,134 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
+
+
+class Ragged(Sequence):
+    """Integer rows of different lengths in one flat ``int32`` array: row ``i`` is
+    ``flat[offsets[i]:offsets[i + 1]]``.
+
+    A read-only sequence of rows: ``ragged[i]`` is row ``i`` as a list of ints, ``ragged[a:b]`` and
+    :meth:`take` are ``Ragged`` again, and a ``Ragged`` equals any sequence with the same rows. About 4
+    bytes per value against about 36 for a list of Python ints, so a transfer set of hundreds of
+    thousands of rows costs tens of MiB, not hundreds.
+
+    Raises:
+        ValueError: ``offsets`` is not a non-decreasing ``(N + 1,)`` array from 0 to ``len(flat)``.
+    """
+
+    __slots__ = ("flat", "offsets")
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray):
+        self.flat = np.asarray(flat, dtype=np.int32)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        if self.offsets.ndim != 1 or len(self.offsets) == 0 or self.offsets[0] != 0 \
+                or self.offsets[-1] != len(self.flat) or (np.diff(self.offsets) < 0).any():
+            raise ValueError(f"Ragged: offsets must rise from 0 to {len(self.flat)}, got {self.offsets[:5]}...")
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[int]]) -> "Ragged":
+        """A ``Ragged`` of the given rows (lists, arrays or another ``Ragged``)."""
+        if isinstance(rows, Ragged):
+            return rows
+        b = RaggedBuilder()
+        for r in rows:
+            b.append(r)
+        return b.build()
+
+    @classmethod
+    def concat(cls, parts: Sequence["Ragged"]) -> "Ragged":
+        """The rows of ``parts`` in order."""
+        parts = [cls.from_rows(p) for p in parts]
+        if not parts:
+            return cls(np.zeros(0, np.int32), np.zeros(1, np.int64))
+        starts = np.cumsum([0] + [len(p.flat) for p in parts[:-1]])
+        offsets = np.concatenate([np.zeros(1, np.int64)] + [p.offsets[1:] + s for p, s in zip(parts, starts)])
+        return cls(np.concatenate([p.flat for p in parts]), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``(N,)`` int64: values per row."""
+        return np.diff(self.offsets)
+
+    def array(self, i: int) -> np.ndarray:
+        """Row ``i`` as an ``int32`` array view (no copy)."""
+        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+
+    def take(self, rows: Sequence[int]) -> "Ragged":
+        """The rows ``rows`` in that order (``(K,)`` indices)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        starts, lens = self.offsets[rows], self.lengths[rows]
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        # every value's source position: its row's start plus its place within the row
+        src = np.repeat(starts - offsets[:-1], lens) + np.arange(offsets[-1], dtype=np.int64)
+        return Ragged(self.flat[src], offsets)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.take(range(len(self))[i])
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"row {i} out of range for {n} rows")
+        return self.array(i % n if i < 0 else i).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        flat, off = self.flat, self.offsets
+        for i in range(len(self)):
+            yield flat[off[i]:off[i + 1]].tolist()
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Ragged):
+            return np.array_equal(self.offsets, other.offsets) and np.array_equal(self.flat, other.flat)
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)) or len(other) != len(self):
+            return NotImplemented if not isinstance(other, Sequence) else False
+        return all(list(a) == list(b) for a, b in zip(self, other))
+
+    __hash__ = None  # mutable-looking container semantics, like list
+
+    def __repr__(self) -> str:
+        head = ", ".join(str(r) for r in self[:3]) if len(self) else ""
+        return f"Ragged({len(self)} rows: {head}{', ...' if len(self) > 3 else ''})"
+
+
+class RaggedBuilder:
+    """Builds a :class:`Ragged` row by row, converting to ``int32`` arrays every ``chunk`` values, so
+    building never holds more than one chunk as Python ints."""
+
+    def __init__(self, chunk: int = 1 << 16):
+        self.chunk = chunk
+        self._parts: list[np.ndarray] = []
+        self._pending: list[int] = []
+        self._lengths: list[int] = []
+
+    def append(self, row: Sequence[int]) -> None:
+        """Add one row at the end."""
+        self._pending.extend(row)
+        self._lengths.append(len(row))
+        if len(self._pending) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._parts.append(np.asarray(self._pending, dtype=np.int32))
+        self._pending = []
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def build(self) -> Ragged:
+        """The rows appended so far."""
+        self._flush()
+        offsets = np.zeros(len(self._lengths) + 1, np.int64)
+        np.cumsum(np.asarray(self._lengths, dtype=np.int64), out=offsets[1:])
+        return Ragged(np.concatenate(self._parts) if self._parts else np.zeros(0, np.int32), offsets)
 
 
 @dataclass
@@ -24,15 +147,23 @@ class Encoded:
     or ``<s>``/``</s>``); ``labels[i]`` is per position for token tasks (-100 where unlabeled)
     or a one-element list for sequence tasks; ``word_index[i]`` maps each position to the word it
     starts (-1 elsewhere); ``example[i]`` is the row's source example. ``n_words[e]`` is the word
-    count of example ``e``.
+    count of example ``e``. The three per-position fields are :class:`Ragged` (lists given to the
+    constructor are converted), so a large transfer set is held compactly.
     """
 
-    input_ids: list[list[int]]
-    labels: list[list[int]]
-    word_index: list[list[int]]
+    input_ids: Ragged
+    labels: Ragged
+    word_index: Ragged
     example: list[int]
     n_words: list[int]
     stats: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_ids = Ragged.from_rows(self.input_ids)
+        self.labels = Ragged.from_rows(self.labels)
+        self.word_index = Ragged.from_rows(self.word_index)
+        self.example = list(self.example)
+        self.n_words = list(self.n_words)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -40,34 +171,63 @@ class Encoded:
     @property
     def lengths(self) -> np.ndarray:
         """``(N,)`` int64: tokens per row, special tokens included."""
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return self.input_ids.lengths
 
     @staticmethod
     def concat(parts: Sequence["Encoded"]) -> "Encoded":
         """Rows of ``parts`` in order, examples renumbered; stats summed where numeric."""
-        out = Encoded([], [], [], [], [])
+        example, n_words, stats = [], [], {}
         for p in parts:
-            base = len(out.n_words)
-            out.input_ids += p.input_ids
-            out.labels += p.labels
-            out.word_index += p.word_index
-            out.example += [e + base for e in p.example]
-            out.n_words += p.n_words
+            base = len(n_words)
+            example += [e + base for e in p.example]
+            n_words += p.n_words
             for k, v in p.stats.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "max_length":
-                    out.stats[k] = out.stats.get(k, 0) + v
+                    stats[k] = stats.get(k, 0) + v
                 else:
-                    out.stats.setdefault(k, v)
-        return out
+                    stats.setdefault(k, v)
+        return Encoded(Ragged.concat([p.input_ids for p in parts]), Ragged.concat([p.labels for p in parts]),
+                       Ragged.concat([p.word_index for p in parts]), example, n_words, stats)
 
     def subset_examples(self, keep: Sequence[int]) -> "Encoded":
         """Rows of the given examples (renumbered 0..len(keep)-1)."""
         remap = {e: i for i, e in enumerate(keep)}
         rows = [r for r, e in enumerate(self.example) if e in remap]
         return Encoded(
-            input_ids=[self.input_ids[r] for r in rows], labels=[self.labels[r] for r in rows],
-            word_index=[self.word_index[r] for r in rows], example=[remap[self.example[r]] for r in rows],
-            n_words=[self.n_words[e] for e in keep], stats=dict(self.stats))
+            input_ids=self.input_ids.take(rows), labels=self.labels.take(rows), word_index=self.word_index.take(rows),
+            example=[remap[self.example[r]] for r in rows], n_words=[self.n_words[e] for e in keep],
+            stats=dict(self.stats))
+
+
+class EncodedBuilder:
+    """Builds an :class:`Encoded` row by row (:class:`RaggedBuilder` per field), for the adapters' encoders."""
+
+    def __init__(self):
+        self.input_ids, self.labels, self.word_index = RaggedBuilder(), RaggedBuilder(), RaggedBuilder()
+        self.example: list[int] = []
+        self.n_words: list[int] = []
+
+    def add_row(self, input_ids: Sequence[int], labels: Sequence[int], word_index: Sequence[int], example: int) -> None:
+        """One window of example ``example``."""
+        self.input_ids.append(input_ids)
+        self.labels.append(labels)
+        self.word_index.append(word_index)
+        self.example.append(example)
+
+    def build(self, stats: dict) -> Encoded:
+        """The rows added so far, with ``stats``."""
+        return Encoded(self.input_ids.build(), self.labels.build(), self.word_index.build(), self.example,
+                       self.n_words, stats)
+
+
+def iter_examples(dataset, columns: Sequence[str], chunk: int = 2000) -> Iterator[tuple]:
+    """Per example, the values of ``columns``: a ``datasets.Dataset`` read ``chunk`` rows at a time
+    (never a whole column in memory), or a mapping of column lists."""
+    if hasattr(dataset, "iter"):
+        for batch in dataset.iter(batch_size=chunk):
+            yield from zip(*(batch[c] for c in columns))
+    else:
+        yield from zip(*(dataset[c] for c in columns))
 
 
 @dataclass

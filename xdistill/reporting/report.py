@@ -101,7 +101,8 @@ def build_report(r: RunResult) -> dict:
                             else r.teacher.labeled_data),
             "student_saw": (f"{sizes['labeled']} labeled {unit} ({td.student_budget}) and transfer text without "
                             f"labels, labeled by the teacher: {plural(len(r.transfer_sizes), 'set')} ("
-                            + ", ".join(f"{v}: {n} rows" for v, n in r.transfer_sizes.items()) + ")"),
+                            + ", ".join(f"{v}: {n} rows" for v, n in r.transfer_sizes.items()) + ")"
+                            + _repeat_note(td)),
             "baseline_saw": f"the same {sizes['labeled']} labeled {unit} only",
             "validation": f"{sizes['validation']} {unit} held out of train (early stopping, model selection)",
             "per_group": {g: d.counts for g, d in td.groups.items()},
@@ -133,6 +134,13 @@ def build_report(r: RunResult) -> dict:
     if r.task.group_name:  # e.g. NER: report["languages"] = {lang: {...}}
         report[r.task.group_name] = per_group
     return report
+
+
+def _repeat_note(td) -> str:
+    """``; the transfer text repeated K times ...`` when ``--transfer-repeat`` made copies, else empty."""
+    k = max((d.counts.get("transfer_repeat", 1) for d in td.groups.values()), default=1)
+    return (f"; the transfer text repeated {k} times in shuffled copies (--transfer-repeat, a scaling benchmark: "
+            "repeats teach nothing new)") if k > 1 else ""
 
 
 #: columns that hold counts: printed without decimals (a DataFrame row is upcast to float)

@@ -4,7 +4,9 @@ The teacher runs once over the transfer set (and the validation split, for model
 selection on a distillation loss) in length-bucketed batches. Per row it stores the named
 features the schedule's matches ask for (:class:`~xdistill.data.types.Feature`: ``logits``,
 ``hidden_states.L`` for any layers), as float16, ragged rows flattened with one shared
-offsets array, one ``KEY.SHARD.npy`` file per feature and shard, read back memory-mapped. A
+offsets array, one ``KEY.SHARD.npy`` file per feature and shard, written and read back by row
+ranges with positioned I/O (:mod:`xdistill.transfer.rowfile`: no memory map, so the pages of a
+large cache stay in the OS page cache, not in the process's peak RSS). A
 shard is a range of contiguous rows labeled by one process: one shard for a single process,
 one per rank when ``accelerate launch``/``torchrun`` starts several (:mod:`xdistill.parallel`),
 so the processes label the transfer set in parallel and no file is written by two of them.
@@ -43,6 +45,7 @@ from ..data.types import Encoded, Feature
 from ..errors import ConfigError
 from .. import parallel
 from ..teachers import Teacher
+from .rowfile import RowFile, RowWriter
 from .storage import PCA_SAMPLE_POSITIONS, HiddenStorage
 from ..utils import atomic_write_json, digest_problem, file_digest, progress
 
@@ -56,8 +59,9 @@ CACHEABLE = ("logits", "hidden_states")
 def inputs_fingerprint(encoded: Encoded) -> str:
     """SHA-256 (16 hex digits) of every row's input ids, in order."""
     h = hashlib.sha256()
-    for ids in encoded.input_ids:
-        h.update(np.asarray(ids, dtype=np.int32).tobytes())
+    ids = encoded.input_ids
+    for i in range(len(ids)):
+        h.update(ids.array(i).tobytes())
         h.update(b"|")
     return h.hexdigest()[:16]
 
@@ -71,7 +75,8 @@ def cache_key(teacher_fingerprint: str, encoded: Encoded, settings: dict) -> str
 
 class FeatureCache:
     """Cached teacher features for ``n`` rows: ``row(key, i)`` is ``(P_i, F)`` (``P_i`` stored
-    positions of row ``i``, ``F`` the feature's width), float16 memory-mapped arrays.
+    positions of row ``i``, ``F`` the feature's width), read from the shard files row by row
+    (:class:`~xdistill.transfer.rowfile.RowFile`; in-memory arrays work too).
 
     The rows are stored in ``S`` shards of contiguous rows (one per process that labeled them,
     :mod:`xdistill.parallel`; one for a single process): shard ``s`` holds rows
@@ -79,15 +84,16 @@ class FeatureCache:
 
     Attributes:
         path: the cache folder.
-        shard_arrays: feature key -> ``S`` flat arrays, one per shard.
+        shard_arrays: feature key -> ``S`` flat ``(positions, F)`` row sources, one per shard
+            (:class:`~xdistill.transfer.rowfile.RowFile` or an array).
         offsets: ``(n + 1,)`` row starts into the flat positions of all rows.
         shards: ``(S + 1,)`` the first row of each shard (and ``n``).
         meta: the folder's ``meta.json`` (key, settings, teacher, stats, shards).
     """
 
-    def __init__(self, path: Path, shard_arrays: dict[str, list[np.ndarray]], offsets: np.ndarray, shards: np.ndarray,
-                 meta: dict, storage: dict[str, HiddenStorage] | None = None,
-                 scales: dict[str, list[np.ndarray]] | None = None):
+    def __init__(self, path: Path, shard_arrays: dict[str, list[RowFile | np.ndarray]], offsets: np.ndarray,
+                 shards: np.ndarray, meta: dict, storage: dict[str, HiddenStorage] | None = None,
+                 scales: dict[str, list[RowFile | np.ndarray]] | None = None):
         self.path = path
         self.shard_arrays = shard_arrays
         self.offsets = offsets
@@ -106,9 +112,10 @@ class FeatureCache:
 
     @property
     def arrays(self) -> dict[str, np.ndarray]:
-        """Feature key -> flat ``(sum P_i, F)`` array of all rows: the memory-mapped file itself for a
-        single shard, else the shards concatenated in memory (for inspection; training reads rows)."""
-        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in self.shard_arrays.items()}
+        """Feature key -> flat ``(sum P_i, F)`` array of all rows: the file memory-mapped for a single
+        shard, else the shards concatenated in memory (for inspection; training reads rows)."""
+        whole = [[a.load() if isinstance(a, RowFile) else a for a in v] for v in self.shard_arrays.values()]
+        return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in zip(self.shard_arrays, whole)}
 
     def _shards(self, key: str) -> list[np.ndarray]:
         if key not in self.shard_arrays:
@@ -144,13 +151,13 @@ class FeatureCache:
     @classmethod
     def open(cls, path: Path) -> "FeatureCache":
         """A complete cache folder (``meta.json``, ``offsets.npy`` and ``KEY.S.npy`` per feature and
-        shard), memory-mapped."""
+        shard), its shard files opened for row reads."""
         meta = json.loads((path / "meta.json").read_text())
         shards = meta["shards"]
         n = len(shards) - 1
-        arrays = {k: [np.load(path / shard_file(k, s), mmap_mode="r") for s in range(n)] for k in meta["features"]}
+        arrays = {k: [RowFile(path / shard_file(k, s)) for s in range(n)] for k in meta["features"]}
         storage = {k: HiddenStorage.load(path, k, spec) for k, spec in meta.get("storage", {}).items()}
-        scales = {k: [np.load(path / shard_file(f"{k}.scale", s), mmap_mode="r") for s in range(n)]
+        scales = {k: [RowFile(path / shard_file(f"{k}.scale", s)) for s in range(n)]
                   for k, code in storage.items() if code.kind == "int8"}
         return cls(path=path, shard_arrays=arrays, offsets=np.load(path / "offsets.npy"), shards=np.asarray(shards),
                    meta=meta, storage=storage, scales=scales)
@@ -271,11 +278,10 @@ def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, feature
     n = int(offsets[end]) - base
     shard = parallel.rank()
     codes = {f.key: storage.get(f.key, HiddenStorage()) for f in features}
-    arrays = {f.key: np.lib.format.open_memmap(folder / shard_file(f.key, shard), mode="w+", dtype=codes[f.key].dtype,
-                                               shape=(n, codes[f.key].stored_width(teacher.feature_width(f))))
-              for f in features}
-    scales = {k: np.lib.format.open_memmap(folder / shard_file(f"{k}.scale", shard), mode="w+", dtype=np.float16,
-                                           shape=(n, 1)) for k, c in codes.items() if c.kind == "int8"}
+    arrays = {f.key: RowWriter(folder / shard_file(f.key, shard), (n, codes[f.key].stored_width(teacher.feature_width(f))),
+                               codes[f.key].dtype) for f in features}
+    scales = {k: RowWriter(folder / shard_file(f"{k}.scale", shard), (n, 1), np.float16)
+              for k, c in codes.items() if c.kind == "int8"}
     batches = [b + start for b in bucket_batches(lengths[start:end], max_tokens=max_tokens)] if end > start else []
     t0 = time.perf_counter()
     for rows_, feats in _teacher_batches(teacher, level, encoded, features, batches, name):
@@ -287,7 +293,7 @@ def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, feature
                     scales[k][a:z] = scale
     seconds = time.perf_counter() - t0
     for arr in [*arrays.values(), *scales.values()]:
-        arr.flush()
+        arr.close()
     return {"seconds": seconds, "real_tokens": int(lengths[start:end].sum()), "batches": len(batches),
             "padded_tokens": sum(int(lengths[b].max()) * len(b) for b in batches)}
 

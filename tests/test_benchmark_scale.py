@@ -1,0 +1,34 @@
+"""scripts/benchmark_scale.py's helpers: the NxK size syntax and the growth table (issue 14)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tiny import load_script
+
+scale = load_script("benchmark_scale")
+
+
+def test_sizes_take_an_optional_repeat():
+    assert scale.parse_size("850") == (850, 1) and scale.parse_size("16500x2") == (16500, 2)
+    assert scale.parse_size("-1x3") == (-1, 3)
+    for bad in ("x2", "10x0", "10xa", "ten"):
+        with pytest.raises(SystemExit, match="--sizes"):
+            scale.parse_size(bad)
+
+
+def test_growth_compares_each_size_with_the_smallest_per_process_count():
+    df = pd.DataFrame([
+        {"run": "s1-p1", "processes": 1, "transfer_rows": 100, "labeling_s": 10.0, "s_per_epoch": 4.0, "peak_rss_mib": 1000.0},
+        {"run": "s4-p1", "processes": 1, "transfer_rows": 400, "labeling_s": 44.0, "s_per_epoch": 16.0, "peak_rss_mib": 1100.0},
+        {"run": "s1-p2", "processes": 2, "transfer_rows": 100, "labeling_s": 5.0, "s_per_epoch": 3.0, "peak_rss_mib": 900.0},
+        {"run": "teacher-p2", "processes": 2, "transfer_rows": 100, "labeling_s": 5.0, "s_per_epoch": 3.0,
+         "peak_rss_mib": 900.0},
+    ])
+    g = scale.growth(df)
+    assert len(g) == 1  # one larger run; a single run per process count and the teacher run compare with nothing
+    x = g.iloc[0]
+    assert (x.run, x.against, x.rows_ratio) == ("s4-p1", "s1-p1", 4.0)
+    assert x.labeling_s_per_row_ratio == pytest.approx(1.1) and x.epoch_s_per_row_ratio == pytest.approx(1.0)
+    assert x.peak_rss_ratio == pytest.approx(1.1)
