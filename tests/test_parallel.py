@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,11 @@ import psutil
 import pytest
 from safetensors.numpy import load_file
 
+import torch
+
 from xdistill import parallel
+from xdistill.cli import main
+from xdistill.errors import ConfigError
 from xdistill.transfer.cache import FeatureCache
 
 WORKER = Path(__file__).parent / "parallel_worker.py"
@@ -51,6 +56,29 @@ def test_one_process_helpers_are_no_ops():
     assert parallel.main_does(lambda: 5, "x") == 5
     assert parallel.local_rows([4, 5, 6]) == [4, 5, 6]
     parallel.check_agree({"a": 1}, "x")
+
+
+def test_mixed_precision_follows_the_launch_on_gpus_only(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    assert parallel.mixed_precision() == "no"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert parallel.mixed_precision() == "no"  # float32 on CPUs whatever the launch says
+    with parallel.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert parallel.mixed_precision() == "bf16" and parallel.autocast_dtype() == torch.bfloat16
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    assert parallel.autocast_dtype() == torch.float16
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert parallel.autocast_dtype() is None and isinstance(parallel.autocast(), contextlib.nullcontext)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")
+    with pytest.raises(ConfigError, match="ACCELERATE_MIXED_PRECISION.*no, fp16, bf16.*'fp8'"):
+        parallel.mixed_precision()
+    monkeypatch.undo()
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp8")  # the CLI names it before any work, no traceback
+    assert main(["ner", "--preset", "smoke", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "ACCELERATE_MIXED_PRECISION" in err and "Traceback" not in err and not (tmp_path / "o").exists()
 
 
 def test_data_parallel_gradient_equals_one_process(tmp_path):

@@ -1,5 +1,5 @@
-"""Compact rows and positioned-I/O cache files (issue 14, transfer sets beyond memory):
-:class:`~xdistill.data.types.Ragged`, its builder, chunked dataset reads, and
+"""Peak RSS that does not grow with the transfer set (issue 14, transfer sets beyond memory):
+:class:`~xdistill.data.types.Ragged`, its builder, chunked dataset reads,
 :class:`~xdistill.transfer.rowfile.RowFile`/``RowWriter``, whose reads leave the process's resident
 set flat where a memory map grows with the file."""
 
@@ -104,3 +104,4 @@ def test_reading_every_row_leaves_rss_flat_where_a_memory_map_grows(tmp_path):
     before = _rss_mib()
     assert sum(float(m[a:a + 64][:, 0].sum()) for a in range(0, rows, 64)) == rows
     assert _rss_mib() - before > 48
+

@@ -20,6 +20,7 @@ Conventions of a multi-process run (issue 14):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,6 +57,37 @@ def world_size() -> int:
 def rank() -> int:
     """This process's rank, 0 for the main process."""
     return state().process_index if launched_processes() > 1 else 0
+
+
+#: accelerate's mixed-precision choices (``accelerate launch --mixed_precision`` or its config file)
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+def mixed_precision() -> str:
+    """The launch's mixed precision where it applies: ``bf16`` or ``fp16`` as ``accelerate launch
+    --mixed_precision`` (or ``accelerate config``) sets ``ACCELERATE_MIXED_PRECISION``, on CUDA only;
+    ``no`` (float32) on CPUs whatever the launch says, and without a setting.
+
+    Raises:
+        ConfigError: a value accelerate may set that xdistill does not run (``fp8``) or an unknown one.
+    """
+    value = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower() or "no"
+    if value not in MIXED_PRECISION:
+        raise ConfigError(f"ACCELERATE_MIXED_PRECISION (accelerate launch --mixed_precision): expected one of "
+                          f"{', '.join(MIXED_PRECISION)}, got {value!r}")
+    return value if torch.cuda.is_available() else "no"
+
+
+def autocast_dtype() -> torch.dtype | None:
+    """The dtype :func:`autocast` computes in: ``torch.bfloat16`` or ``torch.float16``, or ``None`` (float32)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision())
+
+
+def autocast():
+    """``torch.autocast`` on CUDA with :func:`autocast_dtype` (bf16 or fp16) for inference such as the
+    teacher's labeling; a context that changes nothing for float32 (and always on CPUs)."""
+    dtype = autocast_dtype()
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def is_main() -> bool:

@@ -149,10 +149,13 @@ def peak_rss_mib() -> float:
 
 
 class PhaseTimer:
-    """Wall-clock seconds per named phase (accumulated across resumes by the caller)."""
+    """Wall-clock seconds per named phase (accumulated across resumes by the caller), and the process's
+    peak RSS when each phase ended (MiB, :func:`peak_rss_mib`: the peak so far, so the first phase whose
+    value jumps is where the memory went)."""
 
     def __init__(self, initial: dict[str, float] | None = None):
         self.seconds: dict[str, float] = dict(initial or {})
+        self.peak_rss_mib: dict[str, float] = {}
 
     @contextmanager
     def phase(self, name: str):
@@ -161,6 +164,7 @@ class PhaseTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+            self.peak_rss_mib[name] = round(peak_rss_mib(), 1)
 
 
 def cpu_model() -> str:

@@ -44,10 +44,15 @@ def check_launch(settings: RunSettings, sources: list[str]) -> int:
     """Check how the run was launched; returns the number of processes.
 
     Raises:
-        ConfigError: several processes were launched but the process group did not form, the
+        ConfigError: ``ACCELERATE_MIXED_PRECISION`` is not one accelerate's ``no``/``fp16``/``bf16``;
+            several processes were launched but the process group did not form, the
             options need one process (:func:`unsupported_in_parallel`), or ``--teacher-batch-size``
             cannot be split evenly over the processes.
     """
+    mp = parallel.mixed_precision()  # an unknown ACCELERATE_MIXED_PRECISION fails here, not hours later
+    if os.environ.get("ACCELERATE_MIXED_PRECISION", "no") not in ("", "no") and mp == "no":
+        logger.info("accelerate's mixed precision %s applies on GPUs only: this CPU run uses float32",
+                    os.environ["ACCELERATE_MIXED_PRECISION"])
     launched = parallel.launched_processes()
     if launched == 1:
         if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true":

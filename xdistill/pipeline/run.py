@@ -383,8 +383,10 @@ def cache_mib(cache: FeatureCache | None) -> float:
 
 
 def process_stats() -> dict:
-    """The run's processes: ``world_size`` and the peak RSS of each (MiB, rank order)."""
-    return {"world_size": parallel.world_size(), "peak_rss_mib_per_process": parallel.all_gather(round(peak_rss_mib(), 1))}
+    """The run's processes: ``world_size``, ``mixed_precision`` (of teacher training and labeling) and
+    the peak RSS of each (MiB, rank order)."""
+    return {"world_size": parallel.world_size(), "mixed_precision": parallel.mixed_precision(),
+            "peak_rss_mib_per_process": parallel.all_gather(round(peak_rss_mib(), 1))}
 
 
 def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Trainee, list]], scores: dict,
@@ -410,7 +412,8 @@ def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Tra
               "cache_mib": round(cache_mib(r.union_cache) + cache_mib(r.validation_cache), 1),
               "live_teacher_seconds": round(r.live.seconds, 1) if r.live is not None else None,
               "live_teacher_batches": r.live.batches if r.live is not None else None,
-              "peak_rss_mib": round(peak_rss_mib(), 1), "threads": torch.get_num_threads(), "resumed": r.settings.run.resume,
+              "peak_rss_mib": round(peak_rss_mib(), 1), "peak_rss_mib_after_phase": r.timer.peak_rss_mib,
+              "threads": torch.get_num_threads(), "resumed": r.settings.run.resume,
               **process_stats()}
     rows_of = set_rows(r.sources, r.source_sizes)
     student = {**described, "name": name, "teacher_vocabulary": len(r.tokenizer),

@@ -19,23 +19,37 @@ from .cache import FeatureCache
 
 
 def cached_predictions(cache: FeatureCache, adapter: TaskAdapter, encoded: Encoded, rows: Sequence[int],
-                       batch: int = 256) -> list:
+                       batch: int = 256, chunk_examples: int = 4096) -> list:
     """The adapter's decoded teacher predictions for ``rows`` of ``encoded`` (the cache's rows in the
-    same order), from the cached float16 logits; one per example of the sub-selection.
+    same order: every row of each example they touch, in order), from the cached float16 logits; one
+    per example of the sub-selection.
+
+    Decoded ``chunk_examples`` examples at a time: the float32 logits of a chunk are dropped once it is
+    decoded, so memory holds one chunk's logits, not the whole transfer set's (hundreds of MiB at a
+    few hundred thousand sentences).
 
     Raises:
         KeyError: the cache holds no logits.
     """
-    rows = list(rows)
+    rows = np.asarray(list(rows), dtype=np.int64)
     sub = encoded_rows(encoded, rows)
+    lengths = encoded.lengths
+    example = np.asarray(sub.example, dtype=np.int64)
     level = adapter.level
-    logits: list[np.ndarray] = []
-    for a in range(0, len(rows), batch):
-        chunk = rows[a:a + batch]
-        lengths = [len(encoded.input_ids[i]) for i in chunk]
-        x = level.target_batch(lambda rs, w: cache.batch("logits", rs, w), chunk, max(lengths))
-        logits += level.row_logits(x, lengths)
-    return adapter.decode(logits, sub)
+    out: list = []
+    for e0 in range(0, len(sub.n_words), chunk_examples):
+        e1 = min(e0 + chunk_examples, len(sub.n_words))
+        a, z = (int(x) for x in np.searchsorted(example, [e0, e1]))
+        part = Encoded(sub.input_ids[a:z], sub.labels[a:z], sub.word_index[a:z], (example[a:z] - e0).tolist(),
+                       sub.n_words[e0:e1])
+        logits: list[np.ndarray] = []
+        for b in range(a, z, batch):
+            chunk = rows[b:min(b + batch, z)]
+            lens = lengths[chunk].tolist()
+            x = level.target_batch(lambda rs, w: cache.batch("logits", rs, w), chunk.tolist(), max(lens))
+            logits += level.row_logits(x, lens)
+        out += adapter.decode(logits, part)
+    return out
 
 
 def encoded_rows(encoded: Encoded, rows: Sequence[int]) -> Encoded:
