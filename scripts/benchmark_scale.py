@@ -106,14 +106,14 @@ def growth(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def row(name: str, size: int, processes: int, out: Path, wall: float) -> dict:
-    """What one run measured (from its report.json and cache)."""
+def row(name: str, size: int, repeat: int, processes: int, out: Path, wall: float) -> dict:
+    """What one run measured (from its report.json and cache); ``repeat`` copies of the transfer text."""
     r = json.loads((out / "report.json").read_text())
     t, m = r["timing"], r["mean"]
     epochs = sum(s["epochs"] for steps in r.get("schedules", {}).values() for s in steps) if r.get("schedules") \
         else None
     seconds = t["seconds"]
-    return {"run": name, "transfer_per_lang": size, "processes": t.get("world_size", processes),
+    return {"run": name, "transfer_per_lang": size, "transfer_repeat": repeat, "processes": t.get("world_size", processes),
             **transfer_cache(out), "transfer_tokens": t.get("transfer_tokens"),
             "teacher_s": seconds.get("teacher"), "labeling_s": seconds.get("teacher_labeling"),
             "labeling_tokens_per_s": t.get("teacher_tokens_per_second"), "labeling_cached": t.get("teacher_labeling_cached"),
@@ -199,14 +199,14 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copytree(teacher, out / "teacher")
             wall = run(launch(n, [*common, "--transfer-per-lang", str(size), "--transfer-repeat", str(repeat),
                                   "--output-dir", str(out)], a.port))
-            rows.append({**row(out.name, size, n, out, wall), "transfer_repeat": repeat})
+            rows.append(row(out.name, size, repeat, n, out, wall))
             teacher = teacher or out / "teacher"
     if a.compare_teacher:
         n = max(procs)
         out = root / f"teacher-p{n}"
         wall = run(launch(n, [*common, "--transfer-per-lang", str(sizes[0][0]), "--transfer-repeat", str(sizes[0][1]),
                               "--output-dir", str(out)], a.port))
-        rows.append({**row(out.name, sizes[0][0], n, out, wall), "transfer_repeat": sizes[0][1]})
+        rows.append(row(out.name, *sizes[0], n, out, wall))
     df = pd.DataFrame(rows)
     sp = speedups(df)
     gr = growth(df)

@@ -63,10 +63,9 @@ def rank() -> int:
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
-def mixed_precision() -> str:
-    """The launch's mixed precision where it applies: ``bf16`` or ``fp16`` as ``accelerate launch
-    --mixed_precision`` (or ``accelerate config``) sets ``ACCELERATE_MIXED_PRECISION``, on CUDA only;
-    ``no`` (float32) on CPUs whatever the launch says, and without a setting.
+def requested_mixed_precision() -> str:
+    """The mixed precision the launch asks for: ``no``, ``fp16`` or ``bf16`` as ``accelerate launch
+    --mixed_precision`` (or ``accelerate config``) sets ``ACCELERATE_MIXED_PRECISION``; ``no`` without it.
 
     Raises:
         ConfigError: a value accelerate may set that xdistill does not run (``fp8``) or an unknown one.
@@ -75,7 +74,17 @@ def mixed_precision() -> str:
     if value not in MIXED_PRECISION:
         raise ConfigError(f"ACCELERATE_MIXED_PRECISION (accelerate launch --mixed_precision): expected one of "
                           f"{', '.join(MIXED_PRECISION)}, got {value!r}")
-    return value if torch.cuda.is_available() else "no"
+    return value
+
+
+def mixed_precision() -> str:
+    """The mixed precision that applies: :func:`requested_mixed_precision` on CUDA, ``no`` (float32) on
+    CPUs whatever the launch says.
+
+    Raises:
+        ConfigError: as :func:`requested_mixed_precision`.
+    """
+    return requested_mixed_precision() if torch.cuda.is_available() else "no"
 
 
 def autocast_dtype() -> torch.dtype | None:

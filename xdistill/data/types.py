@@ -85,7 +85,7 @@ class Ragged(Sequence):
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"row {i} out of range for {n} rows")
-        return self.array(i % n if i < 0 else i).tolist()
+        return self.array(i % n).tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         flat, off = self.flat, self.offsets
@@ -95,9 +95,9 @@ class Ragged(Sequence):
     def __eq__(self, other) -> bool:
         if isinstance(other, Ragged):
             return np.array_equal(self.offsets, other.offsets) and np.array_equal(self.flat, other.flat)
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)) or len(other) != len(self):
-            return NotImplemented if not isinstance(other, Sequence) else False
-        return all(list(a) == list(b) for a, b in zip(self, other))
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(other) == len(self) and all(list(a) == list(b) for a, b in zip(self, other))
 
     __hash__ = None  # mutable-looking container semantics, like list
 

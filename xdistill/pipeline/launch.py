@@ -49,10 +49,9 @@ def check_launch(settings: RunSettings, sources: list[str]) -> int:
             options need one process (:func:`unsupported_in_parallel`), or ``--teacher-batch-size``
             cannot be split evenly over the processes.
     """
-    mp = parallel.mixed_precision()  # an unknown ACCELERATE_MIXED_PRECISION fails here, not hours later
-    if os.environ.get("ACCELERATE_MIXED_PRECISION", "no") not in ("", "no") and mp == "no":
-        logger.info("accelerate's mixed precision %s applies on GPUs only: this CPU run uses float32",
-                    os.environ["ACCELERATE_MIXED_PRECISION"])
+    requested = parallel.requested_mixed_precision()  # an unknown value fails here, not hours later
+    if requested != parallel.mixed_precision():
+        logger.info("accelerate's mixed precision %s applies on GPUs only: this CPU run uses float32", requested)
     launched = parallel.launched_processes()
     if launched == 1:
         if os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true":

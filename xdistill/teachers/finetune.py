@@ -147,13 +147,14 @@ class TeacherTrainer:
         t = self.targs
         ckpt_dir = self.out_dir / "checkpoints" / "teacher"
         strategy = "steps" if t.teacher_eval_steps else "epoch"
+        precision = parallel.mixed_precision()
         args = TrainingArguments(
             output_dir=str(ckpt_dir), num_train_epochs=t.teacher_epochs, learning_rate=t.teacher_lr,
             # DDP over the run's processes keeps the global batch at --teacher-batch-size
             per_device_train_batch_size=t.teacher_batch_size // parallel.world_size(), per_device_eval_batch_size=64,
             use_cpu=not torch.cuda.is_available(),
             # mixed precision from accelerate's launch config, on GPUs only (float32 on CPUs)
-            bf16=parallel.mixed_precision() == "bf16", fp16=parallel.mixed_precision() == "fp16",
+            bf16=precision == "bf16", fp16=precision == "fp16",
             ddp_find_unused_parameters=False if t.from_scratch else None,  # scratch teachers use every parameter
             warmup_steps=0.1, weight_decay=0.01, optim="adamw_torch_fused",
             eval_strategy=strategy, save_strategy=strategy,

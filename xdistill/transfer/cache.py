@@ -236,11 +236,12 @@ def _teacher_batches(teacher: Teacher, level: OutputLevel, encoded: Encoded, fea
     """Per batch of rows: the rows and, per feature key, each row's ``(P_i, F)`` float32 features."""
     device = teacher.device
     teacher.eval()
+    lengths = encoded.lengths
     for rows in progress(batches, f"teacher labels {name} (batches)", log=logger):
         b = collate_inputs(encoded, rows, teacher.tokenizer.pad_token_id)
         with torch.no_grad(), parallel.autocast():  # bf16/fp16 on GPUs when the launch asks for it
             feats = teacher.features(b["input_ids"].to(device), b["attention_mask"].to(device), features)
-        lens = [len(encoded.input_ids[r]) for r in rows]
+        lens = lengths[rows].tolist()
         # one (P_i, F) array per row (a sequence-level row's single vector becomes (1, F))
         yield rows, {f.key: [x.reshape(-1, x.shape[-1]).numpy() for x in level.feature_rows(feats[f.key].float().cpu(), lens)]
                      for f in features}
@@ -327,8 +328,9 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     storage = {f.key: HiddenStorage.parse(hidden) for f in features if f.name == "hidden_states"}
     settings = {"features": keys, "dtype": "float16", "level": level.name, "name": name,
                 "hidden": {k: c.spec for k, c in storage.items()}}
-    if parallel.mixed_precision() != "no":  # a bf16/fp16 labeling is not a float32 one (float32 keys unchanged)
-        settings["teacher_precision"] = parallel.mixed_precision()
+    precision = parallel.mixed_precision()
+    if precision != "no":  # a bf16/fp16 labeling is not a float32 one (float32 keys unchanged)
+        settings["teacher_precision"] = precision
     key = cache_key(teacher.info.fingerprint, encoded, settings)
     path = Path(cache_root) / f"{name}-{key}"
     done = _read_complete(path, name)
