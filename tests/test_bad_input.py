@@ -154,6 +154,7 @@ CASES = [
     Case("stdin empty line for a classifier", lambda w: (["predict", "--model", str(w.cls)], b"good\n\nbad\n"), ("stdin line 2", "empty text")),
     Case("text argument not UTF-8", lambda w: ["predict", "--model", str(w.ner), "--text", "ok", "--text", "bad\udcff"], ("--text number 2", "not UTF-8")),
     Case("predict batch lines", lambda w: (["predict", "--model", str(w.ner), "--batch-lines", "0"], b"Anna\n"), ("--batch-lines",)),
+    Case("predict batch size", lambda w: (["predict", "--model", str(w.ner), "--batch-size", "0"], b"Anna\n"), ("--batch-size", "positive")),
     # ---- options
     Case("unknown preset", lambda w: w.ner_run("--preset", "huge"), ("--preset", "huge")),
     Case("negative learning rate", lambda w: w.ner_run("--lr", "-1"), ("--lr",)),

@@ -208,6 +208,24 @@ def test_predict_reads_lines_from_stdin(capsys, monkeypatch, student_dir):
     assert [len(r["entities"]) for r in rows] == [3, 1, 3]
 
 
+def test_predict_streams_chunks_before_a_bad_line(capsys, monkeypatch, student_dir):
+    """Chunks already predicted are written before the error that names the bad line; the log
+    line at the end gives the throughput."""
+    monkeypatch.setattr("sys.stdin", io.BytesIO(b"Anna\nBob met Carl\n\nBerlin\nbad \xff\n"))
+    assert main(["predict", "--model", str(student_dir), "--batch-lines", "2", "--batch-size", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert [json.loads(x)["text"] for x in out.splitlines()] == ["Anna", "Bob met Carl", "", "Berlin"]
+    assert "stdin:5" in err and "not UTF-8" in err and "Traceback" not in err
+
+
+def test_predict_logs_words_per_second(capsys, monkeypatch, student_dir):
+    monkeypatch.setattr("sys.stdin", io.BytesIO(b"Anna visited Berlin\n\nBob\n"))
+    assert main(["predict", "--model", str(student_dir), "--batch-size", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 3
+    assert "3 lines, 4 words in" in err and "words/s (torch-fp32, batch size 2" in err
+
+
 def test_predict_long_text_is_split_into_windows(capsys, student_dir):
     """max_length 16 in the student's config: a longer sentence still gets a tag for every word."""
     text = " ".join(["Anna", "visited", "Berlin"] * 10)

@@ -25,14 +25,18 @@ from .adapters import COMMANDS as DISTILL_COMMANDS
 from .adapters import adapter_for_saved, load_task, make_adapter
 from .config import COMMON_ARGUMENTS, PRESETS, RunSettings
 from .config.zero_shot import LABELED_DATA_OPTIONS
-from .errors import ConfigError, DataFormatError, EmptyTextError, XDistillError, exit_status
+from .errors import ConfigError, XDistillError, exit_status
 from . import parallel
 from .pipeline import RunFolder, check_launch, check_settings, run, run_zero_shot
 from .reporting import write_model_card
 from .serving import benchmark
 from .serving.export import evaluation_files, export_student
-from .serving.inference import load_model
+from .serving.inference import DEFAULT_BATCH_SIZE, load_model
+from .serving.stream import chunked_lines, predict_stream
 from .students import is_student_dir, run_folder_hint, saved_settings
+
+#: stdin lines per chunk of ``predict`` (see README "Serving throughput")
+DEFAULT_CHUNK_LINES = 4096
 
 COMMANDS = {
     "ner": "distil a NER student on WikiANN (XtremeDistil multi-stage)",
@@ -155,7 +159,8 @@ def _load_for_inference(a):
         if a.threads < 1:
             raise ConfigError(f"--threads: expected a positive integer, got {a.threads}")
         torch.set_num_threads(a.threads)
-    return load_model(a.model, a.max_length, runtime=a.runtime, precision=a.precision, threads=a.threads)
+    return load_model(a.model, a.max_length, runtime=a.runtime, precision=a.precision, threads=a.threads,
+                      batch_size=getattr(a, "batch_size", DEFAULT_BATCH_SIZE))
 
 
 def cmd_evaluate(argv: list[str]) -> int:
@@ -176,57 +181,32 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 
 def cmd_predict(argv: list[str]) -> int:
-    """``python -m xdistill predict``: one JSON line per input text (``--text`` or stdin lines)."""
+    """``python -m xdistill predict``: one JSON line per input text (``--text`` or stdin lines),
+    streamed a chunk of lines at a time (:mod:`xdistill.serving.stream`); words/s to stderr at the end."""
     p = argparse.ArgumentParser(prog="python -m xdistill predict", description=COMMANDS["predict"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
     p.add_argument("--text", action="append", help="a text to tag or classify (repeatable); default: lines of stdin")
     p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--batch-lines", type=int, default=256, help="lines tagged per batch when reading stdin")
+    p.add_argument("--batch-lines", type=int, default=DEFAULT_CHUNK_LINES,
+                   help="stdin lines read, batched by length and written together (memory is bounded by one chunk)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="rows per forward pass")
     _add_runtime_options(p)
     a = p.parse_args(argv)
     _check_max_length(a.max_length)
-    _setup_logging()
-    model = _load_for_inference(a)
-
-    def emit(lines, first_line: int, source: str):
-        try:
-            results = model.predict(lines)
-        except EmptyTextError as e:  # name the input line (stdin) or the --text occurrence
-            where = ", ".join(str(first_line + i) for i in e.indices[:10])
-            raise ConfigError(f"{source} {'line' if source == 'stdin' else 'number'} {where}: empty text; "
-                              "a classifier needs text to classify") from e
-        for r in results:
-            print(json.dumps(r, ensure_ascii=False))
-
     if a.batch_lines < 1:
         raise ConfigError(f"--batch-lines: expected a positive integer, got {a.batch_lines}")
+    _setup_logging()
+    model = _load_for_inference(a)
     if a.text:
-        emit([_text_argument(t, i) for i, t in enumerate(a.text, 1)], 1, "--text")
-        return 0
-    buf, start = [], 1
-    for n, raw in enumerate(getattr(sys.stdin, "buffer", sys.stdin), 1):  # bytes; a text stream when replaced
-        buf.append(_stdin_line(raw, n))
-        if len(buf) >= a.batch_lines:
-            emit(buf, start, "stdin")
-            buf, start = [], n + 1
-    if buf:
-        emit(buf, start, "stdin")
+        chunks, source = [(1, [_text_argument(t, i) for i, t in enumerate(a.text, 1)])], "--text"
+    else:  # bytes; a text stream when stdin was replaced
+        chunks, source = chunked_lines(getattr(sys.stdin, "buffer", sys.stdin), a.batch_lines), "stdin"
+    stats = predict_stream(model, chunks, sys.stdout, source)
+    logging.getLogger("xdistill.predict").info(
+        "%d lines, %d words in %.2f s: %.0f words/s (%s-%s, batch size %d, %d threads)", stats.lines, stats.words,
+        stats.seconds, stats.words_per_second, model.runtime, model.precision, model.batch_size,
+        a.threads or torch.get_num_threads())
     return 0
-
-
-def _stdin_line(raw: bytes | str, n: int) -> str:
-    """Line ``n`` of stdin as text, without its line ending.
-
-    Raises:
-        DataFormatError: the line is not UTF-8 (names the line and the byte).
-    """
-    if isinstance(raw, str):
-        return raw.rstrip("\r\n")
-    try:
-        return raw.decode("utf-8").rstrip("\r\n")
-    except UnicodeDecodeError as e:
-        raise DataFormatError("stdin", n, f"not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
-                              "UTF-8 encoded text, one text per line") from None
 
 
 def _text_argument(text: str, i: int) -> str:

@@ -123,6 +123,11 @@ class TaskAdapter(ABC):
         """Predictions for raw texts with an inference model (anything with ``tokenizer``,
         ``max_length`` and ``logits(encoded)``), one dict per text."""
 
+    def result_words(self, result: dict) -> int:
+        """Words in one :meth:`predict_texts` result, for throughput (words/s): whitespace-separated
+        words of its text unless an adapter counts otherwise."""
+        return len(result["text"].split())
+
     # -- transfer text -------------------------------------------------------------------------
     def group_script(self, group: str) -> str | None:
         """The ISO 15924 script a group's text is written in (``None``: unknown, no script filter)."""

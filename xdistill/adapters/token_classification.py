@@ -20,15 +20,20 @@ from ..data.languages import LanguageRegistry
 from ..data.ner import FEATURES, build_ner_data
 from ..data.readers import entity_types, read_ner_file
 from ..data.taskspec import TaskSpec
-from ..data.types import Encoded, EncodedBuilder, TaskData, iter_examples
+from ..data.types import Encoded, TaskData, iter_examples
 from ..data.words import make_word_splitter
 from ..errors import ConfigError
 from .base import TaskAdapter
+from .token_encoding import PieceTable, encode_words, entity_spans, entity_types_of, first_subword_predictions, window_counts
 from .levels import TOKEN
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WORD_SPLITTER = "punctuation"
+#: examples encoded at a time (numpy arrays of one chunk, then joined)
+ENCODE_CHUNK = 2000
+#: distinct words whose subwords ``predict_texts`` keeps between calls (about 15 MiB at 100,000)
+SERVING_PIECE_WORDS = 100_000
 
 
 def word_pieces(tokenizer, words: Sequence[str], cache: dict[str, list[int]] | None = None) -> list[list[int]]:
@@ -47,21 +52,9 @@ def word_pieces(tokenizer, words: Sequence[str], cache: dict[str, list[int]] | N
 
 
 def windows(pieces: Sequence[Sequence[int]], budget: int) -> list[tuple[int, int]]:
-    """Split a sentence's words into consecutive windows of at most ``budget`` subwords.
-
-    Returns ``(first_word, end_word)`` pairs covering every word once. A single
-    word longer than the budget gets a window of its own (its pieces are cut to
-    the budget by the caller; its first subword, which carries the prediction, is kept).
-    """
-    out, start, used = [], 0, 0
-    for i, p in enumerate(pieces):
-        n = min(len(p), budget)
-        if used + n > budget and i > start:
-            out.append((start, i))
-            start, used = i, 0
-        used += n
-    out.append((start, len(pieces)))
-    return out
+    """Split a sentence's words (their subword lists) into consecutive windows of at most ``budget``
+    subwords: :func:`~xdistill.adapters.token_encoding.window_counts` of their lengths."""
+    return window_counts([len(p) for p in pieces], budget)
 
 
 class TokenClassificationAdapter(TaskAdapter):
@@ -105,60 +98,59 @@ class TokenClassificationAdapter(TaskAdapter):
         """Splits of every language ``args.langs`` names (see :mod:`xdistill.data.ner`)."""
         return build_ner_data(self.spec, args, LanguageRegistry.load(), self.splitter)
 
-    def encode(self, dataset, tokenizer, max_length: int, split: str = "") -> Encoded:
+    def encode(self, dataset, tokenizer, max_length: int, split: str = "", pieces: PieceTable | None = None) -> Encoded:
         """Windows of at most ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included).
 
-        Labels are aligned to first subwords; an example with no tags (transfer
-        text) gets -100 everywhere.
+        Labels are aligned to first subwords; an example with no tags (transfer text) gets -100
+        everywhere. Examples are encoded ``ENCODE_CHUNK`` at a time with numpy
+        (:func:`~xdistill.adapters.token_encoding.encode_words`); ``pieces`` keeps the words'
+        subwords across calls (default: a table for this call).
+
+        Raises:
+            ValueError: ``max_length`` below 3.
         """
         if max_length < 3:
             raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
-        budget = max_length - 2
-        cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-        cache: dict[str, list[int]] = {}
-        enc = EncodedBuilder()
-        n_windows_split = n_pieces_cut = 0
-        for e, (words, tags) in enumerate(iter_examples(dataset, ("tokens", "tags"))):
-            pieces = word_pieces(tokenizer, words, cache)
-            enc.n_words.append(len(words))
-            spans = windows(pieces, budget)
-            n_windows_split += len(spans) > 1
-            for a, b in spans:
-                ids, labels, widx = [cls_id], [IGNORE], [-1]
-                for w in range(a, b):
-                    p = pieces[w]
-                    if len(p) > budget:
-                        n_pieces_cut += len(p) - budget
-                        p = p[:budget]
-                    ids.extend(p)
-                    labels.append(self.label2id[tags[w]] if tags else IGNORE)
-                    labels.extend([IGNORE] * (len(p) - 1))
-                    widx.append(w)
-                    widx.extend([-1] * (len(p) - 1))
-                ids.append(sep_id)
-                labels.append(IGNORE)
-                widx.append(-1)
-                enc.add_row(ids, labels, widx, e)
-        stats = {"examples": len(enc.n_words), "windows": len(enc.example),
-                 "examples_split_into_windows": n_windows_split, "subwords_cut_from_overlong_words": n_pieces_cut}
-        if n_windows_split:
-            logger.info("%s%d sentences longer than %d tokens were split into windows", f"{split}: " if split else "",
-                        n_windows_split, max_length)
-        return enc.build(stats)
+        table = PieceTable(tokenizer) if pieces is None else pieces
+        parts, counts = [], {}
+        chunk: list[tuple] = []
+
+        def flush():
+            sentences = [w for w, _ in chunk]
+            labels = None
+            if any(t for _, t in chunk):
+                ids = self.label2id
+                labels = np.fromiter((ids[x] if t else IGNORE for w, t in chunk for x in (t or w)), np.int64)
+            enc, n = encode_words(table, sentences, labels, max_length - 2, tokenizer.cls_token_id,
+                                  tokenizer.sep_token_id)
+            parts.append(enc)
+            for k, v in n.items():
+                counts[k] = counts.get(k, 0) + v
+            chunk.clear()
+
+        for words, tags in iter_examples(dataset, ("tokens", "tags"), chunk=ENCODE_CHUNK):
+            chunk.append((words, tags))
+            if len(chunk) >= ENCODE_CHUNK:
+                flush()
+        if chunk or not parts:
+            flush()
+        enc = Encoded.concat(parts)
+        enc.stats = counts
+        if counts["examples_split_into_windows"]:  # a split's count is news; a served batch's is routine
+            logger.log(logging.INFO if split else logging.DEBUG, "%s%d sentences longer than %d tokens were split "
+                       "into windows", f"{split}: " if split else "", counts["examples_split_into_windows"], max_length)
+        return enc
 
     def decode(self, logits: Sequence[np.ndarray], encoded: Encoded) -> list[list[str]]:
-        """Word-level tags per example: the argmax at each word's first subword."""
-        preds: list[list[str | None]] = [[None] * n for n in encoded.n_words]
-        for row, lg in enumerate(logits):
-            best = np.asarray(lg).argmax(-1)
-            ex = preds[encoded.example[row]]
-            for pos, w in enumerate(encoded.word_index[row]):
-                if w >= 0:
-                    ex[w] = self.labels[int(best[pos])]
-        for e, p in enumerate(preds):
-            if any(t is None for t in p):  # an internal error, never expected
-                raise RuntimeError(f"example {e}: {sum(t is None for t in p)} words got no prediction")
-        return preds  # type: ignore[return-value]
+        """Word-level tags per example: the argmax at each word's first subword.
+
+        Raises:
+            RuntimeError: a word got no prediction (never expected).
+        """
+        best = np.concatenate([np.asarray(lg).argmax(-1) for lg in logits]) if len(logits) else np.zeros(0, np.int64)
+        tags = np.asarray(self.labels, dtype=object)[first_subword_predictions(best, encoded)].tolist()
+        bounds = np.cumsum([0] + list(encoded.n_words)).tolist()
+        return [tags[a:b] for a, b in zip(bounds, bounds[1:])]
 
     def gold(self, dataset) -> list[list[str]]:
         return [list(t) for t in dataset["tags"]]
@@ -193,25 +185,49 @@ class TokenClassificationAdapter(TaskAdapter):
 
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
         """Per text: its ``words`` (as the task's word splitter splits it), their IOB2 ``tags``,
-        and the entity spans ``entities``: ``[{"text", "type", "start", "end"}]`` (character offsets)."""
+        and the entity spans ``entities``: ``[{"text", "type", "start", "end"}]`` (character offsets).
+
+        ``model`` has ``tokenizer``, ``max_length`` and ``logits(encoded)``. The subwords of words seen
+        before are kept across calls (up to ``SERVING_PIECE_WORDS`` distinct words; then the table
+        starts afresh, so memory stays bounded on an endless stream). Encoding, first-subword decoding and span finding run over the whole batch of texts in
+        numpy; the entity rules are CoNLL's (:func:`~xdistill.adapters.token_encoding.entity_spans`).
+        """
+        texts = list(texts)
         words = self.splitter.spans(texts)
         ds = {"tokens": [[w for w, _, _ in ws] for ws in words], "tags": [[] for _ in words]}
-        enc = self.encode(ds, model.tokenizer, model.max_length)
-        tags = self.decode(model.logits(enc), enc)
-        out = []
-        for text, ws, tg in zip(texts, words, tags):
-            ents, cur = [], None
-            for (w, s, e), t in zip(ws, tg):
-                if t.startswith("B-") or (t.startswith("I-") and (cur is None or cur["type"] != t[2:])):
-                    cur = {"type": t[2:], "start": s, "end": e}
-                    ents.append(cur)
-                elif t.startswith("I-"):
-                    cur["end"] = e
-                else:
-                    cur = None
-            out.append({"text": text, "words": [w for w, _, _ in ws], "tags": list(tg),
-                        "entities": [{"text": text[x["start"]:x["end"]], **x} for x in ents]})
-        return out
+        enc = self.encode(ds, model.tokenizer, model.max_length, pieces=self.serving_pieces(model.tokenizer))
+        best = np.concatenate([lg.argmax(-1) for lg in model.logits(enc)]) if len(enc) else np.zeros(0, np.int64)
+        tag_ids = first_subword_predictions(best, enc)
+        n_words = np.asarray(enc.n_words, dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(n_words)])
+        starts = np.zeros(len(tag_ids), bool)
+        starts[bounds[:-1][n_words > 0]] = True
+        first, last, kind = entity_spans(tag_ids, starts, self.labels)
+        spans = [x for ws in words for x in ws]
+        types = entity_types_of(self.labels)
+        ents: list[list[dict]] = [[] for _ in texts]
+        owner = np.searchsorted(bounds, first, side="right") - 1
+        for i, a, b, k in zip(owner.tolist(), first.tolist(), last.tolist(), kind.tolist()):
+            s, e = spans[a][1], spans[b][2]
+            ents[i].append({"text": texts[i][s:e], "type": types[k], "start": s, "end": e})
+        tags = np.asarray(self.labels, dtype=object)[tag_ids].tolist()
+        b = bounds.tolist()
+        return [{"text": text, "words": ds["tokens"][i], "tags": tags[b[i]:b[i + 1]], "entities": ents[i]}
+                for i, text in enumerate(texts)]
+
+    def serving_pieces(self, tokenizer) -> PieceTable:
+        """The table of seen words' subwords that :meth:`predict_texts` keeps for ``tokenizer``
+        (emptied once it holds more than ``SERVING_PIECE_WORDS`` words)."""
+        table = getattr(self, "_piece_table", None)
+        if table is None or table.tokenizer is not tokenizer:
+            table = self._piece_table = PieceTable(tokenizer)
+        elif table.size > SERVING_PIECE_WORDS:
+            table.clear()
+        return table
+
+    def result_words(self, result: dict) -> int:
+        """The words the word splitter found (what was tagged)."""
+        return len(result["words"])
 
     def read_labeled_file(self, path, fmt: str):
         """A PAN-X or CoNLL file (``fmt``: auto, panx, conll) as ``{"tokens", "tags"}``."""

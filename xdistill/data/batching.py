@@ -67,5 +67,5 @@ def pad_rows(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
 
 def collate_inputs(encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
     """``input_ids`` (right-padded with ``pad_id``) and ``attention_mask`` of the given rows, both ``(B, T)`` int64."""
-    ids = [encoded.input_ids.array(r) for r in rows]  # int32 views, no Python lists
-    return {"input_ids": pad_rows(ids, pad_id), "attention_mask": pad_rows([[1] * len(x) for x in ids], 0)}
+    ids, mask = encoded.input_ids.padded(rows, pad_id)
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}

@@ -15,6 +15,12 @@ import numpy as np
 from ..errors import ConfigError
 
 
+def ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """``concat(arange(c) for c in counts)``: ``(sum(counts),)`` int64, without a Python loop."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 class Ragged(Sequence):
     """Integer rows of different lengths in one flat ``int32`` array: row ``i`` is
     ``flat[offsets[i]:offsets[i + 1]]``.
@@ -76,8 +82,18 @@ class Ragged(Sequence):
         offsets = np.zeros(len(rows) + 1, np.int64)
         np.cumsum(lens, out=offsets[1:])
         # every value's source position: its row's start plus its place within the row
-        src = np.repeat(starts - offsets[:-1], lens) + np.arange(offsets[-1], dtype=np.int64)
-        return Ragged(self.flat[src], offsets)
+        return Ragged(self.flat[np.repeat(starts, lens) + ragged_arange(lens)], offsets)
+
+    def padded(self, rows: Sequence[int], value: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rows ``rows`` right-padded with ``value`` into one ``(B, T)`` int64 array (``T``: the
+        longest of them), and the ``(B, T)`` bool mask of real positions; no Python loop over rows."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        lens = self.lengths[rows]
+        mask = np.arange(int(lens.max()) if len(rows) else 0) < lens[:, None]
+        out = np.full(mask.shape, value, np.int64)
+        # row-major order of the mask's true cells is each row's values in order
+        out[mask] = self.flat[np.repeat(self.offsets[rows], lens) + ragged_arange(lens)]
+        return out, mask
 
     def __getitem__(self, i):
         if isinstance(i, slice):

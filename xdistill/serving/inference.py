@@ -11,7 +11,7 @@ into words by the task's word splitter, whatever the tokenizer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +25,8 @@ from ..teachers import Teacher, usable_positions
 from .onnx import load_onnx_student
 
 RUNTIMES = ("torch", "onnx")
+#: rows per forward pass (``--batch-size``); see README "Serving throughput" for the measurement
+DEFAULT_BATCH_SIZE = 256
 PRECISIONS = ("fp32", "int8")
 
 
@@ -35,7 +37,8 @@ class InferenceModel:
     ``kind`` is ``"student"`` or ``"teacher"``; ``model`` has ``logits(level, encoded, pad_id)``
     (a :class:`~xdistill.students.Student`, a :class:`~xdistill.teachers.Teacher` or, with
     ``runtime="onnx"``, an :class:`~xdistill.serving.onnx.OnnxStudent`); ``precision`` is
-    ``"fp32"`` or ``"int8"`` (ONNX only).
+    ``"fp32"`` or ``"int8"`` (ONNX only); ``batch_size`` the rows per forward pass (rows of similar
+    length are batched together across all texts of a :meth:`predict` call).
     """
 
     kind: str
@@ -46,10 +49,12 @@ class InferenceModel:
     path: str
     runtime: str = "torch"
     precision: str = "fp32"
+    batch_size: int = DEFAULT_BATCH_SIZE
 
     def logits(self, encoded) -> list[np.ndarray]:
-        """Per-row logits (``(T_i, C)`` for token tasks, ``(C,)`` for sequence tasks) for encoded rows."""
-        return self.model.logits(self.adapter.level, encoded, self.tokenizer.pad_token_id)
+        """Per-row logits (``(T_i, C)`` for token tasks, ``(C,)`` for sequence tasks) for encoded rows,
+        in length-bucketed batches of at most :attr:`batch_size` rows."""
+        return self.model.logits(self.adapter.level, encoded, self.tokenizer.pad_token_id, batch_size=self.batch_size)
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         """IOB2 tag per word for each sentence (a list of words); token-classification models only."""
@@ -106,31 +111,34 @@ def _load_teacher(d: Path, max_length: int | None) -> InferenceModel:
 
 
 def load_model(directory: str | Path, max_length: int | None = None, runtime: str = "torch",
-               precision: str = "fp32", threads: int | None = None) -> InferenceModel:
+               precision: str = "fp32", threads: int | None = None,
+               batch_size: int = DEFAULT_BATCH_SIZE) -> InferenceModel:
     """Load a saved student (``xdistill`` student folder) or a teacher (``save_pretrained`` folder).
 
     ``runtime="onnx"`` runs a student's ``onnx/model.onnx`` (``precision="fp32"``) or
     ``onnx/model.int8.onnx`` (``"int8"``) in ONNX Runtime with ``threads`` intra-op threads
     (default ``torch.get_num_threads()``); tokenization, windowing and decoding are the same as
-    with ``runtime="torch"``. Use it inside a service::
+    with ``runtime="torch"``. ``batch_size``: rows per forward pass. Use it inside a service::
 
         model = load_model("runs/ner-cpu/student", runtime="onnx")
         model.predict(["Angela Merkel besuchte Paris."])
 
     Raises:
         ConfigError: the folder holds neither; an unknown runtime or precision; ``runtime="onnx"``
-            for a teacher or for a student without (matching) ONNX files.
+            for a teacher or for a student without (matching) ONNX files; ``batch_size`` below 1.
     """
     _check_runtime(runtime, precision)
+    if int(batch_size) < 1:
+        raise ConfigError(f"--batch-size: expected a positive integer, got {batch_size}")
     d = Path(directory)
     if not d.is_dir():
         raise ConfigError(f"--model: {d} is not a directory")
     if is_student_dir(d):
-        return _load_student(d, max_length, runtime, precision, threads)
+        return replace(_load_student(d, max_length, runtime, precision, threads), batch_size=int(batch_size))
     if (d / "config.json").is_file():
         if runtime == "onnx":
             raise ConfigError(f"--model {d}: a teacher checkpoint; --runtime onnx serves xdistill students "
                               "(export a teacher with transformers' own ONNX tools)")
-        return _load_teacher(d, max_length)
+        return replace(_load_teacher(d, max_length), batch_size=int(batch_size))
     raise ConfigError(f"--model {d}: no student (config.json with \"xdistill_student\") or transformers checkpoint "
                       f"(config.json) here{run_folder_hint(d)}")

@@ -181,9 +181,10 @@ class OnnxStudent:
         """``(B, T)`` int64 inputs -> the graph's ``logits`` (numpy)."""
         return self.session.run([OUTPUT_NAME], {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()})[0]
 
-    def logits(self, level: OutputLevel, encoded, pad_id: int) -> list[np.ndarray]:
-        """Per-row logits (``(T_i, C)`` or ``(C,)``) for encoded rows, in row order (batches of 64)."""
-        return batched_logits(self.forward, level, encoded, pad_id, batch_size=self.batch_size)
+    def logits(self, level: OutputLevel, encoded, pad_id: int, batch_size: int | None = None) -> list[np.ndarray]:
+        """Per-row logits (``(T_i, C)`` or ``(C,)``) for encoded rows, in row order, in length-bucketed
+        batches of ``batch_size`` rows (default :attr:`batch_size`)."""
+        return batched_logits(self.forward, level, encoded, pad_id, batch_size=batch_size or self.batch_size)
 
 
 def checked_onnx_path(student_dir: str | Path, precision: str = "fp32", option: str = "--runtime onnx",

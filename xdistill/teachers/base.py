@@ -285,16 +285,17 @@ class Teacher:
 
     @torch.no_grad()
     def logits(self, level: OutputLevel, encoded: Encoded, pad_id: int | None = None,
-               max_tokens: int = 8192) -> list[np.ndarray]:
+               max_tokens: int = 8192, batch_size: int = 256) -> list[np.ndarray]:
         """Per-row logits (``(T_i, C)`` or ``(C,)``, float32), in row order; length-bucketed
-        batches of at most ``max_tokens`` padded tokens and 256 rows."""
+        batches of at most ``max_tokens`` padded tokens and ``batch_size`` rows."""
         self.model.eval()
         pad = self.tokenizer.pad_token_id if pad_id is None else pad_id
 
         def forward(ids, mask):
             return self.model(input_ids=ids, attention_mask=mask).logits
 
-        return batched_logits(forward, level, encoded, pad, batch_size=256, max_tokens=max_tokens, device=self.device)
+        return batched_logits(forward, level, encoded, pad, batch_size=batch_size, max_tokens=max_tokens,
+                              device=self.device)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Teacher":
