@@ -134,7 +134,7 @@ class TokenClassificationAdapter(TaskAdapter):
                 flush()
         if chunk or not parts:
             flush()
-        enc = Encoded.concat(parts)
+        enc = parts[0] if len(parts) == 1 else Encoded.concat(parts)
         enc.stats = counts
         if counts["examples_split_into_windows"]:  # a split's count is news; a served batch's is routine
             logger.log(logging.INFO if split else logging.DEBUG, "%s%d sentences longer than %d tokens were split "

@@ -11,6 +11,7 @@ the greedy per-word :func:`window_counts`.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -189,9 +190,7 @@ def entity_spans(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[s
     three ``(E,)`` arrays of word indices and the type of each entity (index into the sorted
     entity types of :func:`entity_types_of`).
     """
-    types = entity_types_of(kinds)
-    type_of = np.array([types.index(k[2:]) if k[:2] in ("B-", "I-") else -1 for k in kinds], np.int64)
-    is_b = np.array([k.startswith("B-") for k in kinds])
+    type_of, is_b = _tag_tables(tuple(kinds))
     t = type_of[tags]
     prev = np.concatenate([[-1], t[:-1]])
     prev[sentence_start] = -1
@@ -202,6 +201,14 @@ def entity_spans(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[s
     continued = np.concatenate([inside[1:] & ~begin[1:], [False]])
     last = np.flatnonzero(inside & ~continued)
     return first, last, t[first]
+
+
+@functools.lru_cache(maxsize=16)
+def _tag_tables(kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per label id: its entity type's index (-1 for ``O``) and whether it is a ``B-`` tag."""
+    types = entity_types_of(kinds)
+    return (np.array([types.index(k[2:]) if k[:2] in ("B-", "I-") else -1 for k in kinds], np.int64),
+            np.array([k.startswith("B-") for k in kinds]))
 
 
 def entity_types_of(kinds: Sequence[str]) -> list[str]:

@@ -34,13 +34,15 @@ class Ragged(Sequence):
         ValueError: ``offsets`` is not a non-decreasing ``(N + 1,)`` array from 0 to ``len(flat)``.
     """
 
-    __slots__ = ("flat", "offsets")
+    __slots__ = ("flat", "offsets", "lengths")
 
     def __init__(self, flat: np.ndarray, offsets: np.ndarray):
         self.flat = np.asarray(flat, dtype=np.int32)
         self.offsets = np.asarray(offsets, dtype=np.int64)
+        #: ``(N,)`` int64: values per row
+        self.lengths = np.diff(self.offsets)
         if self.offsets.ndim != 1 or len(self.offsets) == 0 or self.offsets[0] != 0 \
-                or self.offsets[-1] != len(self.flat) or (np.diff(self.offsets) < 0).any():
+                or self.offsets[-1] != len(self.flat) or (self.lengths < 0).any():
             raise ValueError(f"Ragged: offsets must rise from 0 to {len(self.flat)}, got {self.offsets[:5]}...")
 
     @classmethod
@@ -65,11 +67,6 @@ class Ragged(Sequence):
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """``(N,)`` int64: values per row."""
-        return np.diff(self.offsets)
 
     def array(self, i: int) -> np.ndarray:
         """Row ``i`` as an ``int32`` array view (no copy)."""
