@@ -147,7 +147,8 @@ class TokenLevel(OutputLevel):
         return feature
 
     def row_logits(self, logits, lengths):
-        return [logits[j, :n].float().numpy() for j, n in enumerate(lengths)]
+        x = logits.float().numpy()  # one conversion per batch; rows are numpy views of it
+        return [x[j, :n] for j, n in enumerate(lengths)]
 
     def student_pooling(self, requested):
         return "none"
@@ -207,7 +208,8 @@ class SequenceLevel(OutputLevel):
         return feature[:, 0] if feature.dim() == 3 else feature
 
     def row_logits(self, logits, lengths):
-        return [logits[j].float().numpy() for j in range(len(lengths))]
+        x = logits.float().numpy()
+        return [x[j] for j in range(len(lengths))]
 
     def student_pooling(self, requested):
         return requested
