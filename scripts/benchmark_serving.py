@@ -160,32 +160,33 @@ def throughput(a, runtime: str, b: int, texts: list[str]) -> dict:
     return row
 
 
+def per_call_ms(calls: list, warmup: int = 50) -> list[float]:
+    """Milliseconds of each call in ``calls`` (argument-free callables), after the first ``warmup`` run untimed."""
+    for call in calls[:warmup]:
+        call()
+    times = []
+    for call in calls:
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times
+
+
 def single_sentence_latency(a, runtime: str, texts: list[str]) -> dict:
-    """p50/p99/max ms of ``predict([text])`` plus JSON for sentences of at most 40 words."""
+    """p50/p99/max ms of ``predict([text])`` plus JSON for sentences of at most 40 words, and p50/p99 ms
+    of the forward pass alone on each sentence's row(s)."""
     model = open_model(a, runtime, 1)
     words = model.adapter.splitter.spans(texts)
-    short = [t for t, w in zip(texts, words) if 0 < len(w) <= 40][:a.latency_sentences]
-    for t in short[:50]:
-        model.predict([t])
-    times = []
-    for t in short:
-        t0 = time.perf_counter()
-        json.dumps(model.predict([t])[0], ensure_ascii=False)
-        times.append((time.perf_counter() - t0) * 1000.0)
+    picked = [(t, w) for t, w in zip(texts, words) if 0 < len(w) <= 40][:a.latency_sentences]
+    short = [t for t, _ in picked]
+    times = per_call_ms([lambda t=t: json.dumps(model.predict([t])[0], ensure_ascii=False) for t in short])
     # the forward pass alone on each sentence's row(s): the floor the end-to-end latency stands on
-    fwd, rows = forward_fn(model), []
-    for t in short:
-        enc = model.adapter.encode({"tokens": [[w for w, _, _ in model.adapter.splitter.spans([t])[0]]], "tags": [[]]},
-                                   model.tokenizer, model.max_length)
-        ids, mask = enc.input_ids.padded(list(range(len(enc))), model.tokenizer.pad_token_id)
-        rows.append((ids, mask.astype(np.int64)))
-    for ids, mask in rows[:50]:
-        fwd(ids, mask)
-    forward_ms = []
-    for ids, mask in rows:
-        t0 = time.perf_counter()
-        fwd(ids, mask)
-        forward_ms.append((time.perf_counter() - t0) * 1000.0)
+    enc = model.adapter.encode({"tokens": [[x for x, _, _ in w] for _, w in picked], "tags": [[] for _ in picked]},
+                               model.tokenizer, model.max_length)
+    example = np.asarray(enc.example)
+    fwd, pad = forward_fn(model), model.tokenizer.pad_token_id
+    inputs = [enc.input_ids.padded(np.flatnonzero(example == i), pad) for i in range(len(picked))]
+    forward_ms = per_call_ms([lambda ids=ids, mask=mask.astype(np.int64): fwd(ids, mask) for ids, mask in inputs])
     st = latency_stats(times, 1)
     out = {"runtime": runtime, "sentences": len(short), "mean_words": float(np.mean([len(w) for w in words if 0 < len(w) <= 40])),
            "p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)), "max_ms": st["max_ms"],
