@@ -356,6 +356,17 @@ def test_scratch_architecture_follows_the_vocabulary(tok, tmp_path):
         scratch_architecture("gpt", tok)
 
 
+def test_scratch_teacher_dropout(tok, tmp_path):
+    from xdistill.teachers.build import scratch_config
+
+    for arch, t in (("bert", tok), ("xlm-roberta", tm.make_sentencepiece_tokenizer(tmp_path / "sp"))):
+        cfg = scratch_config(TeacherArguments(teacher_architecture=arch, teacher_dropout=0.25), t, ["O", "B-PER"])
+        assert cfg.hidden_dropout_prob == cfg.attention_probs_dropout_prob == 0.25
+    assert scratch_config(TeacherArguments(), tok, ["O"]).hidden_dropout_prob == 0.1
+    with pytest.raises(ConfigError, match="--teacher-dropout: expected 0 <= p < 1, got 1.0"):
+        TeacherArguments(teacher_dropout=1.0)
+
+
 def test_scratch_xlmr_teacher_is_trained_and_named_honestly(tmp_path, adapter):
     sp = tm.make_sentencepiece_tokenizer(tmp_path / "sp")
     enc = tm.encode(adapter, sp, tm.SENTENCES)

@@ -101,6 +101,16 @@ class TaskAdapter(ABC):
     def texts(self, dataset) -> list[str]:
         """Plain text of each example (for a generator's training data and overlap filters)."""
 
+    def label_all_tokens(self, encoded: Encoded) -> Encoded:
+        """Training rows with every subword of a word labeled (``--teacher-label-all-tokens``); a task
+        whose labels are not per word has none.
+
+        Raises:
+            ConfigError: the task has one label per example (its rows carry no per-subword labels).
+        """
+        raise ConfigError(f"--teacher-label-all-tokens: the {self.type} task has one label per example, not per "
+                          "word; the option applies to token tasks (ner)")
+
     @abstractmethod
     def gold(self, dataset) -> list:
         """Gold labels per example, in the form :meth:`decode` returns."""

@@ -24,7 +24,8 @@ from ..data.types import Encoded, TaskData, iter_examples
 from ..data.words import make_word_splitter
 from ..errors import ConfigError
 from .base import TaskAdapter
-from .token_encoding import PieceTable, encode_words, entity_spans, entity_types_of, first_subword_predictions, window_counts
+from .token_encoding import (PieceTable, encode_words, entity_spans, entity_types_of, first_subword_predictions,
+                             label_all_tokens, window_counts)
 from .levels import TOKEN
 
 logger = logging.getLogger(__name__)
@@ -154,6 +155,14 @@ class TokenClassificationAdapter(TaskAdapter):
 
     def gold(self, dataset) -> list[list[str]]:
         return [list(t) for t in dataset["tags"]]
+
+    def label_all_tokens(self, encoded: Encoded) -> Encoded:
+        """Training rows with each word's label on all its subwords (``B-X`` -> ``I-X`` after the
+        first), not only the first (:func:`~xdistill.adapters.token_encoding.label_all_tokens`)."""
+        ids = self.label2id
+        continuation = np.array([ids.get("I-" + lab[2:], i) if lab.startswith("B-") else i
+                                 for i, lab in enumerate(self.labels)], dtype=np.int64)
+        return label_all_tokens(encoded, continuation)
 
     def score(self, predictions: list[list[str]], gold: list[list[str]]) -> dict[str, Any]:
         """seqeval entity-level scores in percent: ``f1``, ``precision``, ``recall``, ``per_type``.

@@ -159,6 +159,38 @@ def encode_words(table: PieceTable, sentences: Sequence[Sequence[str]], label_id
     return enc, counts
 
 
+def label_all_tokens(encoded: Encoded, continuation: np.ndarray) -> Encoded:
+    """The rows of ``encoded`` with every subword of a labeled word labeled, not only its first:
+    a continuation subword gets ``continuation[label]`` of its word's label (``B-X`` -> ``I-X``, as
+    ``transformers``' ``run_ner.py --label_all_tokens`` does with its ``b_to_i_label`` map). Words
+    without a label (``IGNORE``), special tokens and padding stay ``IGNORE``; ``word_index`` and the
+    ids are unchanged, so decoding still reads each word's first subword.
+
+    ``continuation``: ``(C,)`` int, the label id a continuation subword takes for each label id.
+    A row is ``[CLS] pieces(word_1) ... pieces(word_n) [SEP]`` (:func:`encode_words`): its first and
+    last positions are special tokens, every other position belongs to the last word started at or
+    before it.
+    """
+    labels, first = encoded.labels.flat, encoded.word_index.flat >= 0
+    offsets = encoded.labels.offsets
+    pos = np.arange(len(labels))
+    # the position of the word each subword belongs to: forward-filled first subwords, reset at each row start
+    owner = np.where(first, pos, -1)
+    starts = offsets[:-1][encoded.labels.lengths > 0]
+    owner[starts] = starts
+    owner = np.maximum.accumulate(owner) if len(owner) else owner
+    inner = ~first
+    inner[starts] = False
+    ends = offsets[1:][encoded.labels.lengths > 0] - 1
+    inner[ends] = False  # [SEP]
+    word_label = labels[owner]
+    fill = inner & (word_label != IGNORE)
+    out = labels.copy()
+    out[fill] = np.asarray(continuation)[word_label[fill]]
+    return Encoded(encoded.input_ids, Ragged(out, offsets.copy()), encoded.word_index, encoded.example,
+                   encoded.n_words, dict(encoded.stats))
+
+
 def first_subword_predictions(best: np.ndarray, encoded: Encoded) -> np.ndarray:
     """``(W,)`` label id of every word of every example, in order, from ``best``: ``(P,)`` the
     predicted label id at each position of ``encoded``'s rows (flat, row order).

@@ -128,6 +128,10 @@ def parse_hidden_storage(spec: str) -> tuple[str, int]:
     raise ConfigError(f"--cache-hidden: expected fp16, int8 or pca:K with K > 0 components, got {spec!r}")
 
 
+#: ``--teacher-vocab`` values
+TEACHER_VOCABULARIES = ("full", "pruned")
+
+
 @dataclass
 class TeacherArguments:
     """The teacher: a checkpoint by hub id or local path, or a small model trained from scratch.
@@ -142,10 +146,12 @@ class TeacherArguments:
     teacher: Optional[str] = field(default=None, metadata={"help": "Hub id or local directory of a transformers checkpoint (any AutoModel family: BERT, XLM-R, DistilBERT; fine-tuned on the task's labels or a base checkpoint); unset or 'scratch': train a small model from scratch."})
     tokenizer: Optional[str] = field(default=None, metadata={"help": "Tokenizer id or folder for a scratch teacher (default: DATA_DIR/tokenizers/bert-base-multilingual-cased)."})
     teacher_architecture: str = field(default="auto", metadata={"help": "Scratch teacher: bert, xlm-roberta, or auto (xlm-roberta for a sentencepiece tokenizer, else bert)."})
+    teacher_vocab: str = field(default="full", metadata={"help": "Scratch teacher's vocabulary: full (the tokenizer's whole vocabulary), or pruned (a WordPiece vocabulary of the pieces of the run's training, selection and transfer text, its special tokens and the single-character pieces of its characters: the same segmentation of that text, a far smaller embedding matrix). A checkpoint keeps its own vocabulary."})
     teacher_hidden_size: int = field(default=256, metadata={"help": "Scratch teacher: hidden size."})
     teacher_layers: int = field(default=4, metadata={"help": "Scratch teacher: transformer layers."})
     teacher_heads: int = field(default=4, metadata={"help": "Scratch teacher: attention heads."})
     teacher_intermediate_size: int = field(default=1024, metadata={"help": "Scratch teacher: feed-forward size."})
+    teacher_dropout: float = field(default=0.1, metadata={"help": "Scratch teacher: dropout of the hidden states and of the attention probabilities (BERT's 0.1)."})
     teacher_epochs: float = field(default=3.0, metadata={"help": "Teacher fine-tuning epochs (early stopping on the validation split)."})
     teacher_lr: float = field(default=5e-5, metadata={"help": "Teacher learning rate."})
     teacher_batch_size: int = field(default=32, metadata={"help": "Teacher batch size (sentences)."})
@@ -154,6 +160,7 @@ class TeacherArguments:
     label_tokens_per_batch: int = field(default=8192, metadata={"help": "Token budget of a length-bucketed batch when the teacher labels the transfer set."})
     cache_hidden: str = field(default="fp16", metadata={"help": "How the cache stores the teacher's hidden states: fp16 (2 bytes per value), int8 (1 byte per value and a float16 scale per position), or pca:K (the top K principal components of the teacher's hidden states on the transfer set, float16: 2K bytes per position)."})
     teacher_lang_temperature: float = field(default=1.0, metadata={"help": "Teacher fine-tuning: sample groups (languages) with probability proportional to n^(1/T) (Conneau & Lample 2019; Arivazhagan et al. 2019) by repeating the rows of smaller groups; 1: as they are, larger: closer to uniform."})
+    teacher_label_all_tokens: bool = field(default=False, metadata={"help": "Token tasks: the teacher's fine-tuning labels every subword of a word (B-X becomes I-X after the first), as transformers' run_ner.py --label_all_tokens; off: the first subword only. Predictions and the students always read the first subword."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
     mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), or UTF-8 files with one text per line."})
@@ -171,6 +178,8 @@ class TeacherArguments:
             raise ConfigError(f"--mlm-probability: expected 0 < p < 1, got {self.mlm_probability}")
         if not self.teacher_lang_temperature >= 1:
             raise ConfigError(f"--teacher-lang-temperature: expected a temperature of 1 or more, got {self.teacher_lang_temperature}")
+        if not 0 <= self.teacher_dropout < 1:
+            raise ConfigError(f"--teacher-dropout: expected 0 <= p < 1, got {self.teacher_dropout}")
         if not 0 <= self.teacher_label_smoothing < 1:
             raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
         if self.mlm_enabled and not self.mlm_sources:
@@ -178,11 +187,18 @@ class TeacherArguments:
         check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
         check_positive(self, "teacher_eval_steps", allow_zero=True)
+        check_choice(self, "teacher_vocab", TEACHER_VOCABULARIES)
         parse_hidden_storage(self.cache_hidden)
         if not self.teacher_architecture:
             raise ConfigError("--teacher-architecture: expected auto or an architecture name such as bert or xlm-roberta")
         if self.teacher_hidden_size % self.teacher_heads:
             raise ConfigError(f"--teacher-hidden-size ({self.teacher_hidden_size}) must be divisible by --teacher-heads ({self.teacher_heads})")
+
+    @property
+    def prunes_vocabulary(self) -> bool:
+        """Whether the teacher's vocabulary is pruned to the run's text (``--teacher-vocab pruned`` and a
+        scratch teacher; a checkpoint's embeddings belong to its own vocabulary, which it keeps)."""
+        return self.teacher_vocab == "pruned" and self.from_scratch
 
     @property
     def from_scratch(self) -> bool:

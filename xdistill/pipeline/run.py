@@ -32,7 +32,7 @@ from ..students import Student, StudentContext, build_student, student_class
 from ..teachers import Teacher
 from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer, planned_teacher
 from ..teachers.finetune import TeacherTrainer
-from ..teachers.sampling import repeat_groups, temperature_repeats
+from ..teachers.sampling import teacher_training_rows
 from ..teachers.mlm import MLMText, encode_mlm_text
 from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, LiveTeacherTargets, SplitTargets,
                        TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
@@ -40,6 +40,7 @@ from ..transfer.profile import transfer_profiles
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
 from .folder import RunFolder, result_settings
 from .launch import check_launch, compute_device
+from .teacher_vocab import teacher_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Run:
     validation_cache: FeatureCache | None = None
     live: LiveTeacherTargets | None = None
     label_stats: dict = field(default_factory=dict)
+    teacher_vocab: dict = field(default_factory=dict)
 
     @property
     def pad_id(self) -> int:
@@ -147,6 +149,11 @@ def prepare_data(r: Run) -> None:
     r.data = a.load_data(s.data)
     r.splits = {name: _concat([getattr(g, name) for g in r.data.groups.values()]) for name in SPLITS}
     r.enc = {name: a.encode(ds, r.tokenizer, s.data.max_length, name) for name, ds in r.splits.items()}
+    texts = (x for ds in r.splits.values() for x in a.texts(ds))
+    r.tokenizer, r.teacher_vocab = teacher_vocabulary(s.teacher, r.tokenizer, r.enc.values(), texts)
+    if r.teacher_vocab:  # pruned: the rows again, over the pruned vocabulary
+        r.sections["teacher_vocabulary"] = r.teacher_vocab
+        r.enc = {name: a.encode(ds, r.tokenizer, s.data.max_length, name) for name, ds in r.splits.items()}
     r.eval_enc = {g: a.encode(d.evaluation, r.tokenizer, s.data.max_length, f"evaluation {g}")
                   for g, d in r.data.groups.items()}
     r.eval_gold = {g: a.gold(d.evaluation) for g, d in r.data.groups.items()}
@@ -182,15 +189,10 @@ def prepare_teacher(r: Run) -> None:
     if mlm is not None:
         setup["mlm_text"] = mlm.fingerprint()
     desc = f"{len(r.splits['teacher_labeled'])} labeled {r.adapter.unit} ({r.data.teacher_budget})"
-    train = r.enc["teacher_labeled"]
-    if t.teacher_lang_temperature != 1.0:
-        sizes = {g: len(d.teacher_labeled) for g, d in r.data.groups.items()}
-        repeats = temperature_repeats(sizes, t.teacher_lang_temperature)
-        train = repeat_groups(train, sizes, repeats)
-        logger.info("teacher: groups sampled with temperature %g: rows repeated %s (%d rows)", t.teacher_lang_temperature,
-                    ", ".join(f"{g} x{k}" for g, k in repeats.items() if k > 1) or "none", len(train))
-        desc += f"; groups sampled with temperature {t.teacher_lang_temperature:g}"
-    trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup)
+    sizes = {g: len(d.teacher_labeled) for g, d in r.data.groups.items()}
+    train, how = teacher_training_rows(r.adapter, r.enc["teacher_labeled"], sizes, t)
+    desc += how
+    trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup, pruned_from=r.teacher_vocab.get("full", 0))
     r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, mlm=mlm).eval()
     parallel.check_agree({"weights": r.teacher.info.fingerprint}, "the teacher")
 

@@ -96,13 +96,18 @@ def vocabulary_kind(tokenizer) -> str:
 
 
 def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, reference: ReferenceModel,
-                     mlm: bool = False) -> str:
+                     mlm: bool = False, pruned_from: int = 0) -> str:
     """How reports name the teacher: ``BERT trained from scratch with the mBERT vocabulary (not
     mBERT)`` for a scratch teacher (``BERT pretrained (MLM) and fine-tuned from scratch ...`` with
-    ``mlm``), the checkpoint's source otherwise (``..., MLM-pretrained further here``)."""
+    ``mlm``; ``... with the mBERT vocabulary pruned to 41,023 pieces of the run's text ...`` when
+    ``pruned_from`` gives the size of the vocabulary it was pruned from), the checkpoint's source
+    otherwise (``..., MLM-pretrained further here``)."""
     if not scratch:
         return f"{source}, MLM-pretrained further here on the task text" if mlm else source
-    vocab = reference.vocabulary if vocab_size == reference.vocab_size else f"a {vocab_size:,}-token vocabulary"
+    full = pruned_from or vocab_size
+    vocab = reference.vocabulary if full == reference.vocab_size else f"a {full:,}-token vocabulary"
+    if pruned_from:
+        vocab += f" pruned to {vocab_size:,} pieces of the run's text"
     how = "pretrained (MLM on the task text) and fine-tuned from scratch" if mlm else "trained from scratch"
     return f"{FAMILY_NAMES.get(family, family)} {how} with {vocab} (not {reference.short})"
 

@@ -111,7 +111,8 @@ def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
 def _bert_config(t: TeacherArguments, tokenizer, labels: dict) -> BertConfig:
     return BertConfig(vocab_size=len(tokenizer), hidden_size=t.teacher_hidden_size, num_hidden_layers=t.teacher_layers,
                       num_attention_heads=t.teacher_heads, intermediate_size=t.teacher_intermediate_size,
-                      max_position_embeddings=512, **labels)
+                      max_position_embeddings=512, hidden_dropout_prob=t.teacher_dropout,
+                      attention_probs_dropout_prob=t.teacher_dropout, **labels)
 
 
 def _xlmr_config(t: TeacherArguments, tokenizer, labels: dict) -> XLMRobertaConfig:
@@ -120,7 +121,9 @@ def _xlmr_config(t: TeacherArguments, tokenizer, labels: dict) -> XLMRobertaConf
                             num_hidden_layers=t.teacher_layers, num_attention_heads=t.teacher_heads,
                             intermediate_size=t.teacher_intermediate_size, max_position_embeddings=514,
                             type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=tokenizer.pad_token_id,
-                            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id, **labels)
+                            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+                            hidden_dropout_prob=t.teacher_dropout, attention_probs_dropout_prob=t.teacher_dropout,
+                            **labels)
 
 
 #: scratch teacher architectures: name -> ``(teacher options, tokenizer, id2label/label2id) -> config``

@@ -55,10 +55,14 @@ class TeacherTrainer:
         out_dir: the run's output folder (``teacher/`` and ``checkpoints/teacher/`` go there).
         seed: seed of the scratch initialisation and of the ``Trainer``.
         setup: what the teacher's training depends on; its hash decides whether a saved teacher is reused.
+        pruned_from: size of the vocabulary the scratch teacher's was pruned from (``--teacher-vocab
+            pruned``; 0: not pruned), for the teacher's description.
     """
 
-    def __init__(self, adapter: TaskAdapter, targs: TeacherArguments, out_dir: Path, seed: int, setup: dict):
+    def __init__(self, adapter: TaskAdapter, targs: TeacherArguments, out_dir: Path, seed: int, setup: dict,
+                 pruned_from: int = 0):
         self.adapter = adapter
+        self.pruned_from = pruned_from
         self.targs = targs
         self.out_dir = Path(out_dir)
         self.seed = seed
@@ -127,7 +131,7 @@ class TeacherTrainer:
             best_validation_score=best, family=cfg.model_type, reference=ref.key,
             vocabulary=vocabulary_kind(tokenizer), vocab_size=len(tokenizer),
             description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref,
-                                         mlm=mlm_report is not None),
+                                         mlm=mlm_report is not None, pruned_from=self.pruned_from),
             mlm=mlm_report)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
         parallel.main_does(lambda: save_verified(model, tokenizer, self.saved_dir, TEACHER_META,

@@ -380,7 +380,7 @@ class MLMPretrainer:
         t = self.targs
         opts = {k: v for k, v in asdict(t).items() if k.startswith(("teacher", "mlm", "tokenizer")) and k not in
                 ("teacher_epochs", "teacher_lr", "teacher_batch_size", "teacher_eval_steps", "teacher_layer",
-                 "teacher_label_smoothing")}
+                 "teacher_label_smoothing", "teacher_label_all_tokens")}
         blob = json.dumps({"opts": opts, "text": text.fingerprint(), "vocab": len(tokenizer), "seed": self.seed},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
