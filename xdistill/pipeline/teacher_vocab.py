@@ -46,8 +46,7 @@ def character_pieces(tokenizer, texts: Iterable[str]) -> list[int]:
         chars.update(t)
     chars.discard(" ")
     vocab = tokenizer.get_vocab()
-    prefix = (tokenizer.backend_tokenizer.model.continuing_subword_prefix
-              if hasattr(tokenizer.backend_tokenizer.model, "continuing_subword_prefix") else "##")
+    prefix = getattr(tokenizer.backend_tokenizer.model, "continuing_subword_prefix", "##")
     return sorted({vocab[p] for c in chars for p in (c, prefix + c) if p in vocab})
 
 
@@ -73,8 +72,8 @@ def prune_teacher_vocabulary(tokenizer, encodings: Iterable[Encoded], texts: Ite
     for enc in encodings:
         seen[enc.input_ids.flat] = True
     chars = character_pieces(tokenizer, texts)
-    keep = sorted(set(np.flatnonzero(seen).tolist()) | set(chars) | set(tokenizer.all_special_ids))
-    kept, _ = prune_vocabulary([keep], size, tokenizer.pad_token_id, tokenizer.unk_token_id)
+    kept, _ = prune_vocabulary([np.flatnonzero(seen), chars, tokenizer.all_special_ids], size,
+                               tokenizer.pad_token_id, tokenizer.unk_token_id)
     pruned = pruned_tokenizer(tokenizer, kept)
     counts = {"full": size, "pruned": len(pruned), "from_text": int(seen.sum()),
               "characters": len(chars)}
