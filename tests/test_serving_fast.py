@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from transformers import BertTokenizerFast
-
 import tiny_models as tm
 from ner_reference import reference_decode, reference_encode, reference_predict
 from tiny import make_adapter, single_thread  # noqa: F401
+from transformers import BertTokenizerFast
+
+import xdistill.adapters.token_encoding as te
+import xdistill.data.words as words_module
 from xdistill.adapters.token_classification import word_pieces
 from xdistill.adapters.token_encoding import PieceTable, entity_spans, window_counts
 from xdistill.data.readers import read_ner_file
@@ -96,6 +98,30 @@ def test_piece_table_equals_word_pieces(mbert, tmp_path, raw_texts, adapter):
         assert table.size == len(set(words))
         table.clear()
         assert table.size == 0 and len(table.flat) == 0
+
+
+def test_piece_table_sequential_and_batch_paths_agree(mbert, tmp_path, raw_texts, adapter, monkeypatch):
+    """Few new words are tokenized one call each, many as one batch: the same pieces either way."""
+    sp = tm.make_sentencepiece_tokenizer(tmp_path / "sp")
+    words = list(dict.fromkeys(w for ws in adapter.splitter.words(raw_texts) for w in ws))
+    for tok in (mbert, sp):
+        got = {}
+        for path, limit in (("sequential", len(words)), ("batch", 0)):
+            monkeypatch.setattr(te, "SEQUENTIAL_WORDS", limit)
+            table = PieceTable(tok)
+            idx = table.lookup(words)
+            got[path] = [table.flat[table.offsets[i]:table.offsets[i + 1]].tolist() for i in idx]
+        assert got["sequential"] == got["batch"] == word_pieces(tok, words)
+
+
+def test_word_splitter_sequential_and_batch_paths_agree(raw_texts, adapter, monkeypatch):
+    """A single-sentence request is split without the tokenizer's thread pool: the same spans."""
+    spans = {}
+    for path, limit in (("sequential", len(raw_texts)), ("batch", 0)):
+        monkeypatch.setattr(words_module, "SEQUENTIAL_TEXTS", limit)
+        spans[path] = adapter.splitter.spans(raw_texts)
+    assert spans["sequential"] == spans["batch"]
+    assert sum(map(len, spans["batch"])) > 10_000
 
 
 def test_window_counts_hand_example():

@@ -19,6 +19,9 @@ import numpy as np
 from ..data.batching import IGNORE
 from ..data.types import Encoded, Ragged, ragged_arange
 
+#: at most this many new words are tokenized one call each, not as a (multi-threaded) batch
+SEQUENTIAL_WORDS = 64
+
 
 def window_counts(counts: Sequence[int], budget: int) -> list[tuple[int, int]]:
     """Split a sentence's words, with ``counts[i]`` subwords each, into consecutive windows of at
@@ -82,6 +85,10 @@ class PieceTable:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is None or getattr(self.tokenizer, "split_special_tokens", False):
             return self.tokenizer(words, add_special_tokens=False)["input_ids"]
+        if len(words) <= SEQUENTIAL_WORDS:
+            # the new words of a sentence or two: one call each, not through the Rust thread pool,
+            # whose workers would wait for the cores an ONNX Runtime session holds
+            return [backend.encode(w, add_special_tokens=False).ids for w in words]
         # what the transformers call runs, without building a BatchEncoding per word (about 20 us each)
         return [e.ids for e in backend.encode_batch_fast(words, add_special_tokens=False)]
 

@@ -20,6 +20,9 @@ from tokenizers.models import WordLevel
 
 from ..errors import ConfigError
 
+#: at most this many texts are split one call each, not as a (multi-threaded) batch
+SEQUENTIAL_TEXTS = 4
+
 #: a word and its character span in the text: ``(word, start, end)`` with ``text[start:end] == word``
 Span = tuple[str, int, int]
 
@@ -46,10 +49,13 @@ class WordSplitter:
         texts = list(texts)
         if not texts:
             return []
-        out = []
-        for text, enc in zip(texts, self._tok.encode_batch(texts, add_special_tokens=False)):
-            out.append([(text[s:e], s, e) for s, e in enc.offsets if e > s])
-        return out
+        if len(texts) <= SEQUENTIAL_TEXTS:
+            # a few texts (a single-sentence request): one call each, without handing them to the
+            # Rust thread pool, whose workers would wait for the cores an ONNX Runtime session holds
+            encodings = [self._tok.encode(t, add_special_tokens=False) for t in texts]
+        else:
+            encodings = self._tok.encode_batch(texts, add_special_tokens=False)
+        return [[(text[s:e], s, e) for s, e in enc.offsets if e > s] for text, enc in zip(texts, encodings)]
 
     def words(self, texts: Sequence[str]) -> list[list[str]]:
         """Per text, its words (see :meth:`spans`)."""
