@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from xdistill.cli import parse_distill_args
 from xdistill.errors import exit_status
 from xdistill.pipeline import RunFolder
 from xdistill.pipeline.run import Run, check_settings, prepare_data, prepare_teacher
+from xdistill.utils import peak_rss_mib
 
 
 def _cpu_name() -> str:
@@ -102,7 +102,7 @@ def _run(command: str, results: str | None, rest: list[str]) -> int:
             "total_minutes": round((time.perf_counter() - t0) / 60, 2),
             "mlm_minutes": mlm.get("minutes"), "mlm_steps": mlm.get("steps"), "mlm_epochs": mlm.get("epochs"),
             "mlm_held_out_loss": (mlm.get("held_out_loss") or [[None, None]])[-1][1],
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1),
             "teacher": info.description, "parameters": info.parameters,
             "best_validation": info.best_validation_score, f"mean_{adapter.primary_metric}": round(mean, 2),
             "per_group": {g: round(v, 2) for g, v in per.items()}}

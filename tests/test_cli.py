@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
 import tiny_models as tm
 from xdistill.cli import main
+from xdistill.utils import peak_rss_mib
 
 EVAL_SENTENCES = [
     (["Anna", "visited", "Bob"], ["B-PER", "O", "B-PER"]),
@@ -224,6 +226,8 @@ def test_predict_logs_words_per_second(capsys, monkeypatch, student_dir):
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 3
     assert "3 lines, 4 words in" in err and "words/s (torch-fp32, batch size 2" in err
+    peak = re.search(r"peak RSS ([0-9.]+) MiB", err)
+    assert peak and 0 < float(peak.group(1)) <= peak_rss_mib() + 0.05  # logged to 0.1 MiB
 
 
 def test_predict_long_text_is_split_into_windows(capsys, student_dir):

@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from xdistill.errors import ConfigError
 from xdistill.pipeline.folder import OWNER, RECORD, RunFolder, differences, result_settings
 from xdistill.teachers.training import CHECKSUMS, resume_checkpoint
 from xdistill.transfer import CachedTargets, label_rows
-from xdistill.utils import atomic_write_json, file_digest
+from xdistill.utils import atomic_write_json, file_digest, peak_rss_mib
 
 
 # --------------------------------------------------------------------------- the teacher-output cache
@@ -232,3 +233,17 @@ def test_launched_processes_refuse_what_runs_in_one_process_only(tmp_path, data_
     assert "--augment none --transfer unlabeled" in p.stderr
     assert "Traceback (most recent call last)" not in p.stderr.split("error: 2 processes")[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """A child started by a large process reports its own peak: ``ru_maxrss`` would report at least
+    the parent's, as Linux keeps the peak of the image before ``exec``."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("VmHWM is Linux's; elsewhere peak_rss_mib is getrusage's")
+    ballast = np.ones(768 * 1024 * 1024, dtype=np.uint8)  # every page written: resident
+    parent = peak_rss_mib()
+    child = subprocess.run([sys.executable, "-c", "from xdistill.utils import peak_rss_mib; print(peak_rss_mib())"],
+                           capture_output=True, text=True, check=True)
+    del ballast
+    assert parent > 768
+    assert float(child.stdout) < parent - 512, (float(child.stdout), parent)

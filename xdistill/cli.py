@@ -33,6 +33,7 @@ from .serving import benchmark
 from .serving.export import evaluation_files, export_student
 from .serving.inference import DEFAULT_BATCH_SIZE, load_model
 from .serving.stream import chunked_lines, predict_stream
+from .utils import peak_rss_mib
 from .students import is_student_dir, run_folder_hint, saved_settings
 
 #: stdin lines per chunk of ``predict`` (see README "Serving throughput")
@@ -182,7 +183,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 def cmd_predict(argv: list[str]) -> int:
     """``python -m xdistill predict``: one JSON line per input text (``--text`` or stdin lines),
-    streamed a chunk of lines at a time (:mod:`xdistill.serving.stream`); words/s to stderr at the end."""
+    streamed a chunk of lines at a time (:mod:`xdistill.serving.stream`); words/s and the peak RSS (MiB) to stderr at the end."""
     p = argparse.ArgumentParser(prog="python -m xdistill predict", description=COMMANDS["predict"])
     p.add_argument("--model", required=True, help="saved student folder (OUTPUT/student) or teacher folder")
     p.add_argument("--text", action="append", help="a text to tag or classify (repeatable); default: lines of stdin")
@@ -203,9 +204,9 @@ def cmd_predict(argv: list[str]) -> int:
         chunks, source = chunked_lines(getattr(sys.stdin, "buffer", sys.stdin), a.batch_lines), "stdin"
     stats = predict_stream(model, chunks, sys.stdout, source)
     logging.getLogger("xdistill.predict").info(
-        "%d lines, %d words in %.2f s: %.0f words/s (%s-%s, batch size %d, %d threads)", stats.lines, stats.words,
-        stats.seconds, stats.words_per_second, model.runtime, model.precision, model.batch_size,
-        a.threads or torch.get_num_threads())
+        "%d lines, %d words in %.2f s: %.0f words/s (%s-%s, batch size %d, %d threads); peak RSS %.1f MiB",
+        stats.lines, stats.words, stats.seconds, stats.words_per_second, model.runtime, model.precision,
+        model.batch_size, a.threads or torch.get_num_threads(), peak_rss_mib())
     return 0
 
 

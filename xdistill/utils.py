@@ -143,7 +143,20 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set size of this process in MiB (``getrusage``; Linux reports KiB, macOS bytes)."""
+    """Peak resident set size of this process's program in MiB.
+
+    On Linux the kernel's high-water mark ``VmHWM`` of ``/proc/self/status`` (KiB): ``getrusage``'s
+    ``ru_maxrss`` keeps the peak of the process image that ran before ``exec``, so a subprocess of a
+    large process (a benchmark or pytest starting ``python -m xdistill``) would report its parent's
+    memory. Elsewhere ``getrusage`` (macOS reports bytes, others KiB).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024 * 1024) if sys.platform == "darwin" else r / 1024
 
