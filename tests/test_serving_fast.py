@@ -4,12 +4,13 @@ output line per input line, bad input, bounded memory."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import random
-import resource
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from xdistill.adapters.token_classification import word_pieces
 from xdistill.adapters.token_encoding import PieceTable, entity_spans, window_counts
 from xdistill.data.readers import read_ner_file
 from xdistill.data.types import Ragged
+from xdistill.serving.inference import PREDICT_GC_THRESHOLD, InferenceModel, fewer_collections
 from xdistill.serving.stream import chunked_lines, predict_stream
 
 #: languages of the five scripts the issue names, and more: Latin, Cyrillic, Arabic, Devanagari, CJK, Hangul, Tamil
@@ -242,8 +244,9 @@ def _predict_rss_mib(student: Path, lines: int, tmp_path: Path) -> float:
     with open(src, "w", encoding="utf-8") as f:  # about 8 distinct words per line: the subword table must stay bounded
         for _ in range(lines):
             f.write(" ".join(f"w{rng.randrange(10**7)}" for _ in range(rng.randint(0, 16))) + "\n")
-    code = ("import resource, sys; from xdistill.cli import main; rc = main(sys.argv[1:]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); sys.exit(rc)")
+    # the child's own peak (VmHWM), not ru_maxrss: that keeps the peak of pytest's image before exec
+    code = ("import sys; from xdistill.cli import main; from xdistill.utils import peak_rss_mib; "
+            "rc = main(sys.argv[1:]); print(peak_rss_mib(), file=sys.stderr); sys.exit(rc)")
     with open(src, "rb") as fin, open(tmp_path / "out.jsonl", "wb") as fout:
         p = subprocess.run([sys.executable, "-c", code, "predict", "--model", str(student), "--threads", "1",
                             "--batch-lines", "1000"], stdin=fin, stdout=fout, stderr=subprocess.PIPE, text=False,
@@ -261,4 +264,54 @@ def test_stream_memory_is_bounded(tok, tmp_path):
     large = _predict_rss_mib(student, 60_000, tmp_path)
     print(f"peak RSS {small:.1f} MiB (3,000 lines), {large:.1f} MiB (60,000 lines)")
     assert large <= 1.1 * small + 20, (small, large)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+# --------------------------------------------------------------------------- garbage collection
+
+
+def test_predict_runs_with_fewer_collections_and_restores_the_threshold(adapter, mbert):
+    """predict raises the young-generation threshold while it runs, and restores it afterwards,
+    also when the adapter fails; nested and concurrent holders share one raise."""
+    seen = []
+
+    class Recording:
+        def predict_texts(self, model, texts):
+            seen.append(gc.get_threshold()[0])
+            if texts == ["fail"]:
+                raise RuntimeError("adapter failed")
+            return [{"text": t} for t in texts]
+
+    model = InferenceModel("student", None, mbert, Recording(), 16, "mem")
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        assert model.predict(["Anna"]) == [{"text": "Anna"}]
+        with pytest.raises(RuntimeError, match="adapter failed"):
+            model.predict(["fail"])
+        assert seen == [PREDICT_GC_THRESHOLD, PREDICT_GC_THRESHOLD]
+        assert gc.get_threshold() == (700, 10, 10)
+
+        # holders that leave in another order than they came still restore the threshold found first
+        inner_done, outer_may_leave = threading.Event(), threading.Event()
+
+        def other_holder():
+            with fewer_collections():
+                inner_done.set()
+                outer_may_leave.wait(5)
+
+        with fewer_collections():
+            t = threading.Thread(target=other_holder)
+            t.start()
+            inner_done.wait(5)
+        assert gc.get_threshold()[0] == PREDICT_GC_THRESHOLD  # the thread still holds it
+        outer_may_leave.set()
+        t.join(5)
+        assert gc.get_threshold() == (700, 10, 10)
+
+        # a threshold already above the raise is kept
+        gc.set_threshold(10 * PREDICT_GC_THRESHOLD, 10, 10)
+        model.predict(["Anna"])
+        assert seen[-1] == 10 * PREDICT_GC_THRESHOLD
+        assert gc.get_threshold() == (10 * PREDICT_GC_THRESHOLD, 10, 10)
+    finally:
+        gc.set_threshold(*before)

@@ -76,10 +76,11 @@ class PieceTable:
     def lookup(self, words: Sequence[str]) -> np.ndarray:
         """``(N,)`` int64 table index of each word (new words are tokenized and added)."""
         index = self._index
-        new = [w for w in dict.fromkeys(words) if w not in index]
-        if new:
-            self._add(new)
-        return np.fromiter((index[w] for w in words), dtype=np.int64, count=len(words))
+        found = list(map(index.get, words))
+        if None in found:  # new words: tokenize them once each, then look every word up again
+            self._add([w for w in dict.fromkeys(words) if w not in index])
+            found = list(map(index.__getitem__, words))
+        return np.array(found, dtype=np.int64)
 
     def _pieces(self, words: list[str]) -> list[list[int]]:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)

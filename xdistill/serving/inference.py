@@ -11,9 +11,12 @@ into words by the task's word splitter, whatever the tokenizer.
 
 from __future__ import annotations
 
+import gc
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from transformers import AutoTokenizer
@@ -26,8 +29,55 @@ from .onnx import load_onnx_student
 
 RUNTIMES = ("torch", "onnx")
 #: rows per forward pass (``--batch-size``); see README "Serving throughput" for the measurement
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_BATCH_SIZE = 64
 PRECISIONS = ("fp32", "int8")
+#: allocations of container objects between young-generation garbage collections while
+#: :meth:`InferenceModel.predict` runs (Python's default is 700); see :func:`fewer_collections`
+PREDICT_GC_THRESHOLD = 50_000
+
+
+class _GcThreshold:
+    """The process-wide young-generation threshold, raised while any caller holds it (nested and
+    concurrent holders share one raise; the last to leave restores the threshold it found)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved: tuple[int, ...] = ()
+
+    def enter(self, threshold: int) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self._saved = gc.get_threshold()
+                gc.set_threshold(max(threshold, self._saved[0]), *self._saved[1:])
+            self._holders += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                gc.set_threshold(*self._saved)
+
+
+_GC = _GcThreshold()
+
+
+@contextmanager
+def fewer_collections(threshold: int = PREDICT_GC_THRESHOLD) -> Iterator[None]:
+    """Run the block with Python's young-generation collection threshold raised to ``threshold``
+    allocations, then restore it (also on an error).
+
+    Building one chunk's results allocates a few hundred thousand short-lived lists, tuples and
+    dicts (words, spans, tags, entities), none of them cyclic: reference counting frees them,
+    and the default threshold (700) only makes the collector scan them over and over, about 11%
+    of the NER serving path's time (README "Serving throughput end to end"). Memory is unchanged
+    for acyclic data; cyclic garbage waits at most ``threshold`` allocations longer.
+    """
+    _GC.enter(threshold)
+    try:
+        yield
+    finally:
+        _GC.leave()
 
 
 @dataclass
@@ -64,8 +114,9 @@ class InferenceModel:
 
     def predict(self, texts: Sequence[str]) -> list[dict]:
         """Raw texts -> one dict per text: words, tags and entity spans (NER) or class and probability
-        (classification)."""
-        return self.adapter.predict_texts(self, list(texts))
+        (classification). Runs with fewer garbage collections (:func:`fewer_collections`)."""
+        with fewer_collections():
+            return self.adapter.predict_texts(self, list(texts))
 
     def evaluate_file(self, path: str | Path, fmt: str = "auto") -> dict:
         """Score the model on a labeled file; metrics in percent.
