@@ -4,6 +4,7 @@ and the classify options (GenerationArguments, TextDataArguments)."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -87,6 +88,47 @@ def test_encode_truncates_and_counts_exactly(adapter, tok):
     assert enc.stats["tokens_cut"] == (6 - 3) + (6 - 3)
     assert enc.stats["examples"] == enc.stats["windows"] == 4
     assert enc.stats["max_length"] == 5
+
+
+def test_encode_left_truncation_keeps_the_end(adapter, tok):
+    """``truncation_side="left"`` keeps the last ``max_length - 2`` subwords; counts as for the right side."""
+    left = copy.deepcopy(tok)
+    left.truncation_side = "left"
+    texts = ["Anna visited Berlin in Paris .", "Bob", "Carl met Anna", "Parising is big"]
+    enc = adapter.encode(ds(texts, ["pos", "neg", "pos", "neg"]), left, 5)
+    assert tokens(left, enc.input_ids[0]) == ["[CLS]", "in", "Paris", ".", "[SEP]"]
+    assert tokens(left, enc.input_ids[1]) == ["[CLS]", "Bob", "[SEP]"]
+    assert tokens(left, enc.input_ids[2]) == ["[CLS]", "Carl", "met", "Anna", "[SEP]"]
+    assert tokens(left, enc.input_ids[3]) == ["[CLS]", "b", "##i", "##g", "[SEP]"]
+    right = adapter.encode(ds(texts, ["pos", "neg", "pos", "neg"]), tok, 5)
+    assert enc.stats == right.stats and enc.labels == right.labels
+
+
+def test_truncation_side_option_reaches_the_saved_tokenizer_and_serving(adapter, tok, tmp_path):
+    """``--truncation-side left`` is the teacher tokenizer's ``truncation_side``, written to
+    tokenizer_config.json, kept by the student's pruned tokenizer and read back by ``load_model``."""
+    from transformers import AutoTokenizer
+
+    from xdistill.config import TeacherArguments
+    from xdistill.serving.inference import load_model
+    from xdistill.students.tokenizer import pruned_tokenizer
+    from xdistill.teachers.build import load_tokenizer
+
+    tok.save_pretrained(tmp_path / "tok")
+    data = TextDataArguments(data_dir=str(tmp_path), truncation_side="left")
+    loaded = load_tokenizer(TeacherArguments(tokenizer=str(tmp_path / "tok")), data)
+    assert loaded.truncation_side == "left"
+    student_tok = pruned_tokenizer(loaded, sorted(set(loaded.get_vocab().values())))
+    assert student_tok.truncation_side == "left"
+    student = save_student(tmp_path / "student", student_tok)
+    assert AutoTokenizer.from_pretrained(student).truncation_side == "left"
+    m = load_model(student)
+    enc = m.adapter.encode(ds(["Anna visited Berlin " * 20 + "in Paris ."], [""]), m.tokenizer, m.max_length)
+    assert tokens(m.tokenizer, enc.input_ids[0])[-4:] == ["in", "Paris", ".", "[SEP]"]
+    assert load_tokenizer(TeacherArguments(tokenizer=str(tmp_path / "tok")),
+                          TextDataArguments(data_dir=str(tmp_path))).truncation_side == "right"
+    with pytest.raises(ConfigError, match="--truncation-side: expected one of right, left, got 'middle'"):
+        TextDataArguments(data_dir=str(tmp_path), truncation_side="middle")
 
 
 def test_encode_empty_split_and_too_small_max_length(adapter, tok):

@@ -29,8 +29,11 @@ ENCODE_CHUNK = 1000
 class SequenceClassificationAdapter(TaskAdapter):
     """Text classification.
 
-    Each example is one row: ``[CLS]`` + the first ``max_length - 2`` subwords
-    + ``[SEP]``. Long texts are truncated deliberately (the preset sets the
+    Each example is one row: ``[CLS]`` + ``max_length - 2`` subwords + ``[SEP]``:
+    the first ones, or the last ones when the tokenizer's ``truncation_side``
+    is ``"left"`` (``--truncation-side left``; the end of a review states its
+    verdict: Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?",
+    Section 5.3.1). Long texts are truncated deliberately (the preset sets the
     maximum length) and the truncation is counted in ``Encoded.stats``
     (``examples_truncated``, ``tokens_cut``), which the report shows. The
     distilled outputs are the teacher's sequence logits ``(B, C)`` and its
@@ -91,20 +94,21 @@ class SequenceClassificationAdapter(TaskAdapter):
         if max_length < 3:
             raise ValueError(f"max_length must be at least 3 ([CLS], one token, [SEP]), got {max_length}")
         budget = max_length - 2
+        keep_end = getattr(tokenizer, "truncation_side", "right") == "left"
         enc = EncodedBuilder()
         truncated = cut = 0
         for e, (x, lab) in enumerate(ids if labels is None else zip(ids, labels)):
             if len(x) > budget:
                 truncated += 1
                 cut += len(x) - budget
-                x = x[:budget]
+                x = x[len(x) - budget:] if keep_end else x[:budget]
             row = [tokenizer.cls_token_id, *x, tokenizer.sep_token_id]
             enc.add_row(row, [self.label2id[lab] if lab else IGNORE], [-1] * len(row), e)
             enc.n_words.append(1)
         n = len(enc.example)
         if truncated:
-            logger.info("%s%d of %d texts longer than %d tokens were truncated (%d tokens cut)",
-                        f"{split}: " if split else "", truncated, n, max_length, cut)
+            logger.info("%s%d of %d texts longer than %d tokens were truncated (%d tokens cut from the %s)",
+                        f"{split}: " if split else "", truncated, n, max_length, cut, "start" if keep_end else "end")
         return enc.build({"examples": n, "windows": n, "examples_truncated": truncated, "tokens_cut": cut,
                           "max_length": max_length})
 

@@ -105,9 +105,11 @@ class TextDataArguments(DataArguments):
     unlabeled_limit: int = field(default=-1, metadata={"help": "Cap on unlabeled texts in the transfer set (-1: no cap, 0: none)."})
     eval_limit: int = field(default=-1, metadata={"help": "Cap on evaluation texts (-1: all)."})
     max_length: int = field(default=256, metadata={"help": "Maximum subword tokens per text, special tokens included; longer texts are truncated and counted."})
+    truncation_side: str = field(default="right", metadata={"help": "Which end of a long text is cut (the tokenizer's truncation_side, saved with teacher and student): right keeps the beginning, left keeps the end."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice(self, "truncation_side", ("right", "left"))
         check_positive(self, "labeled_per_class", "validation_per_class")
         check_budgets(self, "labeled_per_class", "teacher_labeled_per_class",
                        ("transfer_limit", "unlabeled_limit", "eval_limit"))

@@ -81,12 +81,15 @@ def check_tokenizer_source(targs: TeacherArguments) -> None:
 
 def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
     """The teacher's tokenizer: the checkpoint's (or ``--tokenizer``'s), or mBERT's WordPiece
-    vocabulary (``DATA_DIR/tokenizers/bert-base-multilingual-cased/vocab.txt``) for a scratch teacher.
+    vocabulary (``DATA_DIR/tokenizers/bert-base-multilingual-cased/vocab.txt``) for a scratch teacher;
+    with the data options' ``truncation_side`` (text classification) where they have one.
 
     Raises:
         ConfigError: no tokenizer could be found (names where it looked).
     """
     check_tokenizer_source(targs)
+    # which end of a long text is cut (text tasks' --truncation-side); saved in tokenizer_config.json
+    side = {"truncation_side": dargs.truncation_side} if getattr(dargs, "truncation_side", None) else {}
     name = targs.tokenizer or targs.teacher
     if name is None:
         if not dargs.data_dir:
@@ -98,12 +101,12 @@ def load_tokenizer(targs: TeacherArguments, dargs: DataArguments):
         # A bare WordPiece vocabulary (as in ../shared/data/tokenizers): mBERT-cased settings. transformers 5
         # takes the vocabulary as ``vocab=`` (``vocab_file=`` silently builds a 5-token vocabulary).
         tok = BertTokenizerFast(vocab=str(p / "vocab.txt"), do_lower_case=False, strip_accents=False,
-                                tokenize_chinese_chars=True)
+                                tokenize_chinese_chars=True, **side)
         if len(tok) < 10:
             raise ConfigError(f"--tokenizer {p}: vocab.txt gave a vocabulary of {len(tok)} tokens")
         return tok
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return AutoTokenizer.from_pretrained(name, **side)
     except Exception as e:  # transformers raises OSError, ValueError or its own types for a missing or bad tokenizer
         raise ConfigError(f"--tokenizer/--teacher: could not load a tokenizer from {name!r}: {e}") from e
 
