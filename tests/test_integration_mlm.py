@@ -69,3 +69,23 @@ def test_the_pretrained_masked_lm_is_saved_next_to_the_teacher(paper_run):
     with torch.no_grad():
         logits = model(**enc).logits
     assert logits.shape == (1, enc["input_ids"].shape[1], len(tok))
+
+
+def test_scratch_teacher_with_ppmi_embeddings_of_every_train_sentence(tmp_path, data_dir):
+    """``--teacher-embeddings ppmi --mlm-text transfer,labeled,train`` end to end on real Swahili data:
+    the report says what the vectors were computed from, the validation sentences left out."""
+    small = SMALL[:SMALL.index("--teacher-mlm")]   # the MLM options last
+    argv = ["ner", "--preset", "smoke", "--source", "local", "--data-dir", str(data_dir), "--output-dir", str(tmp_path),
+            *small, "--teacher-hidden-size", "32", "--teacher-heads", "2", "--teacher-intermediate-size", "64",
+            "--teacher-layers", "1", "--teacher-embeddings", "ppmi", "--mlm-text", "transfer,labeled,train"]
+    torch.set_num_threads(2)
+    assert main(argv) == 0
+    r = json.loads((tmp_path / "report.json").read_text())
+    t = r["teacher"]
+    assert t["trained_from_scratch"] and "word embeddings from PPMI-SVD of the task text" in t["description"]
+    e = t["embeddings"]
+    n_train = sum(1 for line in open(data_dir / "wikiann" / "train-sw.tsv", encoding="utf-8") if not line.strip())
+    assert e["method"] == "ppmi-svd" and e["dim"] == 32 and e["pieces"] > 1000
+    # the 40 validation sentences and the train sentences equal to one of them are left out
+    assert e["sources"]["labeled"] == 200 and 0.9 * n_train <= e["sources"]["train"] <= n_train - 40
+    assert t["mlm"] is None

@@ -101,6 +101,16 @@ class TaskAdapter(ABC):
     def texts(self, dataset) -> list[str]:
         """Plain text of each example (for a generator's training data and overlap filters)."""
 
+    def train_texts(self, args, groups: Sequence[str]) -> list[str]:
+        """Plain text of every example of the task's train files for ``groups`` (labels unused; as
+        :meth:`texts` writes them): ``--mlm-text train``.
+
+        Raises:
+            ConfigError: the task has no train files beyond its splits (names the option).
+        """
+        raise ConfigError(f"--mlm-text train: the {self.type} task reads no train text beyond its splits; expected "
+                          "transfer, labeled or text files")
+
     def label_all_tokens(self, encoded: Encoded) -> Encoded:
         """Training rows with every subword of a word labeled (``--teacher-label-all-tokens``); a task
         whose labels are not per word has none.

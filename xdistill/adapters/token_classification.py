@@ -17,7 +17,7 @@ from datasets import Dataset
 from ..config import NERDataArguments, NERGenerationArguments
 from ..data.batching import IGNORE
 from ..data.languages import LanguageRegistry
-from ..data.ner import FEATURES, build_ner_data
+from ..data.ner import FEATURES, build_ner_data, make_source
 from ..data.readers import entity_types, read_ner_file
 from ..data.taskspec import TaskSpec
 from ..data.types import Encoded, TaskData, iter_examples
@@ -98,6 +98,15 @@ class TokenClassificationAdapter(TaskAdapter):
     def load_data(self, args: NERDataArguments) -> TaskData:
         """Splits of every language ``args.langs`` names (see :mod:`xdistill.data.ner`)."""
         return build_ner_data(self.spec, args, LanguageRegistry.load(), self.splitter)
+
+    def train_texts(self, args: NERDataArguments, groups: Sequence[str]) -> list[str]:
+        """Every sentence of the train file of each language in ``groups``, words joined by spaces.
+
+        Raises:
+            UnknownLanguageError, DataFormatError: as :meth:`load_data`.
+        """
+        source = make_source(args, self.spec, LanguageRegistry.load())
+        return [" ".join(s.tokens) for lang in groups for s in source.load(lang, "train")]
 
     def encode(self, dataset, tokenizer, max_length: int, split: str = "", pieces: PieceTable | None = None) -> Encoded:
         """Windows of at most ``max_length`` tokens (``[CLS]`` and ``[SEP]`` included).

@@ -132,6 +132,8 @@ def parse_hidden_storage(spec: str) -> tuple[str, int]:
 
 #: ``--teacher-vocab`` values
 TEACHER_VOCABULARIES = ("full", "pruned")
+#: ``--teacher-embeddings`` values: random initialisation, or PPMI-SVD vectors of the run's text (:mod:`xdistill.teachers.cooccurrence`)
+TEACHER_EMBEDDINGS = ("random", "ppmi")
 
 
 @dataclass
@@ -165,7 +167,8 @@ class TeacherArguments:
     teacher_label_all_tokens: bool = field(default=False, metadata={"help": "Token tasks: the teacher's fine-tuning labels every subword of a word (B-X becomes I-X after the first), as transformers' run_ner.py --label_all_tokens; off: the first subword only. Predictions and the students always read the first subword."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
-    mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), or UTF-8 files with one text per line."})
+    teacher_embeddings: str = field(default="random", metadata={"help": "Scratch teacher's word embeddings before fine-tuning: random, or ppmi (the truncated SVD of the positive PMI matrix of subword co-occurrences in the --mlm-text text, window 5; Levy, Goldberg and Dagan 2015): seconds of count-based pretraining."})
+    mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm and --teacher-embeddings ppmi, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), train (ner: every sentence of the train files of the run's languages, labels unused, the validation split's left out), or UTF-8 files with one text per line."})
     mlm_probability: float = field(default=0.15, metadata={"help": "--teacher-mlm: share of words masked (whole-word masking)."})
     mlm_lr: float = field(default=1e-3, metadata={"help": "--teacher-mlm: peak learning rate."})
     mlm_batch_size: int = field(default=64, metadata={"help": "--teacher-mlm: batch size (rows)."})
@@ -184,7 +187,14 @@ class TeacherArguments:
             raise ConfigError(f"--teacher-dropout: expected 0 <= p < 1, got {self.teacher_dropout}")
         if not 0 <= self.teacher_label_smoothing < 1:
             raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
-        if self.mlm_enabled and not self.mlm_sources:
+        check_choice(self, "teacher_embeddings", TEACHER_EMBEDDINGS)
+        if self.teacher_embeddings != "random" and not self.from_scratch:
+            raise ConfigError(f"--teacher-embeddings {self.teacher_embeddings}: only for a teacher trained from scratch; "
+                              f"the checkpoint {self.teacher} keeps its own embeddings (expected random)")
+        if self.teacher_embeddings != "random" and self.mlm_enabled:
+            raise ConfigError(f"--teacher-embeddings {self.teacher_embeddings} with --teacher-mlm: not supported; "
+                              "expected one of them (or --teacher-embeddings random)")
+        if self.reads_text and not self.mlm_sources:
             raise ConfigError(f"--mlm-text: expected transfer, labeled or file paths, comma-separated, got {self.mlm_text!r}")
         check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
@@ -230,6 +240,12 @@ class TeacherArguments:
     def mlm_enabled(self) -> bool:
         """Whether the teacher gets masked-language-model pretraining."""
         return self.mlm_budget != (0, 0.0)
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the teacher reads the ``--mlm-text`` text before fine-tuning (MLM pretraining or
+        PPMI-SVD embeddings)."""
+        return self.mlm_enabled or self.teacher_embeddings != "random"
 
     @property
     def mlm_sources(self) -> list[str]:

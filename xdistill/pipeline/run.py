@@ -21,7 +21,6 @@ from datasets import concatenate_datasets
 from .. import parallel
 from ..adapters import TaskAdapter
 from ..config import RunSettings
-from ..data.text import read_lines
 from ..data.types import Encoded, TaskData
 from ..errors import ConfigError
 from ..distill import (DataSource, DistillData, Distiller, Match, Stage, StageContext, Trainee, build_stages,
@@ -33,13 +32,13 @@ from ..teachers import Teacher
 from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_tokenizer, planned_teacher
 from ..teachers.finetune import TeacherTrainer
 from ..teachers.sampling import teacher_training_rows
-from ..teachers.mlm import MLMText, encode_mlm_text
 from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, LiveTeacherTargets, SplitTargets,
                        TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
 from ..transfer.profile import transfer_profiles
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
 from .folder import RunFolder, result_settings
 from .launch import check_launch, compute_device
+from .pretraining_text import check_sources, pretraining_text
 from .teacher_vocab import teacher_vocabulary
 
 logger = logging.getLogger(__name__)
@@ -131,10 +130,7 @@ def check_settings(s: RunSettings) -> list[str]:
     for option in ("representation_loss", "logits_loss"):
         get_loss(getattr(s.distill, option), "--" + option.replace("_", "-"))
     check_stage_names(stage_names(s))
-    for name in s.teacher.mlm_sources if s.teacher.mlm_enabled else ():
-        if name not in MLM_SPLITS and not Path(name).is_file():
-            raise ConfigError(f"--mlm-text: {name}: no such file; expected {', '.join(MLM_SPLITS)} or UTF-8 text files "
-                              "with one text per line")
+    check_sources(s.teacher)
     return resolve_transfer_sets(transfer_sets(s), s.generation)
 
 
@@ -181,41 +177,21 @@ def prepare_teacher(r: Run) -> None:
     t = s.teacher
     # What the teacher's training depends on: its options and the exact rows it trains and selects on.
     setup = {"task": r.adapter.spec.name, "labels": list(r.adapter.labels), "seed": s.data.seed,
-             "teacher": {k: v for k, v in vars(t).items()
-                         if k not in ("teacher_layer", "label_tokens_per_batch", "cache_hidden")},
+             "teacher": {k: v for k, v in vars(t).items() if k not in ("teacher_layer", "label_tokens_per_batch",
+                         "cache_hidden") and (k, v) != ("teacher_embeddings", "random")},  # older teachers' key
              "teacher_data": inputs_fingerprint(r.enc["teacher_labeled"]),
              "validation": inputs_fingerprint(r.enc["validation"])}
-    mlm = mlm_text(r) if t.mlm_enabled else None
-    if mlm is not None:
-        setup["mlm_text"] = mlm.fingerprint()
+    text = (pretraining_text(r.adapter, t, s.data, r.splits, list(r.data.groups), s.data.max_length, r.tokenizer)
+            if t.reads_text else None)  # for MLM pretraining or PPMI-SVD embeddings
+    if text is not None:
+        setup["mlm_text"] = text.fingerprint()
     desc = f"{len(r.splits['teacher_labeled'])} labeled {r.adapter.unit} ({r.data.teacher_budget})"
     sizes = {g: len(d.teacher_labeled) for g, d in r.data.groups.items()}
     train, how = teacher_training_rows(r.adapter, r.enc["teacher_labeled"], sizes, t)
     desc += how
     trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup, pruned_from=r.teacher_vocab.get("full", 0))
-    r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, mlm=mlm).eval()
+    r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, text=text).eval()
     parallel.check_agree({"weights": r.teacher.info.fingerprint}, "the teacher")
-
-
-#: ``--mlm-text`` names -> the split whose text they are (anything else is a file)
-MLM_SPLITS = {"transfer": "transfer", "labeled": "teacher_labeled"}
-
-
-def mlm_text(r: Run) -> MLMText:
-    """The rows of ``--mlm-text``: the transfer split's text, the teacher's labeled text (labels
-    unused), and text files, in the order given.
-
-    Raises:
-        ConfigError, DataFormatError: a file that is missing, not UTF-8 or empty (naming it).
-    """
-    s = r.settings
-    parts = {}
-    for name in s.teacher.mlm_sources:
-        split = MLM_SPLITS.get(name)
-        parts[name] = r.adapter.texts(r.splits[split]) if split else read_lines(name, "--mlm-text")
-    text = encode_mlm_text([x for v in parts.values() for x in v], r.tokenizer, s.data.max_length)
-    text.sources = {k: len(v) for k, v in parts.items()}
-    return text
 
 
 def build_transfer(r: Run) -> None:

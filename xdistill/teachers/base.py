@@ -54,6 +54,7 @@ class TeacherInfo:
     vocab_size: int = 0
     description: str = ""
     mlm: dict | None = None     # what masked-language-model pretraining here saw and gave (MLMReport), if any
+    embeddings: dict | None = None  # the PPMI-SVD word embeddings it started from (CooccurrenceReport), if any
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherInfo":
@@ -96,12 +97,14 @@ def vocabulary_kind(tokenizer) -> str:
 
 
 def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, reference: ReferenceModel,
-                     mlm: bool = False, pruned_from: int = 0) -> str:
+                     mlm: bool = False, pruned_from: int = 0, ppmi: bool = False) -> str:
     """How reports name the teacher: ``BERT trained from scratch with the mBERT vocabulary (not
     mBERT)`` for a scratch teacher (``BERT pretrained (MLM) and fine-tuned from scratch ...`` with
     ``mlm``; ``... with the mBERT vocabulary pruned to 41,023 pieces of the run's text ...`` when
     ``pruned_from`` gives the size of the vocabulary it was pruned from), the checkpoint's source
-    otherwise (``..., MLM-pretrained further here``)."""
+    otherwise (``..., MLM-pretrained further here``); ``ppmi``: its word embeddings started from PPMI-SVD
+    vectors of the task text (``BERT trained from scratch (word embeddings from PPMI-SVD of the task
+    text) with ...``)."""
     if not scratch:
         return f"{source}, MLM-pretrained further here on the task text" if mlm else source
     full = pruned_from or vocab_size
@@ -109,6 +112,8 @@ def describe_teacher(family: str, scratch: bool, source: str, vocab_size: int, r
     if pruned_from:
         vocab += f" pruned to {vocab_size:,} pieces of the run's text"
     how = "pretrained (MLM on the task text) and fine-tuned from scratch" if mlm else "trained from scratch"
+    if ppmi:
+        how += " (word embeddings from PPMI-SVD of the task text)"
     return f"{FAMILY_NAMES.get(family, family)} {how} with {vocab} (not {reference.short})"
 
 

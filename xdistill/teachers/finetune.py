@@ -22,11 +22,13 @@ from .. import parallel
 from ..adapters import TaskAdapter
 from ..config import TeacherArguments
 from ..data.types import Encoded
+from ..errors import ConfigError
 from ..utils import count_parameters
 from .base import (TEACHER_META, Teacher, TeacherInfo, check_vocabulary, describe_teacher, vocabulary_kind,
                    weights_fingerprint)
 from .build import (build_scratch, check_not_fine_tuned, load_checkpoint, load_pretrained_encoder,
                     scratch_config)
+from .cooccurrence import init_word_embeddings
 from .mlm import MLMPretrainer, MLMText
 from .references import reference_for
 from .training import load_verified_meta, pin_memory, quiet, resume_checkpoint, save_verified
@@ -68,6 +70,7 @@ class TeacherTrainer:
         self.seed = seed
         self.setup_key = hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.mlm_report: dict | None = None
+        self.embeddings_report: dict | None = None
 
     @property
     def saved_dir(self) -> Path:
@@ -84,12 +87,15 @@ class TeacherTrainer:
                     "trained from scratch" if info.trained_from_scratch else info.source)
         return Teacher(model, tokenizer, info, task=meta.get("task"))
 
-    def _build(self, tokenizer, mlm: MLMText | None = None, resume: bool = False):
-        """The initial model and whether it still needs fine-tuning; with ``mlm``, built on the encoder
-        pretrained on that text (its report in :attr:`mlm_report`)."""
-        self.mlm_report = None
+    def _build(self, tokenizer, text: MLMText | None = None, resume: bool = False):
+        """The initial model and whether it still needs fine-tuning. With ``text`` and ``--teacher-mlm``,
+        built on the encoder pretrained on that text (its report in :attr:`mlm_report`); with
+        ``--teacher-embeddings ppmi``, a scratch model whose word embeddings are the text's PPMI-SVD
+        vectors (:mod:`xdistill.teachers.cooccurrence`; its report in :attr:`embeddings_report`)."""
+        self.mlm_report = self.embeddings_report = None
         labels = list(self.adapter.labels)
         auto = self.adapter.level.auto_model_class
+        mlm = text if self.targs.mlm_enabled else None
         if mlm is not None:
             if not self.targs.from_scratch:
                 check_not_fine_tuned(self.targs.teacher, labels)
@@ -98,13 +104,22 @@ class TeacherTrainer:
             self.mlm_report = asdict(report)
             return load_pretrained_encoder(report.path, auto, labels, self.seed), True
         if self.targs.from_scratch:
-            return build_scratch(self.targs, tokenizer, auto, labels, self.seed), True
+            model = build_scratch(self.targs, tokenizer, auto, labels, self.seed)
+            if self.targs.teacher_embeddings == "ppmi":
+                try:
+                    report = init_word_embeddings(model, text.input_ids, tokenizer.all_special_ids, self.seed)
+                except ValueError as e:
+                    raise ConfigError(f"--teacher-embeddings ppmi on --mlm-text {self.targs.mlm_text}: {e}") from None
+                report.sources = dict(text.sources)
+                self.embeddings_report = report.as_dict()
+            return model, True
         return load_checkpoint(self.targs.teacher, auto, labels)
 
     def prepare(self, tokenizer, train: Encoded, validation: Encoded, resume: bool, labeled_desc: str,
-                mlm: MLMText | None = None) -> Teacher:
-        """The teacher ready to label the transfer set, saved in ``OUTPUT/teacher``; with ``mlm``, its
-        encoder is first pretrained on that text (:mod:`xdistill.teachers.mlm`).
+                text: MLMText | None = None) -> Teacher:
+        """The teacher ready to label the transfer set, saved in ``OUTPUT/teacher``; with ``text`` (the
+        ``--mlm-text`` rows), its encoder is first pretrained on that text (``--teacher-mlm``,
+        :mod:`xdistill.teachers.mlm`) or its word embeddings computed from it (``--teacher-embeddings``).
 
         Raises:
             ConfigError: the checkpoint cannot be loaded, has other labels, or (with ``mlm``) is
@@ -113,7 +128,7 @@ class TeacherTrainer:
         saved = self._load_saved(tokenizer)
         if saved is not None:
             return saved
-        model, needs_training = self._build(tokenizer, mlm, resume)
+        model, needs_training = self._build(tokenizer, text, resume)
         mlm_report = self.mlm_report
         check_vocabulary(model, tokenizer, self.targs.teacher or "scratch")
         best = None
@@ -131,8 +146,9 @@ class TeacherTrainer:
             best_validation_score=best, family=cfg.model_type, reference=ref.key,
             vocabulary=vocabulary_kind(tokenizer), vocab_size=len(tokenizer),
             description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref,
-                                         mlm=mlm_report is not None, pruned_from=self.pruned_from),
-            mlm=mlm_report)
+                                         mlm=mlm_report is not None, pruned_from=self.pruned_from,
+                                         ppmi=self.embeddings_report is not None),
+            mlm=mlm_report, embeddings=self.embeddings_report)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
         parallel.main_does(lambda: save_verified(model, tokenizer, self.saved_dir, TEACHER_META,
                                                  {"setup_key": self.setup_key, "info": asdict(info), "task": task}),
