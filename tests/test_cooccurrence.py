@@ -111,12 +111,14 @@ def test_init_sets_the_rows_of_the_text_at_the_random_scale_and_keeps_the_others
 def test_option_errors():
     with pytest.raises(ConfigError, match="--teacher-embeddings"):
         TeacherArguments(teacher_embeddings="glove")
-    with pytest.raises(ConfigError, match="--teacher-embeddings ppmi: only for a teacher trained from scratch"):
-        TeacherArguments(teacher="some/checkpoint", teacher_embeddings="ppmi")
-    with pytest.raises(ConfigError, match="--teacher-embeddings ppmi with --teacher-mlm"):
+    with pytest.raises(ConfigError, match=r"--teacher-embeddings ppmi \(the cpu preset's for ner\) with --teacher-mlm"):
         TeacherArguments(teacher_embeddings="ppmi", teacher_mlm="10")
     assert TeacherArguments(teacher_embeddings="ppmi").reads_text
     assert not TeacherArguments().reads_text
+    # a checkpoint keeps its own embeddings (as its own vocabulary): the cpu preset works with --teacher
+    ckpt = TeacherArguments(teacher="some/checkpoint", teacher_embeddings="ppmi")
+    assert not ckpt.ppmi_embeddings and not ckpt.reads_text
+    TeacherArguments(teacher="some/checkpoint", teacher_embeddings="ppmi", teacher_mlm="10")  # continued MLM: fine
 
 
 SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,

@@ -89,3 +89,6 @@ def test_scratch_teacher_with_ppmi_embeddings_of_every_train_sentence(tmp_path, 
     # the 40 validation sentences and the train sentences equal to one of them are left out
     assert e["sources"]["labeled"] == 200 and 0.9 * n_train <= e["sources"]["train"] <= n_train - 40
     assert t["mlm"] is None
+    assert r["phases"]["word_embeddings"] == {k: e[k] for k in ("method", "tokens", "pieces", "seconds")}
+    assert r["phases"]["mlm_pretraining"] is None
+    assert f"- Teacher word embeddings: ppmi-svd of {e['tokens']} tokens" in (tmp_path / "report.md").read_text()

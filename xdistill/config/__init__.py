@@ -167,7 +167,7 @@ class TeacherArguments:
     teacher_label_all_tokens: bool = field(default=False, metadata={"help": "Token tasks: the teacher's fine-tuning labels every subword of a word (B-X becomes I-X after the first), as transformers' run_ner.py --label_all_tokens; off: the first subword only. Predictions and the students always read the first subword."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
-    teacher_embeddings: str = field(default="random", metadata={"help": "Scratch teacher's word embeddings before fine-tuning: random, or ppmi (the truncated SVD of the positive PMI matrix of subword co-occurrences in the --mlm-text text, window 5; Levy, Goldberg and Dagan 2015): seconds of count-based pretraining."})
+    teacher_embeddings: str = field(default="random", metadata={"help": "Scratch teacher's word embeddings before fine-tuning (a checkpoint keeps its own): random, or ppmi (the truncated SVD of the positive PMI matrix of subword co-occurrences in the --mlm-text text, window 5; Levy, Goldberg and Dagan 2015): seconds of count-based pretraining."})
     mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm and --teacher-embeddings ppmi, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), train (ner: every sentence of the train files of the run's languages, labels unused, the validation split's left out), or UTF-8 files with one text per line."})
     mlm_probability: float = field(default=0.15, metadata={"help": "--teacher-mlm: share of words masked (whole-word masking)."})
     mlm_lr: float = field(default=1e-3, metadata={"help": "--teacher-mlm: peak learning rate."})
@@ -188,12 +188,9 @@ class TeacherArguments:
         if not 0 <= self.teacher_label_smoothing < 1:
             raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
         check_choice(self, "teacher_embeddings", TEACHER_EMBEDDINGS)
-        if self.teacher_embeddings != "random" and not self.from_scratch:
-            raise ConfigError(f"--teacher-embeddings {self.teacher_embeddings}: only for a teacher trained from scratch; "
-                              f"the checkpoint {self.teacher} keeps its own embeddings (expected random)")
-        if self.teacher_embeddings != "random" and self.mlm_enabled:
-            raise ConfigError(f"--teacher-embeddings {self.teacher_embeddings} with --teacher-mlm: not supported; "
-                              "expected one of them (or --teacher-embeddings random)")
+        if self.ppmi_embeddings and self.mlm_enabled:
+            raise ConfigError(f"--teacher-embeddings {self.teacher_embeddings} (the cpu preset's for ner) with "
+                              "--teacher-mlm: not supported; expected one of them (add --teacher-embeddings random)")
         if self.reads_text and not self.mlm_sources:
             raise ConfigError(f"--mlm-text: expected transfer, labeled or file paths, comma-separated, got {self.mlm_text!r}")
         check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
@@ -242,10 +239,16 @@ class TeacherArguments:
         return self.mlm_budget != (0, 0.0)
 
     @property
+    def ppmi_embeddings(self) -> bool:
+        """Whether a scratch teacher's word embeddings start from PPMI-SVD vectors (``--teacher-embeddings
+        ppmi``; a checkpoint keeps its own embeddings, as it keeps its own vocabulary)."""
+        return self.teacher_embeddings == "ppmi" and self.from_scratch
+
+    @property
     def reads_text(self) -> bool:
         """Whether the teacher reads the ``--mlm-text`` text before fine-tuning (MLM pretraining or
         PPMI-SVD embeddings)."""
-        return self.mlm_enabled or self.teacher_embeddings != "random"
+        return self.mlm_enabled or self.ppmi_embeddings
 
     @property
     def mlm_sources(self) -> list[str]:

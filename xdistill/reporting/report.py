@@ -56,14 +56,16 @@ def _model_row(r: RunResult, m: ModelScores) -> dict:
 
 
 def _phases(r: RunResult, mean: dict) -> dict:
-    """What each phase gave: the teacher's masked-language-model pretraining (its held-out loss, in nats
-    per masked token, first and last), fine-tuning (the teacher's score), distillation (the student's
+    """What each phase gave: the teacher's PPMI-SVD word embeddings (what they were counted on, seconds),
+    its masked-language-model pretraining (its held-out loss, in nats per masked token, first and last), fine-tuning (the teacher's score), distillation (the student's
     score and its gain over the stronger no-distillation baseline); minutes of each."""
     k, sec = r.task.metric, r.timing.get("seconds", {})
     mlm = r.teacher.mlm
     held = (mlm or {}).get("held_out_loss") or []
     mlm_minutes = (mlm or {}).get("minutes", 0.0) if r.teacher.fine_tuned_here else 0.0
+    emb = r.teacher.embeddings
     return {
+        "word_embeddings": None if not emb else {key: emb.get(key) for key in ("method", "tokens", "pieces", "seconds")},
         "mlm_pretraining": None if not mlm else {
             "minutes": mlm.get("minutes"), "steps": mlm.get("steps"), "epochs": mlm.get("epochs"),
             "rows": mlm.get("rows"), "tokens": mlm.get("tokens"),
@@ -176,7 +178,10 @@ def render_markdown(r: dict) -> str:
     ph = r.get("phases")
     if ph:
         lines += ["## What each phase gave", ""]
-        mp = ph["mlm_pretraining"]
+        mp, we = ph["mlm_pretraining"], ph.get("word_embeddings")
+        if we:
+            lines.append(f"- Teacher word embeddings: {we['method']} of {we['tokens']} tokens of the task text "
+                         f"({we['pieces']} subwords, {we['seconds']} s)")
         lines.append("- Teacher MLM pretraining: " + ("none" if not mp else
                      f"{mp['steps']} steps ({mp['epochs']:.2f} epochs over {mp['rows']} rows, {mp['tokens']} tokens) in "
                      f"{mp['minutes']:.1f} min; held-out MLM loss {mp['held_out_loss_first']} -> {mp['held_out_loss_last']} "

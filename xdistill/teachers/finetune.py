@@ -105,7 +105,7 @@ class TeacherTrainer:
             return load_pretrained_encoder(report.path, auto, labels, self.seed), True
         if self.targs.from_scratch:
             model = build_scratch(self.targs, tokenizer, auto, labels, self.seed)
-            if self.targs.teacher_embeddings == "ppmi":
+            if self.targs.ppmi_embeddings:
                 try:
                     report = init_word_embeddings(model, text.input_ids, tokenizer.all_special_ids, self.seed)
                 except ValueError as e:
@@ -113,6 +113,9 @@ class TeacherTrainer:
                 report.sources = dict(text.sources)
                 self.embeddings_report = report.as_dict()
             return model, True
+        if self.targs.teacher_embeddings != "random":
+            logger.info("--teacher-embeddings %s applies to a scratch teacher; the checkpoint %s keeps its own",
+                        self.targs.teacher_embeddings, self.targs.teacher)
         return load_checkpoint(self.targs.teacher, auto, labels)
 
     def prepare(self, tokenizer, train: Encoded, validation: Encoded, resume: bool, labeled_desc: str,
