@@ -132,7 +132,8 @@ def parse_hidden_storage(spec: str) -> tuple[str, int]:
 
 #: ``--teacher-vocab`` values
 TEACHER_VOCABULARIES = ("full", "pruned")
-#: ``--teacher-embeddings`` values: random initialisation, or PPMI-SVD vectors of the run's text (:mod:`xdistill.teachers.cooccurrence`)
+#: ``--teacher-embeddings`` values: random initialisation, or PPMI-SVD vectors of the run's text
+#: (:mod:`xdistill.teachers.cooccurrence`)
 TEACHER_EMBEDDINGS = ("random", "ppmi")
 
 
@@ -192,7 +193,7 @@ class TeacherArguments:
             raise ConfigError(f"--teacher-embeddings {self.teacher_embeddings} (the cpu preset's for ner) with "
                               "--teacher-mlm: not supported; expected one of them (add --teacher-embeddings random)")
         if self.reads_text and not self.mlm_sources:
-            raise ConfigError(f"--mlm-text: expected transfer, labeled or file paths, comma-separated, got {self.mlm_text!r}")
+            raise ConfigError(f"--mlm-text: expected transfer, labeled, train or file paths, comma-separated, got {self.mlm_text!r}")
         check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
         check_positive(self, "teacher_eval_steps", allow_zero=True)

@@ -57,8 +57,9 @@ def _model_row(r: RunResult, m: ModelScores) -> dict:
 
 def _phases(r: RunResult, mean: dict) -> dict:
     """What each phase gave: the teacher's PPMI-SVD word embeddings (what they were counted on, seconds),
-    its masked-language-model pretraining (its held-out loss, in nats per masked token, first and last), fine-tuning (the teacher's score), distillation (the student's
-    score and its gain over the stronger no-distillation baseline); minutes of each."""
+    its masked-language-model pretraining (its held-out loss, in nats per masked token, first and last),
+    fine-tuning (the teacher's score), distillation (the student's score and its gain over the stronger
+    no-distillation baseline); minutes of each."""
     k, sec = r.task.metric, r.timing.get("seconds", {})
     mlm = r.teacher.mlm
     held = (mlm or {}).get("held_out_loss") or []

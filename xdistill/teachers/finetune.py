@@ -106,6 +106,8 @@ class TeacherTrainer:
         if self.targs.from_scratch:
             model = build_scratch(self.targs, tokenizer, auto, labels, self.seed)
             if self.targs.ppmi_embeddings:
+                if text is None:
+                    raise ValueError("--teacher-embeddings ppmi: the --mlm-text rows were not given to the teacher")
                 try:
                     report = init_word_embeddings(model, text.input_ids, tokenizer.all_special_ids, self.seed)
                 except ValueError as e:
