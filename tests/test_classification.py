@@ -75,10 +75,13 @@ def test_encode_one_row_per_text_with_cls_sep_and_labels(adapter, tok):
     assert enc.stats == {"examples": 3, "windows": 3, "examples_truncated": 0, "tokens_cut": 0, "max_length": 32}
 
 
+# 6, 1, 3 and 6 subwords ("Parising is big" -> Paris ##ing is b ##i ##g): two of them longer than a budget of 3
+LONG_AND_SHORT = ds(["Anna visited Berlin in Paris .", "Bob", "Carl met Anna", "Parising is big"],
+                    ["pos", "neg", "pos", "neg"])
+
+
 def test_encode_truncates_and_counts_exactly(adapter, tok):
-    # 6, 1, 3 and 6 subwords ("Parising is big" -> Paris ##ing is b ##i ##g); budget 5 - 2 = 3
-    texts = ["Anna visited Berlin in Paris .", "Bob", "Carl met Anna", "Parising is big"]
-    enc = adapter.encode(ds(texts, ["pos", "neg", "pos", "neg"]), tok, 5)
+    enc = adapter.encode(LONG_AND_SHORT, tok, 5)   # budget 5 - 2 = 3
     assert tokens(tok, enc.input_ids[0]) == ["[CLS]", "Anna", "visited", "Berlin", "[SEP]"]
     assert tokens(tok, enc.input_ids[1]) == ["[CLS]", "Bob", "[SEP]"]
     assert tokens(tok, enc.input_ids[2]) == ["[CLS]", "Carl", "met", "Anna", "[SEP]"]
@@ -94,13 +97,12 @@ def test_encode_left_truncation_keeps_the_end(adapter, tok):
     """``truncation_side="left"`` keeps the last ``max_length - 2`` subwords; counts as for the right side."""
     left = copy.deepcopy(tok)
     left.truncation_side = "left"
-    texts = ["Anna visited Berlin in Paris .", "Bob", "Carl met Anna", "Parising is big"]
-    enc = adapter.encode(ds(texts, ["pos", "neg", "pos", "neg"]), left, 5)
+    enc = adapter.encode(LONG_AND_SHORT, left, 5)
     assert tokens(left, enc.input_ids[0]) == ["[CLS]", "in", "Paris", ".", "[SEP]"]
     assert tokens(left, enc.input_ids[1]) == ["[CLS]", "Bob", "[SEP]"]
     assert tokens(left, enc.input_ids[2]) == ["[CLS]", "Carl", "met", "Anna", "[SEP]"]
     assert tokens(left, enc.input_ids[3]) == ["[CLS]", "b", "##i", "##g", "[SEP]"]
-    right = adapter.encode(ds(texts, ["pos", "neg", "pos", "neg"]), tok, 5)
+    right = adapter.encode(LONG_AND_SHORT, tok, 5)
     assert enc.stats == right.stats and enc.labels == right.labels
 
 

@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 class CooccurrenceReport:
     """What the PPMI-SVD embeddings were computed from (``teacher.embeddings`` in ``report.json``).
 
-    ``tokens``: subword tokens counted (special tokens left out); ``pairs``: distinct co-occurring
+    ``tokens``: tokens in the text's rows (special tokens included; they are left out of the
+    counts); ``pairs``: distinct co-occurring
     (subword, context) pairs; ``pieces``: subwords that occur in the text (their rows were set), of
     ``vocab_size``; ``dim``: SVD components; ``seconds``: wall time; ``sources``: texts per
     ``--mlm-text`` source.
