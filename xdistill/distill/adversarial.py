@@ -35,6 +35,7 @@ from ..teachers import Teacher
 from ..teachers.mlm import mlm_head
 from .hooks import DistillPlugin
 from .losses import kl_div_loss
+from .optim import adam
 
 
 def choose_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: torch.Tensor,
@@ -132,7 +133,7 @@ class AdversarialExamples(DistillPlugin):
         self.level = level
         self.opt = options
         self.params = [p for p in generator.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=options.lr)
+        self.optimizer = adam(self.params, lr=options.lr)
         self.student_updates = 0
         self.stats = {"generator_updates": 0, "rounds": [], "perturbed_batches": 0, "generator_seconds": 0.0,
                       "perturbed_seconds": 0.0}

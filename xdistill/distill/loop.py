@@ -46,6 +46,7 @@ from ..utils import atomic_torch_save, atomic_write_json, capture_rng, digest_pr
 from .hooks import DistillPlugin
 from .matches import Trainee
 from .stages import Stage, Step
+from .optim import adam
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ class Distiller:
             raise ValueError(f"stage {stage.name}: no {stage.data} rows")
         params = self._trainable(step)
         self.trainee.set_trainable(params)
-        opt = torch.optim.Adam(params, lr=self.args.lr)
+        opt = adam(params, lr=self.args.lr)
         for p in self.plugins:
             p.on_step_start(self, step, opt)
         checks_per_epoch = stage.checks_per_epoch or self.args.evals_per_epoch
