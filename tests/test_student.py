@@ -14,6 +14,7 @@ from tiny import (  # single_thread: an autouse fixture
     make_student,
     make_teacher,
     make_tokenizer,
+    packed_logits,
     random_student,
     sentences,
     single_thread,  # noqa: F401
@@ -172,6 +173,37 @@ def test_padding_does_not_change_real_positions():
     # the padding token id does not matter either
     ids, att = batch([long, short], pad=17)
     torch.testing.assert_close(m(ids, att).logits[1, :4], alone.logits[0], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["none", "max"])
+def test_cpu_forward_and_gradients_equal_the_packed_lstm(pooling):
+    """On CPUs the encoder runs as a MaskedBiLSTM (whole-sequence kernels): the same states, logits
+    and gradients as nn.LSTM over packed sequences, zeros beyond each row's length."""
+    m = random_student(pooling=pooling, seed=2)
+    ids, att = batch([[2, 7, 8, 11, 12, 13, 4, 3], [2, 5, 9, 3], [2, 3]])
+    out = m(ids, att)
+    ref = packed_logits(m, ids, att)
+    torch.testing.assert_close(out.logits, ref, atol=1e-6, rtol=1e-5)
+    if pooling == "none":
+        assert not out.hidden_states[0][att == 0].any()
+    out.logits.square().sum().backward()
+    got = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    ref.square().sum().backward()
+    for n, p in m.named_parameters():
+        torch.testing.assert_close(got[n], p.grad, atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_masked_encoder_is_not_a_parameter_and_draws_no_random_numbers():
+    m = random_student()
+    keys = set(m.state_dict())
+    torch.manual_seed(5)
+    m(*batch([[2, 5, 9, 3]]))  # makes the masked encoder
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    assert torch.equal(torch.rand(1), after)
+    assert set(m.state_dict()) == keys and len(list(m.parameters())) == len(list(random_student().parameters()))
+    assert m.masked_encoder().bwd.weight_hh_l0 is m.encoder.weight_hh_l0_reverse
 
 
 def test_vocab_map_routes_teacher_ids():

@@ -15,6 +15,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from xdistill.data.types import Encoded
 from xdistill.adapters.token_classification import TokenClassificationAdapter
@@ -113,6 +114,15 @@ def random_student(vocab_size: int = 20, num_labels: int = 7, embedding_dim: int
     return BiLSTMStudent.build(vocab_map=np.arange(vocab_size), student_vocab_size=vocab_size,
                                embedding_dim=embedding_dim, hidden_size=hidden_size, num_labels=num_labels, dropout=dropout,
                                pooling=pooling, seed=seed)
+
+
+def packed_logits(s: BiLSTMStudent, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The student's logits with its encoder over ``pack_padded_sequence`` (the reference for the
+    masked encoder it runs on CPUs): ``(B, T)`` -> ``(B, T, C)``, or ``(B, C)`` when pooled."""
+    x = s.dropout(s.embed(ids))
+    packed = pack_padded_sequence(x, mask.sum(1).clamp(min=1), batch_first=True, enforce_sorted=False)
+    h, _ = pad_packed_sequence(s.encoder(packed)[0], batch_first=True, total_length=ids.size(1))
+    return s.classifier(s.pool(s.dropout(h), mask))
 
 
 def state_equal(a: dict, b: dict) -> bool:

@@ -102,11 +102,23 @@ class BiLSTMStudent(Student):
         """BiLSTM states over a packed batch, pooled: ``(B, T, 2H)`` (``none``) or ``(B, 2H)``;
         ``inputs_embeds`` ``(B, T, E)`` replaces the embeddings of ``input_ids`` when given."""
         x = self.dropout(self.embed(input_ids) if inputs_embeds is None else inputs_embeds)
-        lengths = attention_mask.sum(1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        h, _ = self.encoder(packed)
-        h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.size(1))
+        lengths = attention_mask.sum(1).clamp(min=1)
+        if x.is_cuda:  # cuDNN runs packed sequences well
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.encoder(packed)
+            h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.size(1))
+        else:  # the same values, 1.4-2.5x faster to train on CPUs (see MaskedBiLSTM); 0 beyond each length
+            real = torch.arange(x.size(1), device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+            h = self.masked_encoder()(x, lengths) * real.unsqueeze(-1).to(x.dtype)
         return self.pool(self.dropout(h), attention_mask)
+
+    def masked_encoder(self) -> "MaskedBiLSTM":
+        """The encoder as a :class:`MaskedBiLSTM` sharing its parameters (made on first use; kept out of
+        the module's registered children, so ``state_dict`` and ``parameters()`` are unchanged)."""
+        m = self.__dict__.get("_masked_encoder")
+        if m is None or m.fwd.weight_ih_l0 is not self.encoder.weight_ih_l0:
+            m = self.__dict__["_masked_encoder"] = MaskedBiLSTM(self.encoder)
+        return m.train(self.training)
 
     @classmethod
     def shape(cls, args: StudentArguments) -> StudentShape:
@@ -173,7 +185,8 @@ class BiLSTMStudent(Student):
 
 
 class MaskedBiLSTM(nn.Module):
-    """A one-layer bidirectional LSTM over right-padded batches without ``pack_padded_sequence``.
+    """A one-layer bidirectional LSTM over right-padded batches without ``pack_padded_sequence``: the
+    student's encoder on CPUs (training and inference) and in the ONNX export.
 
     ``forward(x, lengths)``: ``x`` ``(B, T, E)``, ``lengths`` ``(B,)`` -> ``(B, T, 2H)``. The forward
     direction runs over the padded rows unchanged (padding comes after the real tokens, so it
@@ -181,7 +194,11 @@ class MaskedBiLSTM(nn.Module):
     (position ``t < L`` takes ``x[L - 1 - t]``), runs forwards, and is reversed back. On the real
     positions this equals ``nn.LSTM(bidirectional=True)`` over a packed batch; positions ``>= L``
     hold values that callers must mask. Everything is tensor ops (``gather``, ``where``), so
-    ``torch.onnx.export`` emits two ONNX ``LSTM`` nodes with dynamic ``B`` and ``T``.
+    ``torch.onnx.export`` emits two ONNX ``LSTM`` nodes with dynamic ``B`` and ``T``. On CPUs it is
+    also the faster way to train: each direction runs PyTorch's whole-sequence LSTM kernel, where a
+    packed batch runs one time step at a time. Forward and backward of a 35,000 x 50 embedding, this
+    encoder (H=200) and a 192-wide projection, one thread, rows of T-5..T tokens: 60 ms against 113
+    (B=64, T=30) and 25 against 59 (B=32), equal to 1e-7 in states and 1e-6 in gradients.
 
     The two directions share the parameters of ``lstm`` (``weight_*_l0`` and ``weight_*_l0_reverse``).
 
@@ -193,8 +210,9 @@ class MaskedBiLSTM(nn.Module):
         super().__init__()
         if lstm.num_layers != 1 or not lstm.bidirectional or not lstm.batch_first:
             raise ValueError("MaskedBiLSTM needs a one-layer, bidirectional, batch-first nn.LSTM")
-        self.fwd = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
-        self.bwd = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
+        # on the meta device: no weights of their own are allocated or drawn (the random state is untouched)
+        self.fwd = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias, device="meta")
+        self.bwd = nn.LSTM(lstm.input_size, lstm.hidden_size, batch_first=True, bias=lstm.bias, device="meta")
         names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
         for n in names:  # share, do not copy: the exported graph reads the student's own weights
             setattr(self.fwd, f"{n}_l0", getattr(lstm, f"{n}_l0"))
