@@ -251,18 +251,22 @@ def all_reduce_gradients(params: Sequence[torch.nn.Parameter]) -> None:
             p.grad = torch.zeros_like(p)
     sparse = [p for p in params if p.dim() == 2 and p.shape[0] >= SPARSE_ROWS]
     dense = [p for p in params if not (p.dim() == 2 and p.shape[0] >= SPARSE_ROWS)]
+    work = flat = None
     if dense:
         flat = torch.cat([p.grad.reshape(-1) for p in dense])
-        dist.all_reduce(flat)
+        work = dist.all_reduce(flat, async_op=True)  # runs while the embeddings' rows are found
+    # a row whose gradient is all zeros (or -0.0) adds nothing to the sum; abs-sum is the cheapest scan
+    used = [(p.grad.abs().sum(dim=1) != 0).to(torch.int32) for p in sparse]
+    if work is not None:
+        work.wait()
         i = 0
         for p in dense:
             n = p.numel()
-            p.grad = flat[i: i + n].view_as(p).clone()
+            p.grad = flat[i: i + n].view_as(p)  # views of one buffer: no copy
             i += n
-    for p in sparse:
-        used = (p.grad != 0).any(dim=1).to(torch.int32)
-        dist.all_reduce(used, op=dist.ReduceOp.MAX)
-        rows = used.nonzero().squeeze(1)
+    for p, rows_used in zip(sparse, used):
+        dist.all_reduce(rows_used, op=dist.ReduceOp.MAX)
+        rows = rows_used.nonzero().squeeze(1)
         part = p.grad.index_select(0, rows)
         dist.all_reduce(part)
         grad = torch.zeros_like(p)
