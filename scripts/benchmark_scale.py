@@ -141,6 +141,27 @@ def speedups(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: one process's share of :func:`parallel_ceiling`: wait for the common start time, then time 1,500
+#: single-thread 512 x 512 matrix products (about 2 s on one core)
+CEILING_WORK = ("import sys, time, torch; torch.set_num_threads(1); a = torch.randn(512, 512); [a @ a for _ in range(20)]; "
+                "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); t = time.perf_counter(); "
+                "[a @ a for _ in range(1500)]; print(time.perf_counter() - t)")
+
+
+def parallel_ceiling(processes: int) -> float:
+    """What this machine gives ``processes`` compute-bound processes of one thread at once: their total
+    throughput over one process's alone (``processes`` on independent cores; less where the cores
+    share execution units, e.g. hyperthreads of one core, or a host busy with other machines). The
+    same workload for every process, started together; the ceiling of any speedup over one process."""
+    def slowest(n: int) -> float:
+        start = time.time() + 8.0  # after every process has imported torch
+        procs = [subprocess.Popen([sys.executable, "-c", CEILING_WORK, str(start)], stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}) for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+    alone = slowest(1)
+    return processes * alone / slowest(processes)
+
+
 #: the paper's transfer set (Mukherjee & Hassan Awadallah 2020, sec. 5): 7.2 million sentences labeled by mBERT-base
 PAPER_SENTENCES = 7_200_000
 
@@ -190,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     procs = [int(s) for s in a.processes.split(",")]
     common = ["--preset", a.preset, "--langs", a.langs, *(["--data-dir", a.data_dir] if a.data_dir else []), *extra]
     teacher = Path(a.teacher_run) / "teacher" if a.teacher_run else None
+    top = max(procs)
+    ceiling_before = parallel_ceiling(top) if top > 1 else None
     rows = []
     for size, repeat in sizes:
         for n in procs:
@@ -207,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = run(launch(n, [*common, "--transfer-per-lang", str(sizes[0][0]), "--transfer-repeat", str(sizes[0][1]),
                               "--output-dir", str(out)], a.port))
         rows.append(row(out.name, *sizes[0], n, out, wall))
+    ceiling = {"processes": top, "before": ceiling_before, "after": parallel_ceiling(top)} if top > 1 else None
     df = pd.DataFrame(rows)
     sp = speedups(df)
     gr = growth(df)
@@ -214,13 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     paper = paper_estimate(first.transfer_tokens / first.transfer_rows)
     info = {"machine": cpu_model(), "cpu_count": os.cpu_count(), "threads_per_process": 1, "langs": a.langs,
             "preset": a.preset, "extra": extra, "runs": rows, "speedups": sp.to_dict("records"), "growth": gr.to_dict("records"),
-            "paper_estimate": paper}
+            "paper_estimate": paper, "parallel_ceiling": ceiling}
     atomic_write_json(root / "scale.json", info)
     md = [f"# Scaling with the transfer set and processes ({a.preset} preset, --langs {a.langs})", "",
           f"Machine: {info['machine']}, {info['cpu_count']} cores, one thread per process. Extra options: "
           f"{' '.join(extra) or 'none'}.", "", df.round(3).to_markdown(index=False), ""]
     if not sp.empty:
         md += ["## Speedup over one process", "", sp.round(3).to_markdown(index=False), ""]
+    if ceiling:
+        md += [f"The machine's ceiling: {top} compute-bound processes of one thread at once give "
+               f"{ceiling['before']:.2f}x (before the runs) and {ceiling['after']:.2f}x (after) the throughput of one "
+               "alone (the same matrix products in each); no speedup above can exceed it.", ""]
     if not gr.empty:
         md += ["## Growth with the transfer set (against the smallest, per process count)", "",
                "Ratios of seconds per row (1 = linear time) and of peak RSS (1 = flat memory). Runs with "
