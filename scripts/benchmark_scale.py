@@ -9,7 +9,11 @@ count (``--processes``) it runs ``python -m xdistill ner``
 one thread each, gloo) into ``ROOT/sSIZE-pP``, every run with the same teacher: the first run trains
 it (or ``--teacher-run DIR`` names a finished run whose ``teacher/`` is copied), the others reuse it.
 With ``--compare-teacher`` one more run with the largest process count trains its own teacher
-(``transformers.Trainer``'s DDP) into ``ROOT/teacher-pP``.
+(``transformers.Trainer``'s DDP) into ``ROOT/teacher-pP``. By default every run has the preset's
+``--batch-size`` (the global batch: P processes split it); ``--scale-batch`` gives a P-process run P
+times that batch instead, the same rows per process and step (weak scaling, as accelerate's and the
+Trainer's per-device batch size do), and P times the preset's ``--lr`` (the linear scaling rule, Goyal
+et al. 2017, arXiv 1706.02677: 1/P of the optimizer steps per epoch, each P times as large).
 
 It writes ``ROOT/scale.json`` and ``ROOT/scale.md``: per run the transfer rows and tokens, teacher
 labeling seconds and tokens/s, distillation seconds, epochs and seconds per epoch, cache bytes per
@@ -20,7 +24,8 @@ peak RSS: linear time means a per-row ratio near 1, flat memory an RSS ratio nea
 Compare speeds only within one invocation on a quiet machine.
 
 Usage: python scripts/benchmark_scale.py --root runs/scale --data-dir ../shared/data --langs LANGS
-       [--sizes 850,6900,16500x2] [--processes 1,2] [--teacher-run DIR] [--compare-teacher] [-- extra ner options]
+       [--sizes 850,6900,16500x2] [--processes 1,2] [--teacher-run DIR] [--compare-teacher] [--scale-batch]
+       [-- extra ner options]
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from xdistill.config.presets import PRESETS  # noqa: E402
 from xdistill.utils import atomic_write_json, atomic_write_text, cpu_model, split_passthrough  # noqa: E402
 
 
@@ -114,6 +120,7 @@ def row(name: str, size: int, repeat: int, processes: int, out: Path, wall: floa
         else None
     seconds = t["seconds"]
     return {"run": name, "transfer_per_lang": size, "transfer_repeat": repeat, "processes": t.get("world_size", processes),
+            "batch_size": r["settings"]["distill"]["batch_size"], "lr": r["settings"]["distill"]["lr"],
             **transfer_cache(out), "transfer_tokens": t.get("transfer_tokens"),
             "teacher_s": seconds.get("teacher"), "labeling_s": seconds.get("teacher_labeling"),
             "labeling_tokens_per_s": t.get("teacher_tokens_per_second"), "labeling_cached": t.get("teacher_labeling_cached"),
@@ -134,6 +141,7 @@ def speedups(df: pd.DataFrame) -> pd.DataFrame:
         b = base.iloc[0]
         for _, x in g[g.processes > 1].iterrows():
             rows.append({"run": x.run, "transfer_per_lang": size, "processes": x.processes,
+                         "batch_size": f"{x.get('batch_size')} vs {b.get('batch_size')}",
                          "labeling_speedup": x.labeling_tokens_per_s / b.labeling_tokens_per_s,
                          "distillation_speedup": b.s_per_epoch / x.s_per_epoch,
                          "student_f1_difference": x.student - b.student,
@@ -152,7 +160,7 @@ def parallel_ceiling(processes: int) -> float:
     """What this machine gives ``processes`` compute-bound processes of one thread at once: their total
     throughput over one process's alone (``processes`` on independent cores; less where the cores
     share execution units, e.g. hyperthreads of one core, or a host busy with other machines). The
-    same workload for every process, started together; the ceiling of any speedup over one process."""
+    same workload for every process, started together: a reference for the speedups of the runs."""
     def slowest(n: int) -> float:
         start = time.time() + 8.0  # after every process has imported torch
         procs = [subprocess.Popen([sys.executable, "-c", CEILING_WORK, str(start)], stdout=subprocess.PIPE, text=True,
@@ -204,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-run", default=None)
     p.add_argument("--compare-teacher", action="store_true")
     p.add_argument("--port", type=int, default=29611)
+    p.add_argument("--scale-batch", action="store_true", help="P processes get P times the preset's --batch-size and --lr")
     a = p.parse_args(argv)
     root = Path(a.root)
     root.mkdir(parents=True, exist_ok=True)
@@ -220,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
             if teacher is not None and not (out / "teacher").exists():
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(teacher, out / "teacher")
+            preset = PRESETS[a.preset]["ner"]
+            batch = ["--batch-size", str(n * preset["batch_size"]), "--lr", str(n * preset["lr"])] if a.scale_batch else []
             wall = run(launch(n, [*common, "--transfer-per-lang", str(size), "--transfer-repeat", str(repeat),
-                                  "--output-dir", str(out)], a.port))
+                                  *batch, "--output-dir", str(out)], a.port))
             rows.append(row(out.name, size, repeat, n, out, wall))
             teacher = teacher or out / "teacher"
     if a.compare_teacher:
@@ -248,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     if ceiling:
         md += [f"The machine's ceiling: {top} compute-bound processes of one thread at once give "
                f"{ceiling['before']:.2f}x (before the runs) and {ceiling['after']:.2f}x (after) the throughput of one "
-               "alone (the same matrix products in each); no speedup above can exceed it.", ""]
+               "alone (the same matrix products in each): what the cores give compute-bound work at once, which moves "
+               "with the host's load; a reference for the speedups above, measured apart from them.", ""]
     if not gr.empty:
         md += ["## Growth with the transfer set (against the smallest, per process count)", "",
                "Ratios of seconds per row (1 = linear time) and of peak RSS (1 = flat memory). Runs with "

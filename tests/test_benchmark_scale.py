@@ -32,3 +32,16 @@ def test_growth_compares_each_size_with_the_smallest_per_process_count():
     assert (x.run, x.against, x.rows_ratio) == ("s4-p1", "s1-p1", 4.0)
     assert x.labeling_s_per_row_ratio == pytest.approx(1.1) and x.epoch_s_per_row_ratio == pytest.approx(1.0)
     assert x.peak_rss_ratio == pytest.approx(1.1)
+
+
+def test_speedups_are_throughput_over_one_process_and_name_the_batches():
+    base = {"transfer_per_lang": 850, "transfer_repeat": 1, "transfer_rows": 100, "baseline": 20.0}
+    df = pd.DataFrame([
+        {**base, "run": "s850-p1", "processes": 1, "batch_size": 64, "labeling_tokens_per_s": 1000.0,
+         "s_per_epoch": 30.0, "student": 40.0},
+        {**base, "run": "s850-p2", "processes": 2, "batch_size": 128, "labeling_tokens_per_s": 1800.0,
+         "s_per_epoch": 18.0, "student": 39.5},
+    ])
+    x = scale.speedups(df).iloc[0]
+    assert x.labeling_speedup == pytest.approx(1.8) and x.distillation_speedup == pytest.approx(30 / 18)
+    assert x.batch_size == "128 vs 64" and x.student_f1_difference == pytest.approx(-0.5)
