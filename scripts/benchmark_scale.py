@@ -7,7 +7,9 @@ text K times in shuffled copies, ``--transfer-repeat K``, flagged in the tables)
 count (``--processes``) it runs ``python -m xdistill ner``
 (one process, ``--threads 1``) or ``torchrun --nproc_per_node P -m xdistill ner`` (P processes of
 one thread each, gloo) into ``ROOT/sSIZE-pP``, every run with the same teacher: the first run trains
-it (or ``--teacher-run DIR`` names a finished run whose ``teacher/`` is copied), the others reuse it.
+it (or ``--teacher-run DIR`` names a finished run whose ``teacher/`` is copied), the others reuse it
+(the cpu preset's PPMI teacher then reads ``--mlm-text labeled,train``, not the transfer text, which
+changes with the size: see :func:`same_teacher_text`).
 With ``--compare-teacher`` one more run with the largest process count trains its own teacher
 (``transformers.Trainer``'s DDP) into ``ROOT/teacher-pP``. By default every run has the preset's
 ``--batch-size`` (the global batch: P processes split it); ``--scale-batch`` gives a P-process run P
@@ -37,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
@@ -47,8 +50,31 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from xdistill.config import TeacherArguments  # noqa: E402
 from xdistill.config.presets import PRESETS  # noqa: E402
 from xdistill.utils import atomic_write_json, atomic_write_text, cpu_model, split_passthrough  # noqa: E402
+
+
+TEACHER_KEYS = ("teacher_embeddings", "teacher_mlm", "mlm_text")
+
+
+def same_teacher_text(preset: dict) -> list[str]:
+    """Options that keep one teacher for every transfer size: a preset whose teacher reads the transfer
+    text before fine-tuning (``--teacher-embeddings ppmi`` or ``--teacher-mlm`` over ``--mlm-text
+    transfer,...``, the cpu preset's) would train a new teacher per size, so its text leaves the
+    transfer set out (``--mlm-text`` of the rest; options after ``--`` still override it)."""
+    t = {f.name: f.default for f in fields(TeacherArguments)} | {k: v for k, v in preset.items() if k in TEACHER_KEYS}
+    reads = t["teacher_embeddings"] != "random" or t["teacher_mlm"] != "off"
+    parts = [x.strip() for x in str(t["mlm_text"]).split(",") if x.strip()]
+    if not reads or "transfer" not in parts:
+        return []
+    rest = [t for t in parts if t != "transfer"]
+    if not rest:
+        raise SystemExit(f"the preset's teacher reads only the transfer text (--mlm-text {t['mlm_text']}); "
+                         "give --mlm-text after -- to train one teacher for every size")
+    print(f"the teacher's --mlm-text leaves out the transfer set: --mlm-text {','.join(rest)} (one teacher for "
+          "every size)", flush=True)
+    return ["--mlm-text", ",".join(rest)]
 
 
 def launch(processes: int, args: list[str], port: int) -> list[str]:
@@ -218,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     sizes = [parse_size(s) for s in a.sizes.split(",")]
     procs = [int(s) for s in a.processes.split(",")]
-    common = ["--preset", a.preset, "--langs", a.langs, *(["--data-dir", a.data_dir] if a.data_dir else []), *extra]
+    common = ["--preset", a.preset, "--langs", a.langs, *(["--data-dir", a.data_dir] if a.data_dir else []),
+              *same_teacher_text(PRESETS[a.preset]["ner"]), *extra]
     teacher = Path(a.teacher_run) / "teacher" if a.teacher_run else None
     top = max(procs)
     ceiling_before = parallel_ceiling(top) if top > 1 else None

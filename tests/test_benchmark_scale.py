@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from tiny import load_script
+from xdistill.config.presets import PRESETS
 
 scale = load_script("benchmark_scale")
 
@@ -45,3 +46,13 @@ def test_speedups_are_throughput_over_one_process_and_name_the_batches():
     x = scale.speedups(df).iloc[0]
     assert x.labeling_speedup == pytest.approx(1.8) and x.distillation_speedup == pytest.approx(30 / 18)
     assert x.batch_size == "128 vs 64" and x.student_f1_difference == pytest.approx(-0.5)
+
+
+def test_one_teacher_serves_every_transfer_size():
+    assert scale.same_teacher_text(PRESETS["cpu"]["ner"]) == ["--mlm-text", "labeled,train"]
+    assert scale.same_teacher_text(PRESETS["smoke"]["ner"]) == []  # a random-embedding teacher reads no text
+    assert scale.same_teacher_text({"teacher_embeddings": "ppmi", "mlm_text": "labeled"}) == []
+    # the paper preset's MLM pretraining reads the default text, transfer,labeled
+    assert scale.same_teacher_text(PRESETS["paper"]["ner"]) == ["--mlm-text", "labeled"]
+    with pytest.raises(SystemExit, match="only the transfer text"):
+        scale.same_teacher_text({"teacher_embeddings": "ppmi", "mlm_text": "transfer"})
