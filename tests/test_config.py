@@ -289,3 +289,10 @@ def test_distill_arguments_reject_bad_values(kw, option):
 @pytest.mark.parametrize("kw,option", [(dict(preset="huge"), "--preset"), (dict(threads=-1), "--threads")])
 def test_run_arguments_reject_bad_values(kw, option):
     assert option in config_error(RunArguments, **kw)
+
+
+def test_student_seed_defaults_to_the_data_seed():
+    assert DistillArguments().seed(42) == 42 and DistillArguments(student_seed=3).seed(42) == 3
+    assert DistillArguments(student_seed=0).seed(42) == 0
+    with pytest.raises(ConfigError, match="--student-seed"):
+        DistillArguments(student_seed=-2)

@@ -9,10 +9,13 @@ finished schedule.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from xdistill.cli import main
 from xdistill.serving.inference import load_model
@@ -119,6 +122,22 @@ def test_resume_reuses_teacher_cache_and_schedule(smoke_run):
     assert after["timing"]["seconds"]["distillation"] < before["timing"]["seconds"]["distillation"]
     assert after["teacher"]["fingerprint"] == before["teacher"]["fingerprint"]
     assert after["mean"]["student_f1"] == pytest.approx(before["mean"]["student_f1"])
+
+
+def test_student_seed_keeps_the_teacher_and_its_cache_and_changes_the_students(smoke_run, tmp_path):
+    """--student-seed: another student (initialisation, dropout, batch order) from the same data, teacher
+    and cache, so runs that differ only in it measure the students' spread."""
+    out, argv = smoke_run
+    other = tmp_path / "seed7"
+    other.mkdir()
+    for folder in ("teacher", "cache"):
+        shutil.copytree(out / folder, other / folder)
+    assert main([*argv[:-4], "--langs", "en,sw", "--output-dir", str(other), "--student-seed", "7"]) == 0
+    a, b = (json.loads((d / "report.json").read_text()) for d in (out, other))
+    assert b["timing"]["teacher_labeling_cached"] is True and b["teacher"]["fingerprint"] == a["teacher"]["fingerprint"]
+    assert b["mean"]["teacher_f1"] == a["mean"]["teacher_f1"] and b["settings"]["distill"]["student_seed"] == 7
+    wa, wb = (load_file(str(next((d / "student").rglob("model.safetensors")))) for d in (out, other))
+    assert not torch.equal(wa["encoder.weight_hh_l0"], wb["encoder.weight_hh_l0"])
 
 
 def test_module_entry_point_reports_bad_language(data_dir, tmp_path):

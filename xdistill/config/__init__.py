@@ -333,6 +333,7 @@ class DistillArguments:
     evals_per_epoch: int = field(default=1, metadata={"help": "Validation checks per epoch on the transfer set."})
     baseline_max_epochs: int = field(default=30, metadata={"help": "Maximum epochs for the no-distillation baseline."})
     baseline_patience: int = field(default=5, metadata={"help": "Early-stopping patience (epochs) of the no-distillation baseline, which starts from random weights."})
+    student_seed: int = field(default=-1, metadata={"help": "Seed of the students' and baselines' initialisation, dropout and batch order; -1: --seed. Runs that differ only in it share the data, the teacher and its cache, so they measure the students' run-to-run spread."})
 
     def __post_init__(self) -> None:
         for n in ("representation_loss", "logits_loss"):
@@ -341,6 +342,8 @@ class DistillArguments:
         check_positive(self, "temperature", "batch_size", "lr", "max_epochs", "patience", "evals_per_epoch", "baseline_max_epochs", "baseline_patience")
         check_choice(self, "attention_loss", ("auto", "kl", "mse", "relation", "off"))
         check_positive(self, "relation_heads", allow_zero=True)
+        if self.student_seed < -1:
+            raise ConfigError(f"--student-seed: expected -1 (use --seed) or a seed >= 0, got {self.student_seed}")
         if not _LAYER_MAP.match(self.layer_map.replace(" ", "")):
             raise ConfigError(f"--layer-map: expected uniform, top or student:teacher pairs such as 0:0,2:4,4:8, "
                               f"got {self.layer_map!r}")
@@ -349,6 +352,10 @@ class DistillArguments:
             raise ConfigError(f"--stages: expected a comma-separated list of stage names, got {self.stages!r}")
         if len(set(names)) != len(names):
             raise ConfigError(f"--stages: a stage is listed twice in {self.stages!r}")
+
+    def seed(self, data_seed: int) -> int:
+        """The students' seed: ``--student-seed``, or ``data_seed`` (``--seed``) when it is -1."""
+        return self.student_seed if self.student_seed >= 0 else data_seed
 
     def stage_names(self, default: str) -> list[str]:
         """``--stages`` as a list, in order; ``auto`` takes ``default`` (the student's own stages)."""

@@ -262,7 +262,7 @@ def make_trainee(r: Run, teacher_embeddings, distilled: bool = True, rows: list[
     rows = rows if rows is not None else [r.enc["labeled"], r.union, r.enc["teacher_labeled"]]
     ctx = StudentContext.for_tokenizer(r.tokenizer, num_labels=r.adapter.num_labels, level=r.adapter.level,
                                        rows=rows,
-                                       teacher_embeddings=teacher_embeddings, seed=s.data.seed,
+                                       teacher_embeddings=teacher_embeddings, seed=s.distill.seed(s.data.seed),
                                        teacher_model=r.teacher.model if distilled else None)
     student = build_student(s.student, ctx)
     widths = {m.target: r.teacher.feature_width(m.target_feature) for m in r.matches
@@ -279,7 +279,8 @@ def _distiller(r: Run, trainee: Trainee, transfer: DataSource | None, name: str,
         sources["transfer"] = transfer
     data = DistillData(sources, DataSource(r.enc["validation"], targets(r, r.validation_cache)),
                        r.adapter.gold(r.splits["validation"]), r.pad_id)
-    return Distiller(trainee, r.adapter, dist, data, r.out / "checkpoints" / checkpoint, s.data.seed, name=name)
+    return Distiller(trainee, r.adapter, dist, data, r.out / "checkpoints" / checkpoint, s.distill.seed(s.data.seed),
+                     name=name)
 
 
 def student_dir(out: Path, variant: str, variants: list[str]) -> Path:

@@ -137,7 +137,7 @@ def distill_zero_shot(r: ZeroShotRun) -> tuple[dict, dict, dict]:
             data = DistillData({"transfer": DataSource(r.ood_enc, targets(r, r.union_cache))},
                                DataSource(r.ood_val_enc, targets(r, r.validation_cache)), r.val_gold, r.pad_id)
             distiller = Distiller(trainee, r.adapter, s.distill, data, r.out / "checkpoints" / f"student-{variant}",
-                                  s.data.seed, name=f"student[{variant}]", plugins=plugins)
+                                  s.distill.seed(s.data.seed), name=f"student[{variant}]", plugins=plugins)
             schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing),
                                                s.distill.max_epochs, resume=s.run.resume)
             trainees[variant] = trainee
