@@ -55,22 +55,18 @@ from xdistill.config.presets import PRESETS  # noqa: E402
 from xdistill.utils import atomic_write_json, atomic_write_text, cpu_model, split_passthrough  # noqa: E402
 
 
-TEACHER_KEYS = ("teacher_embeddings", "teacher_mlm", "mlm_text")
-
-
 def same_teacher_text(preset: dict) -> list[str]:
     """Options that keep one teacher for every transfer size: a preset whose teacher reads the transfer
     text before fine-tuning (``--teacher-embeddings ppmi`` or ``--teacher-mlm`` over ``--mlm-text
     transfer,...``, the cpu preset's) would train a new teacher per size, so its text leaves the
     transfer set out (``--mlm-text`` of the rest; options after ``--`` still override it)."""
-    t = {f.name: f.default for f in fields(TeacherArguments)} | {k: v for k, v in preset.items() if k in TEACHER_KEYS}
-    reads = t["teacher_embeddings"] != "random" or t["teacher_mlm"] != "off"
-    parts = [x.strip() for x in str(t["mlm_text"]).split(",") if x.strip()]
-    if not reads or "transfer" not in parts:
+    names = {f.name for f in fields(TeacherArguments)}
+    t = TeacherArguments(**{k: v for k, v in preset.items() if k in names})
+    if not t.reads_text or "transfer" not in t.mlm_sources:
         return []
-    rest = [t for t in parts if t != "transfer"]
+    rest = [x for x in t.mlm_sources if x != "transfer"]
     if not rest:
-        raise SystemExit(f"the preset's teacher reads only the transfer text (--mlm-text {t['mlm_text']}); "
+        raise SystemExit(f"the preset's teacher reads only the transfer text (--mlm-text {t.mlm_text}); "
                          "give --mlm-text after -- to train one teacher for every size")
     print(f"the teacher's --mlm-text leaves out the transfer set: --mlm-text {','.join(rest)} (one teacher for "
           "every size)", flush=True)
@@ -244,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     sizes = [parse_size(s) for s in a.sizes.split(",")]
     procs = [int(s) for s in a.processes.split(",")]
+    preset = PRESETS[a.preset]["ner"]
     common = ["--preset", a.preset, "--langs", a.langs, *(["--data-dir", a.data_dir] if a.data_dir else []),
-              *same_teacher_text(PRESETS[a.preset]["ner"]), *extra]
+              *same_teacher_text(preset), *extra]
     teacher = Path(a.teacher_run) / "teacher" if a.teacher_run else None
     top = max(procs)
     ceiling_before = parallel_ceiling(top) if top > 1 else None
@@ -256,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
             if teacher is not None and not (out / "teacher").exists():
                 out.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(teacher, out / "teacher")
-            preset = PRESETS[a.preset]["ner"]
             batch = ["--batch-size", str(n * preset["batch_size"]), "--lr", str(n * preset["lr"])] if a.scale_batch else []
             wall = run(launch(n, [*common, "--transfer-per-lang", str(size), "--transfer-repeat", str(repeat),
                                   *batch, "--output-dir", str(out)], a.port))

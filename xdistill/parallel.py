@@ -251,7 +251,7 @@ def all_reduce_gradients(params: Sequence[torch.nn.Parameter]) -> None:
             p.grad = torch.zeros_like(p)
     sparse = [p for p in params if p.dim() == 2 and p.shape[0] >= SPARSE_ROWS]
     dense = [p for p in params if not (p.dim() == 2 and p.shape[0] >= SPARSE_ROWS)]
-    work = flat = None
+    work = None
     if dense:
         flat = torch.cat([p.grad.reshape(-1) for p in dense])
         work = dist.all_reduce(flat, async_op=True)  # runs while the embeddings' rows are found

@@ -27,6 +27,5 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     """
     params = list(params)
     devices = {p.device.type for p in params}
-    fused = (len(devices) == 1 and devices <= set(FUSED_DEVICES)
-             and all(p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64) for p in params))
+    fused = len(devices) == 1 and devices <= set(FUSED_DEVICES) and all(p.is_floating_point() for p in params)
     return torch.optim.Adam(params, lr=lr, fused=fused or None)
