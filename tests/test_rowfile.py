@@ -1,6 +1,6 @@
 """Peak RSS that does not grow with the transfer set (issue 14, transfer sets beyond memory):
 :class:`~xdistill.data.types.Ragged`, its builder, chunked dataset reads,
-:class:`~xdistill.transfer.rowfile.RowFile`/``RowWriter``, whose reads leave the process's resident
+:class:`~xdistill.data.rowfile.RowFile`/``RowWriter``, whose reads leave the process's resident
 set flat where a memory map grows with the file."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from xdistill.data.types import Encoded, Ragged, RaggedBuilder, iter_examples
-from xdistill.transfer.rowfile import RowFile, RowWriter
+from xdistill.data.rowfile import RowFile, RowWriter
+from xdistill.data.stored import RaggedFile, encoded_on_disk, write_values
+from xdistill.data import stored
 
 ROWS = [[2, 5, 6, 3], [2, 3], [2, 7, 8, 9, 10, 3], [1]]
 
@@ -78,6 +80,66 @@ def test_row_file_names_a_truncated_file(tmp_path):
     os.truncate(tmp_path / "a.npy", os.path.getsize(tmp_path / "a.npy") - 40)
     with pytest.raises(OSError, match="a.npy: short read"):
         f[5:10]
+
+
+def _random_rows(n: int, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-100, 120000, size=int(k)).tolist() for k in rng.integers(0, 12, size=n)]
+
+
+def test_ragged_file_reads_the_rows_the_ragged_holds(tmp_path, monkeypatch):
+    monkeypatch.setattr(stored, "BLOCK_VALUES", 5)  # iteration crosses many blocks, some rows longer than one
+    rows = _random_rows(300)
+    r = Ragged.from_rows(rows)
+    write_values(r, tmp_path / "v.npy")
+    f = RaggedFile(RowFile(tmp_path / "v.npy"), r.offsets)
+    assert isinstance(f, Ragged) and len(f) == 300 and f.lengths.tolist() == r.lengths.tolist()
+    assert list(f) == rows and f == r and f[7] == rows[7] and f[-1] == rows[-1]
+    assert [a.tolist() for a in f.iter_arrays()] == rows and f.flat.tolist() == r.flat.tolist()
+    for pick in ([5, 6, 7, 8], [9, 2, 2, 150], [], [299]):  # consecutive rows (one read) and scattered ones
+        assert f.take(pick) == r.take(pick) and type(f.take(pick)) is Ragged
+        if pick:
+            for got, want in zip(f.padded(pick, 0), r.padded(pick, 0)):
+                np.testing.assert_array_equal(got, want)
+    assert f[10:20] == rows[10:20]
+    write_values(f, tmp_path / "copy.npy")  # a RaggedFile copies block by block
+    assert RaggedFile(RowFile(tmp_path / "copy.npy"), r.offsets) == rows
+    with pytest.raises(ValueError, match=r"v.npy: expected a \(3, 1\) array"):
+        RaggedFile(RowFile(tmp_path / "v.npy"), np.array([0, 3]))
+
+
+def test_encoded_on_disk_keeps_the_rows_and_replaces_an_older_folder(tmp_path):
+    rows = _random_rows(40, seed=3)
+    enc = Encoded(rows, [[-100] * len(x) for x in rows], [list(range(len(x))) for x in rows], list(range(40)),
+                  [max(1, len(x)) for x in rows], {"windows": 40})
+    (tmp_path / "rows" / "transfer").mkdir(parents=True)
+    (tmp_path / "rows" / "transfer" / "stale.npy").write_bytes(b"old")  # a killed run's folder
+    disk = encoded_on_disk(enc, tmp_path / "rows" / "transfer")
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == ["transfer"]  # no temporary folder left
+    assert sorted(p.name for p in (tmp_path / "rows" / "transfer").iterdir()) == [
+        "input_ids.npy", "labels.npy", "word_index.npy"]
+    assert all(isinstance(getattr(disk, k), RaggedFile) for k in ("input_ids", "labels", "word_index"))
+    assert disk.input_ids == enc.input_ids and disk.labels == enc.labels and disk.word_index == enc.word_index
+    assert disk.example == enc.example and disk.n_words == enc.n_words and disk.stats == enc.stats
+    sub = disk.subset_examples([5, 1])
+    assert sub.input_ids == [rows[1], rows[5]] and sub.word_index == enc.subset_examples([5, 1]).word_index
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS from /proc (Linux)")
+def test_rows_on_disk_free_their_memory(tmp_path):
+    n = 1 << 22  # 4 Mi tokens: 48 MiB as three int32 fields in memory
+    offsets = np.arange(0, n + 1, 16, dtype=np.int64)
+    flat = np.random.default_rng(0).integers(0, 1000, size=n).astype(np.int32)
+    enc = Encoded(Ragged(flat, offsets), Ragged(flat.copy(), offsets), Ragged(flat.copy(), offsets),
+                  list(range(len(offsets) - 1)), [16] * (len(offsets) - 1))
+    del flat
+    before = _rss_mib()
+    disk = encoded_on_disk(enc, tmp_path / "rows")
+    del enc
+    assert before - _rss_mib() > 32
+    before = _rss_mib()
+    assert sum(len(a) for a in disk.input_ids.iter_arrays()) == n  # reading every row keeps it flat
+    assert _rss_mib() - before < 8
 
 
 def _rss_mib() -> float:

@@ -100,10 +100,14 @@ class Ragged(Sequence):
             raise IndexError(f"row {i} out of range for {n} rows")
         return self.array(i % n).tolist()
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def iter_arrays(self) -> Iterator[np.ndarray]:
+        """Every row in order as an ``int32`` array view."""
         flat, off = self.flat, self.offsets
         for i in range(len(self)):
-            yield flat[off[i]:off[i + 1]].tolist()
+            yield flat[off[i]:off[i + 1]]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (a.tolist() for a in self.iter_arrays())
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Ragged):

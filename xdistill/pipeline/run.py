@@ -21,6 +21,7 @@ from datasets import concatenate_datasets
 from .. import parallel
 from ..adapters import TaskAdapter
 from ..config import RunSettings
+from ..data.stored import encoded_on_disk
 from ..data.types import Encoded, TaskData
 from ..errors import ConfigError
 from ..distill import (DataSource, DistillData, Distiller, Match, Stage, StageContext, Trainee, build_stages,
@@ -208,12 +209,18 @@ def build_transfer(r: Run) -> None:
                 text = source.build(ctx)
         else:
             text = source.build(ctx)
-        r.enc[source.encoding] = text.encoded
-        r.source_enc[name] = text.encoded
-        parts.append(text.encoded)
+        encoded = encoded_on_disk(text.encoded, rows_folder(r.out, name))  # read by row from now on
+        r.enc[source.encoding] = encoded
+        r.source_enc[name] = encoded
+        parts.append(encoded)
         if source.section is not None:
             r.sections[source.section] = text.report
-    r.union = parts[0] if len(parts) == 1 else Encoded.concat(parts)
+    r.union = parts[0] if len(parts) == 1 else encoded_on_disk(Encoded.concat(parts), rows_folder(r.out, "union"))
+
+
+def rows_folder(out: Path, name: str) -> Path:
+    """Where this process keeps the encoded rows of transfer source ``name`` (``OUTPUT/rows/NAME.rankR``)."""
+    return out / "rows" / f"{name}.rank{parallel.rank()}"
 
 
 def label_transfer(r: Run) -> None:

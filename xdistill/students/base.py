@@ -134,8 +134,8 @@ class StudentContext:
                    special_ids=list(tokenizer.all_special_ids), tokenizer=tokenizer, **kw)
 
     def input_rows(self):
-        """Every input-id row of :attr:`rows`."""
-        return (ids for enc in self.rows for ids in enc.input_ids)
+        """Every input-id row of :attr:`rows` (int32 arrays)."""
+        return (ids for enc in self.rows for ids in enc.input_ids.iter_arrays())
 
 
 class Student(nn.Module):

@@ -5,7 +5,7 @@ selection on a distillation loss) in length-bucketed batches. Per row it stores 
 features the schedule's matches ask for (:class:`~xdistill.data.types.Feature`: ``logits``,
 ``hidden_states.L`` for any layers), as float16, ragged rows flattened with one shared
 offsets array, one ``KEY.SHARD.npy`` file per feature and shard, written and read back by row
-ranges with positioned I/O (:mod:`xdistill.transfer.rowfile`: no memory map, so the pages of a
+ranges with positioned I/O (:mod:`xdistill.data.rowfile`: no memory map, so the pages of a
 large cache stay in the OS page cache, not in the process's peak RSS). A
 shard is a range of contiguous rows labeled by one process: one shard for a single process,
 one per rank when ``accelerate launch``/``torchrun`` starts several (:mod:`xdistill.parallel`),
@@ -45,7 +45,7 @@ from ..data.types import Encoded, Feature
 from ..errors import ConfigError
 from .. import parallel
 from ..teachers import Teacher
-from .rowfile import RowFile, RowWriter
+from ..data.rowfile import RowFile, RowWriter
 from .storage import PCA_SAMPLE_POSITIONS, HiddenStorage
 from ..utils import atomic_write_json, digest_problem, file_digest, progress
 
@@ -59,9 +59,8 @@ CACHEABLE = ("logits", "hidden_states")
 def inputs_fingerprint(encoded: Encoded) -> str:
     """SHA-256 (16 hex digits) of every row's input ids, in order."""
     h = hashlib.sha256()
-    ids = encoded.input_ids
-    for i in range(len(ids)):
-        h.update(ids.array(i).tobytes())
+    for row in encoded.input_ids.iter_arrays():
+        h.update(row.tobytes())
         h.update(b"|")
     return h.hexdigest()[:16]
 
@@ -76,7 +75,7 @@ def cache_key(teacher_fingerprint: str, encoded: Encoded, settings: dict) -> str
 class FeatureCache:
     """Cached teacher features for ``n`` rows: ``row(key, i)`` is ``(P_i, F)`` (``P_i`` stored
     positions of row ``i``, ``F`` the feature's width), read from the shard files row by row
-    (:class:`~xdistill.transfer.rowfile.RowFile`; in-memory arrays work too).
+    (:class:`~xdistill.data.rowfile.RowFile`; in-memory arrays work too).
 
     The rows are stored in ``S`` shards of contiguous rows (one per process that labeled them,
     :mod:`xdistill.parallel`; one for a single process): shard ``s`` holds rows
@@ -85,7 +84,7 @@ class FeatureCache:
     Attributes:
         path: the cache folder.
         shard_arrays: feature key -> ``S`` flat ``(positions, F)`` row sources, one per shard
-            (:class:`~xdistill.transfer.rowfile.RowFile` or an array).
+            (:class:`~xdistill.data.rowfile.RowFile` or an array).
         offsets: ``(n + 1,)`` row starts into the flat positions of all rows.
         shards: ``(S + 1,)`` the first row of each shard (and ``n``).
         meta: the folder's ``meta.json`` (key, settings, teacher, stats, shards).
