@@ -14,10 +14,11 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM, pipeline
 import tiny
 import tiny_models as tm
 from xdistill.config import TeacherArguments
+from xdistill.data.types import Ragged
 from xdistill.errors import ConfigError
 from xdistill.teachers.sampling import repeat_groups, temperature_repeats
 from xdistill.teachers.build import scratch_config
-from xdistill.teachers.mlm import (MLM_META, MaskedPositionsTrainer, MLMPretrainer, WholeWordMaskCollator,
+from xdistill.teachers.mlm import (MLM_META, MaskedPositionsTrainer, MLMPretrainer, MLMText, WholeWordMaskCollator,
                                    encode_mlm_text, masked_lm_loss, mlm_head)
 
 # words of 1 to 4 subwords over the tiny vocabulary ("abcd" -> a ##b ##c ##d)
@@ -36,6 +37,21 @@ def test_encoding_keeps_words_and_cuts_long_texts_into_windows(tok):
     assert text.word_ids[0] == [-1, 0, 0, 0, 0, 1, 1, 2, -1]
     assert len(text) == 1 + 6  # 20 words of 4 subwords: 80 tokens in windows of 14
     assert all(len(r) <= 16 for r in text.input_ids)
+
+
+def test_text_rows_are_compact_and_the_fingerprint_is_unchanged(tok):
+    text = MLMText([[101, 5, 70000, 102], [101, 7, 102]], [[-1, 0, 0, -1], [-1, 0, -1]])
+    assert isinstance(text.input_ids, Ragged) and isinstance(text.word_ids, Ragged) and text.tokens == 7
+    # the value the list-of-lists MLMText gave (before 2026-12-03): saved teachers' keys still match
+    assert text.fingerprint() == "6e26ee21cf19beca"
+    rows = _rows(tok, 60)
+    rows_in_chunks = encode_mlm_text([" ".join(WORDS[(i + j) % len(WORDS)] for j in range(3 + i % 5))
+                                      for i in range(60)] + ["", "  "], tok, 32, chunk=7)
+    assert rows_in_chunks.input_ids == rows.input_ids and rows_in_chunks.word_ids == rows.word_ids
+    assert (rows_in_chunks.texts, rows_in_chunks.words) == (rows.texts, rows.words)
+    train, held = rows.split(10, seed=0)
+    assert len(train) == 50 and len(held) == 10 and sorted(map(tuple, [*train.input_ids, *held.input_ids])) == sorted(
+        map(tuple, rows.input_ids))
 
 
 def test_whole_word_masking_covers_every_subword_at_the_right_rate(tok):

@@ -33,6 +33,8 @@ import torch
 from scipy import sparse
 from sklearn.utils.extmath import randomized_svd
 
+from ..data.types import Ragged
+
 logger = logging.getLogger(__name__)
 
 @dataclass
@@ -62,6 +64,11 @@ class CooccurrenceReport:
         return asdict(self)
 
 
+def n_tokens(rows: Sequence[Sequence[int]]) -> int:
+    """Ids over all ``rows`` (a :class:`~xdistill.data.types.Ragged` or lists)."""
+    return int(rows.lengths.sum()) if isinstance(rows, Ragged) else sum(len(r) for r in rows)
+
+
 def cooccurrence_counts(rows: Sequence[Sequence[int]], vocab_size: int, window: int,
                         skip_ids: Sequence[int] = ()) -> sparse.csr_matrix:
     """Symmetric co-occurrence counts ``(V, V)`` of the ids in ``rows`` within ``window`` positions.
@@ -76,8 +83,11 @@ def cooccurrence_counts(rows: Sequence[Sequence[int]], vocab_size: int, window: 
     """
     if window < 1:
         raise ValueError(f"window: expected at least 1, got {window}")
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    ids = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
+    if isinstance(rows, Ragged):  # the flat values as they are
+        lengths, ids = rows.lengths, rows.flat.astype(np.int64)
+    else:
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        ids = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
     row_of = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
     keep = ~np.isin(ids, np.asarray(list(skip_ids), dtype=np.int64))
     ids, row_of = ids[keep], row_of[keep]
@@ -130,7 +140,7 @@ def ppmi_svd_vectors(rows: Sequence[Sequence[int]], vocab_size: int, dim: int, s
     vectors = np.zeros((vocab_size, dim), dtype=np.float32)
     vectors[index, :k] = u * s ** power
     report = CooccurrenceReport(method="ppmi-svd", window=window, alpha=alpha, power=power,
-                                tokens=int(sum(len(r) for r in rows)), pairs=int(m.nnz), pieces=int(index.size),
+                                tokens=n_tokens(rows), pairs=int(m.nnz), pieces=int(index.size),
                                 vocab_size=vocab_size, dim=k, seconds=round(time.perf_counter() - t0, 1))
     return vectors, seen, report
 

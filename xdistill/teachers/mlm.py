@@ -44,6 +44,7 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from ..config import TeacherArguments
+from ..data.types import Ragged, RaggedBuilder
 from ..errors import ConfigError
 from .training import load_verified_meta, pin_memory, quiet, resume_checkpoint, save_verified
 
@@ -62,14 +63,20 @@ class MLMText:
 
     ``input_ids[i]``: the row's token ids with the tokenizer's special tokens; ``word_ids[i]``: per
     position the index of the whitespace word it belongs to in its text (``-1`` for special tokens).
-    ``sources``: texts per source name (``transfer``, ``labeled``, a file path).
+    Both are :class:`~xdistill.data.types.Ragged` (int32, about 8 bytes a token for the two; lists
+    given to the constructor are converted). ``sources``: texts per source name (``transfer``,
+    ``labeled``, a file path).
     """
 
-    input_ids: list[list[int]]
-    word_ids: list[list[int]]
+    input_ids: Ragged
+    word_ids: Ragged
     texts: int = 0
     words: int = 0
     sources: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input_ids = Ragged.from_rows(self.input_ids)
+        self.word_ids = Ragged.from_rows(self.word_ids)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -77,14 +84,14 @@ class MLMText:
     @property
     def tokens(self) -> int:
         """Real tokens over all rows, special tokens included."""
-        return sum(len(r) for r in self.input_ids)
+        return int(self.input_ids.lengths.sum())
 
     def fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of every row's ids and word ids."""
+        """SHA-256 (16 hex digits) of every row's ids and word ids (as int64)."""
         h = hashlib.sha256()
-        for ids, wid in zip(self.input_ids, self.word_ids):
-            h.update(np.asarray(ids, dtype=np.int64).tobytes())
-            h.update(np.asarray(wid, dtype=np.int64).tobytes())
+        for ids, wid in zip(self.input_ids.iter_arrays(), self.word_ids.iter_arrays()):
+            h.update(ids.astype(np.int64).tobytes())
+            h.update(wid.astype(np.int64).tobytes())
             h.update(b"|")
         return h.hexdigest()[:16]
 
@@ -92,17 +99,16 @@ class MLMText:
         """``(train, held_out)``: ``held_out`` rows drawn with ``seed`` are kept out of training (the
         held-out MLM loss is measured on them)."""
         order = np.random.default_rng(seed).permutation(len(self))
-        out_rows, in_rows = set(order[:held_out].tolist()), order[held_out:]
-
-        def take(rows):
-            rows = sorted(rows)
-            return MLMText([self.input_ids[i] for i in rows], [self.word_ids[i] for i in rows])
-        return take(in_rows), take(out_rows)
+        out_rows, in_rows = np.sort(order[:held_out]), np.sort(order[held_out:])
+        return (MLMText(self.input_ids.take(in_rows), self.word_ids.take(in_rows)),
+                MLMText(self.input_ids.take(out_rows), self.word_ids.take(out_rows)))
 
 
-def encode_mlm_text(texts: Sequence[str], tokenizer, max_length: int) -> MLMText:
+def encode_mlm_text(texts: Sequence[str], tokenizer, max_length: int, chunk: int = 1000) -> MLMText:
     """Each text's whitespace words tokenized (``is_split_into_words``), cut into windows of at most
-    ``max_length`` tokens (special tokens included) with the tokenizer's overflow.
+    ``max_length`` tokens (special tokens included) with the tokenizer's overflow; texts without
+    words are skipped. The texts are split and tokenized ``chunk`` at a time, so only one chunk's
+    words and ids are ever Python objects.
 
     Raises:
         ConfigError: the tokenizer is not a fast (Rust) tokenizer, which ``word_ids()`` needs.
@@ -110,17 +116,20 @@ def encode_mlm_text(texts: Sequence[str], tokenizer, max_length: int) -> MLMText
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("--teacher-mlm: whole-word masking needs a fast tokenizer (tokenizer.json or a WordPiece "
                           f"vocab.txt); {type(tokenizer).__name__} is not one")
-    words = [t.split() for t in texts]
-    words = [w for w in words if w]
-    out = MLMText([], [], texts=len(words), words=sum(len(w) for w in words))
-    for start in range(0, len(words), 1000):
-        chunk = words[start:start + 1000]
-        enc = tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=max_length,
+    ids, word_ids = RaggedBuilder(), RaggedBuilder()
+    n_texts = n_words = 0
+    for start in range(0, len(texts), chunk):
+        words = [w for w in (t.split() for t in texts[start:start + chunk]) if w]
+        if not words:
+            continue
+        n_texts += len(words)
+        n_words += sum(len(w) for w in words)
+        enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
                         return_overflowing_tokens=True, stride=0)
-        for i, ids in enumerate(enc["input_ids"]):
-            out.input_ids.append(list(ids))
-            out.word_ids.append([-1 if w is None else int(w) for w in enc.word_ids(i)])
-    return out
+        for i, row in enumerate(enc["input_ids"]):
+            ids.append(row)
+            word_ids.append([-1 if w is None else w for w in enc.word_ids(i)])
+    return MLMText(ids.build(), word_ids.build(), texts=n_texts, words=n_words)
 
 
 class WholeWordMaskCollator:
