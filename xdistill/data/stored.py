@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +32,9 @@ class RaggedFile(Ragged):
     """A :class:`~xdistill.data.types.Ragged` whose values stay in a ``(V, 1)`` int32 ``.npy`` file:
     only ``offsets`` and ``lengths`` (``(N + 1,)``, ``(N,)`` int64) are in memory.
 
-    Rows are read on demand: :meth:`array` (one row), :meth:`take` and :meth:`padded` (a batch: one
-    read for a contiguous run of rows, else one per row), iteration (blocks of about
-    :data:`BLOCK_VALUES` values per read). :attr:`flat` reads every value into memory (for small
+    Rows are read on demand through :meth:`values` and :meth:`gather`, which the inherited
+    :meth:`array`, :meth:`take` and :meth:`padded` call (a batch: one read for a contiguous run of
+    rows, else one per row); iteration reads blocks of about :data:`BLOCK_VALUES` values. :attr:`flat` reads every value into memory (for small
     sets and tests; the pipeline reads rows).
 
     Raises:
@@ -43,7 +43,7 @@ class RaggedFile(Ragged):
 
     __slots__ = ("_file",)
 
-    def __init__(self, file: RowFile, offsets: np.ndarray):  # noqa: D107 (no super().__init__: no flat array)
+    def __init__(self, file: RowFile, offsets: np.ndarray):  # no super().__init__: there is no flat array
         self._file = file
         self.offsets = np.asarray(offsets, dtype=np.int64)
         self.lengths = np.diff(self.offsets)
@@ -55,44 +55,26 @@ class RaggedFile(Ragged):
     @property
     def flat(self) -> np.ndarray:
         """Every value, ``(V,)`` int32, read into memory."""
-        return self._values(0, len(self._file))
+        return self.values(0, len(self._file))
 
     @property
     def path(self) -> Path:
         """The ``.npy`` file of the values."""
         return self._file.path
 
-    def _values(self, a: int, z: int) -> np.ndarray:
+    def values(self, a: int, z: int) -> np.ndarray:
+        """Values ``a..z-1``, ``(z - a,)`` int32, read with one ``os.pread``."""
         return self._file[a:z].reshape(-1)
 
-    def array(self, i: int) -> np.ndarray:
-        """Row ``i``, ``(L_i,)`` int32 (read from the file)."""
-        return self._values(int(self.offsets[i]), int(self.offsets[i + 1]))
-
-    def _gather(self, rows: np.ndarray) -> np.ndarray:
-        """The values of ``rows`` in order, concatenated: one read when they are consecutive."""
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The values of ``rows`` in order, concatenated: one read when they are consecutive, else one per row
+        (what :meth:`take` and :meth:`padded` read)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(rows) == 0:
             return np.zeros(0, np.int32)
         if (np.diff(rows) == 1).all():
-            return self._values(int(self.offsets[rows[0]]), int(self.offsets[rows[-1] + 1]))
+            return self.values(int(self.offsets[rows[0]]), int(self.offsets[rows[-1] + 1]))
         return np.concatenate([self.array(int(r)) for r in rows])
-
-    def take(self, rows: Sequence[int]) -> Ragged:
-        """The rows ``rows`` in that order, as an in-memory :class:`~xdistill.data.types.Ragged`."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        offsets = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(self.lengths[rows], out=offsets[1:])
-        return Ragged(self._gather(rows), offsets)
-
-    def padded(self, rows: Sequence[int], value: int) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`Ragged.padded <xdistill.data.types.Ragged.padded>`: ``(B, T)`` int64 values and
-        ``(B, T)`` bool mask, the rows read from the file."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        lens = self.lengths[rows]
-        mask = np.arange(int(lens.max()) if len(rows) else 0) < lens[:, None]
-        out = np.full(mask.shape, value, np.int64)
-        out[mask] = self._gather(rows)
-        return out, mask
 
     def iter_arrays(self) -> Iterator[np.ndarray]:
         """Every row in order as an int32 array, read a block of rows at a time."""
@@ -101,29 +83,22 @@ class RaggedFile(Ragged):
             # rows i..j-1: at least one, and as many more as fit in a block
             j = max(i + 1, int(np.searchsorted(self.offsets, self.offsets[i] + BLOCK_VALUES, side="right")) - 1)
             j = min(j, n)
-            block = self._values(int(self.offsets[i]), int(self.offsets[j]))
+            block = self.values(int(self.offsets[i]), int(self.offsets[j]))
             base = self.offsets[i]
             for k in range(i, j):
                 yield block[self.offsets[k] - base:self.offsets[k + 1] - base]
             i = j
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return (a.tolist() for a in self.iter_arrays())
-
-    def __reduce__(self):
-        return RaggedFile, (self._file, self.offsets)
 
 
 def write_values(ragged: Ragged, path: Path) -> None:
     """Write ``ragged``'s values to ``path``, a ``(V, 1)`` int32 ``.npy`` file, a block at a time
     (a :class:`RaggedFile` is copied without reading it whole)."""
     values = int(ragged.offsets[-1])
-    flat = ragged._values if isinstance(ragged, RaggedFile) else (lambda a, z, f=ragged.flat: f[a:z])
     writer = RowWriter(path, (values, 1), np.int32)
     try:
         for a in range(0, values, BLOCK_VALUES):
             z = min(a + BLOCK_VALUES, values)
-            writer[a:z] = flat(a, z)[:, None]
+            writer[a:z] = ragged.values(a, z)[:, None]
     finally:
         writer.close()
 

@@ -68,18 +68,26 @@ class Ragged(Sequence):
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def values(self, a: int, z: int) -> np.ndarray:
+        """Values ``a..z-1`` of all rows flattened, ``(z - a,)`` int32 (a view; subclasses may read them)."""
+        return self.flat[a:z]
+
     def array(self, i: int) -> np.ndarray:
-        """Row ``i`` as an ``int32`` array view (no copy)."""
-        return self.flat[self.offsets[i]:self.offsets[i + 1]]
+        """Row ``i`` as an ``int32`` array (a view, no copy)."""
+        return self.values(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The values of ``rows`` (``(K,)`` int64 indices) in that order, concatenated."""
+        lens = self.lengths[rows]
+        # every value's source position: its row's start plus its place within the row
+        return self.flat[np.repeat(self.offsets[rows], lens) + ragged_arange(lens)]
 
     def take(self, rows: Sequence[int]) -> "Ragged":
-        """The rows ``rows`` in that order (``(K,)`` indices)."""
+        """The rows ``rows`` in that order (``(K,)`` indices), as an in-memory ``Ragged``."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        starts, lens = self.offsets[rows], self.lengths[rows]
         offsets = np.zeros(len(rows) + 1, np.int64)
-        np.cumsum(lens, out=offsets[1:])
-        # every value's source position: its row's start plus its place within the row
-        return Ragged(self.flat[np.repeat(starts, lens) + ragged_arange(lens)], offsets)
+        np.cumsum(self.lengths[rows], out=offsets[1:])
+        return Ragged(self.gather(rows), offsets)
 
     def padded(self, rows: Sequence[int], value: int) -> tuple[np.ndarray, np.ndarray]:
         """The rows ``rows`` right-padded with ``value`` into one ``(B, T)`` int64 array (``T``: the
@@ -88,8 +96,7 @@ class Ragged(Sequence):
         lens = self.lengths[rows]
         mask = np.arange(int(lens.max()) if len(rows) else 0) < lens[:, None]
         out = np.full(mask.shape, value, np.int64)
-        # row-major order of the mask's true cells is each row's values in order
-        out[mask] = self.flat[np.repeat(self.offsets[rows], lens) + ragged_arange(lens)]
+        out[mask] = self.gather(rows)  # row-major order of the mask's true cells: each row's values in order
         return out, mask
 
     def __getitem__(self, i):

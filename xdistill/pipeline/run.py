@@ -201,7 +201,7 @@ def build_transfer(r: Run) -> None:
     ctx = TransferContext(adapter=r.adapter, tokenizer=r.tokenizer, data=r.data, splits=r.splits, encodings=r.enc,
                           max_length=s.data.max_length, generation=s.generation, out_dir=r.out, seed=s.data.seed,
                           teacher=r.teacher)
-    parts = []
+    parts = []  # the sources' rows as encoded (in memory), for a union of several
     for name in r.sources:
         source = TRANSFER_SOURCES[name]()
         if source.phase:
@@ -209,13 +209,12 @@ def build_transfer(r: Run) -> None:
                 text = source.build(ctx)
         else:
             text = source.build(ctx)
-        encoded = encoded_on_disk(text.encoded, rows_folder(r.out, name))  # read by row from now on
-        r.enc[source.encoding] = encoded
-        r.source_enc[name] = encoded
-        parts.append(encoded)
+        r.source_enc[name] = r.enc[source.encoding] = encoded_on_disk(text.encoded, rows_folder(r.out, name))
+        parts.append(text.encoded)
         if source.section is not None:
             r.sections[source.section] = text.report
-    r.union = parts[0] if len(parts) == 1 else encoded_on_disk(Encoded.concat(parts), rows_folder(r.out, "union"))
+    r.union = (r.source_enc[r.sources[0]] if len(parts) == 1
+               else encoded_on_disk(Encoded.concat(parts), rows_folder(r.out, "union")))
 
 
 def rows_folder(out: Path, name: str) -> Path:
