@@ -134,13 +134,13 @@ def test_two_process_run_matches_one_process(tmp_path, data_dir):
     assert "[rank 1]" in (tmp_path / "two" / "logs" / "rank-1.log").read_text()
     assert json.loads((tmp_path / "two" / "student" / "config.json").read_text())["xdistill_student"] is True
     assert not list((tmp_path / "two" / "cache").glob("*.tmp*"))
-    # each process read the transfer rows from its own files (OUTPUT/rows/SOURCE.rankR), the same rows
+    # each process read the transfer split's rows from its own files (OUTPUT/rows/transfer.rankR), the same rows
     rows = {d: sorted(p.name for p in (tmp_path / d / "rows").iterdir()) for d in ("one", "two")}
-    assert rows == {"one": ["unlabeled.rank0"], "two": ["unlabeled.rank0", "unlabeled.rank1"]}
+    assert rows == {"one": ["transfer.rank0"], "two": ["transfer.rank0", "transfer.rank1"]}
     for field in ("input_ids", "labels", "word_index"):
-        one_ids = np.load(tmp_path / "one" / "rows" / "unlabeled.rank0" / f"{field}.npy")
+        one_ids = np.load(tmp_path / "one" / "rows" / "transfer.rank0" / f"{field}.npy")
         for rank in (0, 1):
-            np.testing.assert_array_equal(np.load(tmp_path / "two" / "rows" / f"unlabeled.rank{rank}" / f"{field}.npy"),
+            np.testing.assert_array_equal(np.load(tmp_path / "two" / "rows" / f"transfer.rank{rank}" / f"{field}.npy"),
                                           one_ids)
 
 

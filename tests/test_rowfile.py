@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from xdistill.data.types import Encoded, Ragged, RaggedBuilder, iter_examples
-from xdistill.data.rowfile import RowFile, RowWriter
-from xdistill.data.stored import RaggedFile, encoded_on_disk, write_values
+from xdistill.adapters import load_task, make_adapter
+from xdistill.data.rowfile import RowAppender, RowFile, RowWriter
+from xdistill.data.stored import EncodedWriter, RaggedFile, encode_to_disk, encoded_on_disk, is_on_disk, write_values
 from xdistill.data import stored
 
 ROWS = [[2, 5, 6, 3], [2, 3], [2, 7, 8, 9, 10, 3], [1]]
@@ -126,6 +127,64 @@ def test_encoded_on_disk_keeps_the_rows_and_replaces_an_older_folder(tmp_path):
     assert sub.input_ids == [rows[1], rows[5]] and sub.word_index == enc.subset_examples([5, 1]).word_index
 
 
+def test_row_appender_grows_the_header_in_place(tmp_path):
+    path = tmp_path / "a.npy"
+    out = RowAppender(path, 2, np.int32)
+    assert np.load(path).shape == (0, 2)  # until closed, a killed process's file reads as empty
+    out.append(np.arange(6).reshape(3, 2))
+    out.append(np.zeros((0, 2)))
+    big = np.arange(2 * 70000).reshape(70000, 2)  # more digits in the shape than at the start
+    out.append(big)
+    with pytest.raises(ValueError, match=r"a.npy: expected rows of shape \(k, 2\), got \(3,\)"):
+        out.append(np.arange(3))
+    out.close()
+    got = np.load(path)
+    assert got.shape == (70003, 2) and got.dtype == np.int32
+    np.testing.assert_array_equal(got[:3], np.arange(6).reshape(3, 2))
+    np.testing.assert_array_equal(got[3:], big)
+    assert RowFile(path)[70001:70003].tolist() == big[-2:].tolist()
+
+
+def _encoded(rows, first_example=0, windows=None):
+    return Encoded(rows, [[-100] * len(x) for x in rows], [list(range(len(x))) for x in rows],
+                   list(range(len(rows))), [len(x) + first_example for x in rows],
+                   {"windows": windows if windows is not None else len(rows), "max_length": 16})
+
+
+def test_encoded_writer_appends_parts_like_concat(tmp_path):
+    a, b = _encoded(_random_rows(30, seed=1)), _encoded(_random_rows(25, seed=2))
+    disk_b = encoded_on_disk(b, tmp_path / "b")  # a part on disk is copied file to file
+    w = EncodedWriter(tmp_path / "rows" / "union")
+    for part in (a, disk_b, _encoded([])):
+        w.add(part)
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == ["union.tmp" + str(os.getpid())]
+    got, want = w.finish(), Encoded.concat([a, b])
+    assert sorted(p.name for p in (tmp_path / "rows").iterdir()) == ["union"] and is_on_disk(got)
+    assert got.input_ids == want.input_ids and got.labels == want.labels and got.word_index == want.word_index
+    assert got.example == want.example and got.example[30] == 30 and got.n_words == want.n_words
+    assert got.stats == {"windows": 55, "max_length": 16} == want.stats
+    assert not is_on_disk(a) and is_on_disk(disk_b)
+    assert got.labels.offsets is got.input_ids.offsets  # one offsets array for fields of the same lengths
+
+
+@pytest.mark.parametrize("task", ["wikiann", "imdb"])
+def test_encode_to_disk_gives_the_rows_of_one_encode(tmp_path, tok, task):
+    """Parts of 7 examples (the token task's sentences windowed at max_length 8, the text task's truncated)
+    written one after the other equal the split encoded whole: rows, examples, word counts and counts."""
+    adapter = make_adapter(load_task(task))
+    words = [["Anna", "lives", "in", "Hamburg"] * (i % 4 + 1) for i in range(40)]
+    ds = datasets.Dataset.from_dict(
+        {"tokens": words, "tags": [[] for _ in words], "lang": ["en"] * 40} if task == "wikiann"
+        else {"text": [" ".join(w) for w in words], "label": [""] * 40})
+    whole = adapter.encode(ds, tok, 8)
+    got = encode_to_disk(lambda part: adapter.encode(part, tok, 8), ds, tmp_path / "rows", part_examples=7)
+    assert is_on_disk(got) and len(got) == len(whole) and (len(got) == 40 if task == "imdb" else len(got) > 40)
+    assert got.input_ids == whole.input_ids and got.labels == whole.labels and got.word_index == whole.word_index
+    assert got.example == whole.example and got.n_words == whole.n_words and got.stats == whole.stats
+    empty = encode_to_disk(lambda part: adapter.encode(part, tok, 8), ds.select([]), tmp_path / "empty")
+    assert len(empty) == 0 and empty.stats == adapter.encode(ds.select([]), tok, 8).stats
+
+
 def test_rows_on_disk_free_their_memory(tmp_path):
     """Counted with tracemalloc (numpy reports its buffers to it), not RSS: whether freed memory goes back
     to the system is glibc's choice (its mmap threshold rises in a long-lived process)."""
@@ -174,3 +233,31 @@ def test_reading_every_row_leaves_rss_flat_where_a_memory_map_grows(tmp_path):
     assert sum(float(m[a:a + 64][:, 0].sum()) for a in range(0, rows, 64)) == rows
     assert _rss_mib() - before > 48
 
+
+
+def test_transfer_split_on_disk_is_one_memory_mapped_arrow_file_sliced_per_group(tmp_path):
+    from datasets.utils import are_progress_bars_disabled
+
+    from xdistill.data.types import GroupData, TaskData
+    from xdistill.pipeline.splits import concat_groups, transfer_split_on_disk
+
+    def split(lang, sentences):
+        return datasets.Dataset.from_dict({"tokens": sentences, "tags": [[] for _ in sentences],
+                                           "lang": [lang] * len(sentences)})
+
+    texts = {"de": [["Anna", "lebt"], ["in", "Hamburg", "."]], "sw": [], "yo": [["Ade"], ["Ibadan", "ni"], ["o"]]}
+    groups = {lang: GroupData(lang, *(split(lang, [["x"]]) for _ in range(3)), split(lang, t), split(lang, []))
+              for lang, t in texts.items()}
+    data = TaskData(groups, [], "test", "de,sw,yo", "", "")
+    splits = concat_groups(data)
+    (tmp_path / "splits" / "transfer.rank0").mkdir(parents=True)  # an earlier run's folder is replaced
+    before = are_progress_bars_disabled()
+    transfer_split_on_disk(data, splits, tmp_path)
+    assert are_progress_bars_disabled() == before
+    assert sorted(p.name for p in (tmp_path / "splits").iterdir()) == ["transfer.rank0"]
+    stored = splits["transfer"]
+    assert stored.cache_files and stored.cache_files[0]["filename"].startswith(str(tmp_path / "splits"))
+    assert stored["tokens"] == texts["de"] + texts["yo"] and len(splits["labeled"]) == 3
+    for lang, t in texts.items():  # each group's transfer split: its own rows, a view of the same file
+        assert data.groups[lang].transfer["tokens"] == t and data.groups[lang].transfer["lang"] == [lang] * len(t)
+        assert data.groups[lang].transfer.cache_files == stored.cache_files

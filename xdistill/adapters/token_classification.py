@@ -199,7 +199,9 @@ class TokenClassificationAdapter(TaskAdapter):
         }
 
     def texts(self, dataset) -> list[str]:
-        return [" ".join(t) for t in dataset["tokens"]]
+        """Each example's words joined by spaces; the words are read a chunk of examples at a time (the
+        whole ``tokens`` column as Python lists of strings would cost several times the text)."""
+        return [" ".join(t) for (t,) in iter_examples(dataset, ("tokens",))]
 
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
         """Per text: its ``words`` (as the task's word splitter splits it), their IOB2 ``tags``,

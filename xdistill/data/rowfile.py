@@ -129,3 +129,56 @@ class RowWriter:
         if getattr(self, "_fd", None) is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class RowAppender:
+    """A new ``(N, F)`` ``.npy`` file whose rows are appended (``N`` unknown until the end):
+    :meth:`append` writes ``(k, F)`` rows after the last, :meth:`close` writes the final shape into
+    the header. numpy leaves room in every header for the first axis to grow to 21 digits
+    (``GROWTH_AXIS_MAX_DIGITS``), so the header keeps its length and the data never moves. Until
+    :meth:`close` the header says ``(0, F)``: a file left by a killed process reads as empty, never as
+    rows that were not all written.
+
+    Raises:
+        ValueError: an append whose shape is not ``(k, F)``.
+    """
+
+    def __init__(self, path: Path, width: int, dtype):
+        self.path = Path(path)
+        self.width = int(width)
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._f = open(self.path, "wb")
+        self._write_header()
+        self._f.flush()
+        self._offset = self._f.tell()
+
+    def _write_header(self) -> None:
+        np.lib.format.write_array_header_1_0(self._f, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                       "fortran_order": False, "shape": (self.rows, self.width)})
+
+    def append(self, values: np.ndarray) -> None:
+        """Write ``values`` (``(k, F)``) after the rows written so far."""
+        x = np.ascontiguousarray(values, dtype=self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.width:
+            raise ValueError(f"{self.path}: expected rows of shape (k, {self.width}), got {x.shape}")
+        self._f.write(x.reshape(-1).view(np.uint8))  # the buffer itself, no copy
+        self.rows += len(x)
+
+    def close(self) -> None:
+        """Write the final shape into the header, flush to the operating system and close."""
+        if self._f is None:
+            return
+        self._f.seek(0)
+        self._write_header()
+        if self._f.tell() != self._offset:  # numpy's spare header space guarantees this
+            raise RuntimeError(f"{self.path}: the header changed length ({self._offset} -> {self._f.tell()} bytes)")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        self._f = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_f", None) is not None:
+            self._f.close()
+            self._f = None

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .rowfile import RowFile, RowWriter
-from .types import Encoded, Ragged
+from .rowfile import RowAppender, RowFile
+from .types import Encoded, Ragged, merge_stats
 
 #: values read per ``os.pread`` when every row is read in order (256 KiB of int32)
 BLOCK_VALUES = 1 << 16
@@ -90,38 +90,113 @@ class RaggedFile(Ragged):
             i = j
 
 
-def write_values(ragged: Ragged, path: Path) -> None:
-    """Write ``ragged``'s values to ``path``, a ``(V, 1)`` int32 ``.npy`` file, a block at a time
-    (a :class:`RaggedFile` is copied without reading it whole)."""
+def _append_values(ragged: Ragged, out: RowAppender) -> None:
+    """Append ``ragged``'s values to ``out`` a block at a time (a :class:`RaggedFile` is copied without
+    reading it whole)."""
     values = int(ragged.offsets[-1])
-    writer = RowWriter(path, (values, 1), np.int32)
+    for a in range(0, values, BLOCK_VALUES):
+        out.append(ragged.values(a, min(a + BLOCK_VALUES, values))[:, None])
+
+
+def write_values(ragged: Ragged, path: Path) -> None:
+    """Write ``ragged``'s values to ``path``, a ``(V, 1)`` int32 ``.npy`` file, a block at a time."""
+    out = RowAppender(path, 1, np.int32)
     try:
-        for a in range(0, values, BLOCK_VALUES):
-            z = min(a + BLOCK_VALUES, values)
-            writer[a:z] = ragged.values(a, z)[:, None]
+        _append_values(ragged, out)
     finally:
-        writer.close()
+        out.close()
+
+
+class EncodedWriter:
+    """Writes the rows of an :class:`~xdistill.data.types.Encoded` split to ``folder`` part by part
+    and returns them read from there (:meth:`finish`): the split is never whole in memory.
+
+    Parts are appended in order (:meth:`add`), their examples renumbered after the earlier parts'
+    and their counts summed (:func:`~xdistill.data.types.merge_stats`). The files go into
+    ``FOLDER.tmpPID`` and are renamed to ``folder`` by :meth:`finish`, so a killed run never leaves
+    a folder that looks complete; an existing ``folder`` (an earlier run's) is replaced.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True)
+        self._out = {name: RowAppender(self._tmp / f"{name}.npy", 1, np.int32) for name in FIELDS}
+        self._lengths: dict[str, list[np.ndarray]] = {name: [] for name in FIELDS}  # (N_part,) per part
+        self._example: list[int] = []
+        self._n_words: list[int] = []
+        self._stats: list[dict] = []
+
+    def add(self, part: Encoded) -> None:
+        """Append the rows of ``part`` (in memory or on disk)."""
+        base = len(self._n_words)
+        for name in FIELDS:
+            ragged = getattr(part, name)
+            _append_values(ragged, self._out[name])
+            self._lengths[name].append(ragged.lengths)
+        self._example += part.example if base == 0 else [e + base for e in part.example]  # no new ints when 0
+        self._n_words += part.n_words
+        self._stats.append(part.stats)
+
+    def finish(self) -> Encoded:
+        """Close the files, move them to ``folder`` and return the rows read from there
+        (:class:`RaggedFile` fields; examples, word counts and stats in memory)."""
+        offsets: dict[str, np.ndarray] = {}
+        for name in FIELDS:
+            self._out[name].close()
+            lengths = np.concatenate(self._lengths[name]) if self._lengths[name] else np.zeros(0, np.int64)
+            same = next((o for o in offsets.values() if len(o) == len(lengths) + 1
+                         and np.array_equal(np.diff(o), lengths)), None)  # token fields share one array
+            if same is None:
+                same = np.zeros(len(lengths) + 1, np.int64)
+                np.cumsum(lengths, out=same[1:])
+            offsets[name] = same
+        self._lengths = {name: [] for name in FIELDS}
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self._tmp.rename(self.folder)
+        return Encoded(**{name: RaggedFile(RowFile(self.folder / f"{name}.npy"), offsets[name]) for name in FIELDS},
+                       example=self._example, n_words=self._n_words, stats=merge_stats(self._stats))
 
 
 def encoded_on_disk(encoded: Encoded, folder: Path) -> Encoded:
     """``encoded`` with its per-position fields written under ``folder`` (``input_ids.npy``,
     ``labels.npy``, ``word_index.npy``) and read back from there (:class:`RaggedFile`); examples,
-    word counts and stats stay in memory.
-
-    The files are written into ``FOLDER.tmp`` and renamed, so a killed run never leaves a folder
-    that looks complete; an existing ``folder`` (an earlier run's) is replaced. The caller keeps no
-    other reference to ``encoded`` if its memory is to be freed.
+    word counts and stats stay in memory (see :class:`EncodedWriter`). The caller keeps no other
+    reference to ``encoded`` if its memory is to be freed.
 
     Raises:
         OSError: the folder cannot be written.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in FIELDS:
-        write_values(getattr(encoded, name), tmp / f"{name}.npy")
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    fields = {name: RaggedFile(RowFile(folder / f"{name}.npy"), getattr(encoded, name).offsets) for name in FIELDS}
-    return Encoded(**fields, example=encoded.example, n_words=encoded.n_words, stats=dict(encoded.stats))
+    writer = EncodedWriter(folder)
+    writer.add(encoded)
+    return writer.finish()
+
+
+def is_on_disk(encoded: Encoded) -> bool:
+    """Whether every per-position field of ``encoded`` is read from a file (:class:`RaggedFile`)."""
+    return all(isinstance(getattr(encoded, name), RaggedFile) for name in FIELDS)
+
+
+#: examples encoded at a time by :func:`encode_to_disk`
+PART_EXAMPLES = 1 << 15
+
+
+def encode_to_disk(encode: Callable[[object], Encoded], dataset, folder: Path,
+                   part_examples: int = PART_EXAMPLES) -> Encoded:
+    """``encode(dataset)``, the split encoded ``part_examples`` examples at a time (contiguous
+    ``dataset.select`` slices of a ``datasets.Dataset``) and each part written under ``folder`` before
+    the next is encoded (:class:`EncodedWriter`): memory holds one part's rows, not the split's. The
+    rows are those of ``encode(dataset)``; an empty split is encoded once, for its counts.
+
+    Raises:
+        OSError: the folder cannot be written; whatever ``encode`` raises.
+    """
+    writer = EncodedWriter(folder)
+    n = len(dataset)
+    for a in range(0, max(n, 1), part_examples):
+        writer.add(encode(dataset.select(range(a, min(a + part_examples, n)))))
+    return writer.finish()

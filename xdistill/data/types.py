@@ -200,18 +200,14 @@ class Encoded:
     @staticmethod
     def concat(parts: Sequence["Encoded"]) -> "Encoded":
         """Rows of ``parts`` in order, examples renumbered; stats summed where numeric."""
-        example, n_words, stats = [], [], {}
+        example, n_words = [], []
         for p in parts:
             base = len(n_words)
             example += [e + base for e in p.example]
             n_words += p.n_words
-            for k, v in p.stats.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "max_length":
-                    stats[k] = stats.get(k, 0) + v
-                else:
-                    stats.setdefault(k, v)
         return Encoded(Ragged.concat([p.input_ids for p in parts]), Ragged.concat([p.labels for p in parts]),
-                       Ragged.concat([p.word_index for p in parts]), example, n_words, stats)
+                       Ragged.concat([p.word_index for p in parts]), example, n_words,
+                       merge_stats([p.stats for p in parts]))
 
     def subset_examples(self, keep: Sequence[int]) -> "Encoded":
         """Rows of the given examples (renumbered 0..len(keep)-1)."""
@@ -221,6 +217,19 @@ class Encoded:
             input_ids=self.input_ids.take(rows), labels=self.labels.take(rows), word_index=self.word_index.take(rows),
             example=[remap[self.example[r]] for r in rows], n_words=[self.n_words[e] for e in keep],
             stats=dict(self.stats))
+
+
+def merge_stats(parts: Sequence[dict]) -> dict:
+    """The encoding counts of several parts of a split: numbers summed (``max_length`` excepted),
+    anything else as the first part has it."""
+    stats: dict = {}
+    for part in parts:
+        for k, v in part.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "max_length":
+                stats[k] = stats.get(k, 0) + v
+            else:
+                stats.setdefault(k, v)
+    return stats
 
 
 class EncodedBuilder:

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from datasets import concatenate_datasets
 
 from .. import parallel
 from ..adapters import TaskAdapter
 from ..config import RunSettings
-from ..data.stored import encoded_on_disk
+from ..data.stored import EncodedWriter, encoded_on_disk, is_on_disk
 from ..data.types import Encoded, TaskData
 from ..errors import ConfigError
 from ..distill import (DataSource, DistillData, Distiller, Match, Stage, StageContext, Trainee, build_stages,
@@ -40,12 +39,10 @@ from ..utils import PhaseTimer, count_parameters, peak_rss_mib
 from .folder import RunFolder, result_settings
 from .launch import check_launch, compute_device
 from .pretraining_text import check_sources, pretraining_text
+from .splits import concat_groups, encode_splits, rows_folder, transfer_split_on_disk
 from .teacher_vocab import teacher_vocabulary
 
 logger = logging.getLogger(__name__)
-
-#: the splits every task builds per group, concatenated over groups for training
-SPLITS = ("labeled", "validation", "teacher_labeled", "transfer")
 
 
 @dataclass
@@ -88,7 +85,10 @@ class Run:
 
     def set_encoded(self, variant: str) -> Encoded:
         """The rows of a transfer set: its sources' rows, concatenated in registry order."""
-        parts = [self.source_enc[name] for name in TRANSFER_SETS[variant]]
+        names = list(TRANSFER_SETS[variant])
+        if names == self.sources:  # the union's files (a concatenation would read them into memory)
+            return self.union
+        parts = [self.source_enc[name] for name in names]
         return parts[0] if len(parts) == 1 else Encoded.concat(parts)
 
     @property
@@ -135,22 +135,19 @@ def check_settings(s: RunSettings) -> list[str]:
     return resolve_transfer_sets(transfer_sets(s), s.generation)
 
 
-def _concat(parts):
-    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
-
-
 def prepare_data(r: Run) -> None:
     """The tokenizer, every split of every group, and their encodings."""
     s, a = r.settings, r.adapter
     r.tokenizer = load_tokenizer(s.teacher, s.data)
     r.data = a.load_data(s.data)
-    r.splits = {name: _concat([getattr(g, name) for g in r.data.groups.values()]) for name in SPLITS}
-    r.enc = {name: a.encode(ds, r.tokenizer, s.data.max_length, name) for name, ds in r.splits.items()}
+    r.splits = concat_groups(r.data)
+    transfer_split_on_disk(r.data, r.splits, r.out)
+    r.enc = encode_splits(a, r.splits, r.tokenizer, s.data.max_length, r.out)
     texts = (x for ds in r.splits.values() for x in a.texts(ds))
     r.tokenizer, r.teacher_vocab = teacher_vocabulary(s.teacher, r.tokenizer, r.enc.values(), texts)
     if r.teacher_vocab:  # pruned: the rows again, over the pruned vocabulary
         r.sections["teacher_vocabulary"] = r.teacher_vocab
-        r.enc = {name: a.encode(ds, r.tokenizer, s.data.max_length, name) for name, ds in r.splits.items()}
+        r.enc = encode_splits(a, r.splits, r.tokenizer, s.data.max_length, r.out)
     r.eval_enc = {g: a.encode(d.evaluation, r.tokenizer, s.data.max_length, f"evaluation {g}")
                   for g, d in r.data.groups.items()}
     r.eval_gold = {g: a.gold(d.evaluation) for g, d in r.data.groups.items()}
@@ -201,7 +198,6 @@ def build_transfer(r: Run) -> None:
     ctx = TransferContext(adapter=r.adapter, tokenizer=r.tokenizer, data=r.data, splits=r.splits, encodings=r.enc,
                           max_length=s.data.max_length, generation=s.generation, out_dir=r.out, seed=s.data.seed,
                           teacher=r.teacher)
-    parts = []  # the sources' rows as encoded (in memory), for a union of several
     for name in r.sources:
         source = TRANSFER_SOURCES[name]()
         if source.phase:
@@ -209,17 +205,17 @@ def build_transfer(r: Run) -> None:
                 text = source.build(ctx)
         else:
             text = source.build(ctx)
-        r.source_enc[name] = r.enc[source.encoding] = encoded_on_disk(text.encoded, rows_folder(r.out, name))
-        parts.append(text.encoded)
+        encoded = text.encoded if is_on_disk(text.encoded) else encoded_on_disk(text.encoded, rows_folder(r.out, name))
+        r.source_enc[name] = r.enc[source.encoding] = encoded
         if source.section is not None:
             r.sections[source.section] = text.report
-    r.union = (r.source_enc[r.sources[0]] if len(parts) == 1
-               else encoded_on_disk(Encoded.concat(parts), rows_folder(r.out, "union")))
-
-
-def rows_folder(out: Path, name: str) -> Path:
-    """Where this process keeps the encoded rows of transfer source ``name`` (``OUTPUT/rows/NAME.rankR``)."""
-    return out / "rows" / f"{name}.rank{parallel.rank()}"
+    if len(r.sources) == 1:
+        r.union = r.source_enc[r.sources[0]]
+    else:  # the sources' rows one after the other, copied file to file
+        union = EncodedWriter(rows_folder(r.out, "union"))
+        for name in r.sources:
+            union.add(r.source_enc[name])
+        r.union = union.finish()
 
 
 def label_transfer(r: Run) -> None:
