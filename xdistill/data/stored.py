@@ -8,6 +8,8 @@ returns an ``Encoded`` whose fields are :class:`RaggedFile`: every read (a row, 
 all rows in order) goes through ``os.pread`` and the operating system's page cache, which is not
 this process's resident memory, so peak RSS stays flat as the transfer set grows (the issue's
 "training reading rows from storage"; a memory map would count every page it touched).
+:class:`EncodedWriter` appends rows part by part, so :func:`encode_to_disk` encodes a split a part at
+a time and the split is never whole in memory.
 """
 
 from __future__ import annotations
