@@ -9,6 +9,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -40,6 +41,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def staging_folder(folder: str | Path) -> Path:
+    """``FOLDER.tmpPID`` next to ``folder``, created empty: where a folder is written before
+    :func:`publish_folder` moves it into place (each process its own)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish_folder(tmp: str | Path, folder: str | Path) -> None:
+    """Replace ``folder`` (an earlier run's, if any) by the completely written ``tmp``, so that a
+    reader finds the folder whole or not at all."""
+    shutil.rmtree(folder, ignore_errors=True)
+    Path(tmp).rename(folder)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -14,14 +14,13 @@ a time and the split is never whole in memory.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .rowfile import RowAppender, RowFile
+from ..utils import publish_folder, staging_folder
 from .types import Encoded, Ragged, merge_stats
 
 #: values read per ``os.pread`` when every row is read in order (256 KiB of int32)
@@ -109,6 +108,11 @@ def write_values(ragged: Ragged, path: Path) -> None:
         out.close()
 
 
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    """``(N + 1,)`` int64 row starts from ``(N,)`` row lengths."""
+    return np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths, dtype=np.int64)])
+
+
 class EncodedWriter:
     """Writes the rows of an :class:`~xdistill.data.types.Encoded` split to ``folder`` part by part
     and returns them read from there (:meth:`finish`): the split is never whole in memory.
@@ -124,9 +128,7 @@ class EncodedWriter:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
-        self._tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self._tmp.mkdir(parents=True)
+        self._tmp = staging_folder(self.folder)
         self._out = {name: RowAppender(self._tmp / f"{name}.npy", 1, np.int32) for name in FIELDS}
         self._lengths: dict[str, list[np.ndarray]] = {name: [] for name in FIELDS}  # (N_part,) per part
         self._example: list[int] = []
@@ -147,19 +149,14 @@ class EncodedWriter:
     def finish(self) -> Encoded:
         """Close the files, move them to ``folder`` and return the rows read from there
         (:class:`RaggedFile` fields; examples, word counts and stats in memory)."""
-        offsets: dict[str, np.ndarray] = {}
-        for name in FIELDS:
-            self._out[name].close()
-            lengths = np.concatenate(self._lengths[name]) if self._lengths[name] else np.zeros(0, np.int64)
-            same = next((o for o in offsets.values() if len(o) == len(lengths) + 1
-                         and np.array_equal(np.diff(o), lengths)), None)  # token fields share one array
-            if same is None:
-                same = np.zeros(len(lengths) + 1, np.int64)
-                np.cumsum(lengths, out=same[1:])
-            offsets[name] = same
+        for out in self._out.values():
+            out.close()
+        lengths = {name: np.concatenate([np.zeros(0, np.int64), *parts]) for name, parts in self._lengths.items()}
         self._lengths = {name: [] for name in FIELDS}
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self._tmp.rename(self.folder)
+        ids = _offsets(lengths["input_ids"])
+        # the per-token fields share the input ids' offsets; a sequence task's one label per row has its own
+        offsets = {name: ids if np.array_equal(n, lengths["input_ids"]) else _offsets(n) for name, n in lengths.items()}
+        publish_folder(self._tmp, self.folder)
         return Encoded(**{name: RaggedFile(RowFile(self.folder / f"{name}.npy"), offsets[name]) for name in FIELDS},
                        example=self._example, n_words=self._n_words, stats=merge_stats(self._stats))
 

@@ -14,8 +14,6 @@ Each process (rank) keeps its own folders, rewritten by every run.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +24,7 @@ from .. import parallel
 from ..adapters import TaskAdapter
 from ..data.stored import encode_to_disk
 from ..data.types import Encoded, TaskData
+from ..utils import publish_folder, staging_folder
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +54,7 @@ def dataset_on_disk(dataset: Dataset, folder: Path) -> Dataset:
     Raises:
         OSError: the folder cannot be written.
     """
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = staging_folder(folder)
     quiet = are_progress_bars_disabled()
     disable_progress_bars()  # one bar per save is noise in a run's log
     try:
@@ -65,8 +62,7 @@ def dataset_on_disk(dataset: Dataset, folder: Path) -> Dataset:
     finally:
         if not quiet:
             enable_progress_bars()
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    publish_folder(tmp, folder)
     return load_from_disk(str(folder))
 
 

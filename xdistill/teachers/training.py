@@ -18,7 +18,7 @@ from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCall
 
 from ..errors import ConfigError
 from .. import parallel
-from ..utils import atomic_write_json, digest_problem, file_digest
+from ..utils import atomic_write_json, digest_problem, file_digest, publish_folder
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ def save_verified(model, tokenizer, folder: Path, meta_name: str, meta: dict) ->
     tokenizer.save_pretrained(tmp)
     files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     atomic_write_json(tmp / meta_name, {**meta, "files": files})
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    publish_folder(tmp, folder)
 
 
 def load_verified_meta(folder: Path, meta_name: str, key_field: str, key: str, what: str, redo: str) -> dict | None:

@@ -47,7 +47,7 @@ from .. import parallel
 from ..teachers import Teacher
 from ..data.rowfile import RowFile, RowWriter
 from .storage import PCA_SAMPLE_POSITIONS, HiddenStorage
-from ..utils import atomic_write_json, digest_problem, file_digest, progress
+from ..utils import atomic_write_json, digest_problem, file_digest, progress, publish_folder
 
 logger = logging.getLogger(__name__)
 
@@ -302,8 +302,7 @@ def _finish(tmp: Path, path: Path, meta: dict) -> None:
     """Checksums of every shard file, ``meta.json``, then the rename that makes the cache complete."""
     files = {p.name: file_digest(p) for p in sorted(tmp.glob("*.npy"))}
     atomic_write_json(tmp / "meta.json", {**meta, "files": files})
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    publish_folder(tmp, path)
 
 
 def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],

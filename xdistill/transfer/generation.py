@@ -37,7 +37,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2C
 from ..config import GenerationOptions
 from ..errors import ConfigError
 from ..teachers.training import pin_memory, quiet
-from ..utils import atomic_write_json, progress
+from ..utils import atomic_write_json, progress, publish_folder
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ class Generator:
             np.save(tmp / "vocab.npy", self.vocab)
         atomic_write_json(tmp / "xdistill_generator.json", {"bos": self.bos, "eos": self.eos, "pad": self.pad,
                                                            "tags": self.tags, "scratch": self.scratch})
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
+        publish_folder(tmp, path)
 
     @classmethod
     def load(cls, path: Path, task_tokenizer) -> "Generator":
