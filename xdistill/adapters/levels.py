@@ -101,6 +101,12 @@ class OutputLevel(ABC):
     def output_axes(self) -> dict[int, str]:
         """Dynamic axes of the logits in an exported ONNX graph."""
 
+    @abstractmethod
+    def pseudo_labels(self, logits: np.ndarray, word_index: Sequence[int]) -> list[int]:
+        """A row's hard labels from a model's logits, in the place gold labels take in
+        :class:`~xdistill.data.types.Encoded` (self-training): the argmax of ``(T, C)`` logits at each
+        position that starts a word (``word_index >= 0``) and -100 elsewhere, or ``[argmax]`` of ``(C,)``."""
+
     def collate(self, encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
         """Batch tensors: ``input_ids``/``attention_mask`` ``(B, T)`` and ``labels`` (see :meth:`labels_tensor`)."""
         b = collate_inputs(encoded, rows, pad_id)
@@ -172,6 +178,9 @@ class TokenLevel(OutputLevel):
     def output_axes(self):
         return {0: "batch", 1: "sequence"}
 
+    def pseudo_labels(self, logits, word_index):
+        return np.where(np.asarray(word_index) >= 0, logits.argmax(-1), IGNORE).tolist()
+
 
 class SequenceLevel(OutputLevel):
     """One output per row (text classification); the teacher's sequence representation is its
@@ -226,6 +235,9 @@ class SequenceLevel(OutputLevel):
     @property
     def output_axes(self):
         return {0: "batch"}
+
+    def pseudo_labels(self, logits, word_index):
+        return [int(logits.argmax(-1))]
 
 
 TOKEN = TokenLevel()

@@ -167,6 +167,7 @@ class TeacherArguments:
     teacher_lang_temperature: float = field(default=1.0, metadata={"help": "Teacher fine-tuning: sample groups (languages) with probability proportional to n^(1/T) (Conneau & Lample 2019; Arivazhagan et al. 2019) by repeating the rows of smaller groups; 1: as they are, larger: closer to uniform."})
     teacher_label_all_tokens: bool = field(default=False, metadata={"help": "Token tasks: the teacher's fine-tuning labels every subword of a word (B-X becomes I-X after the first), as transformers' run_ner.py --label_all_tokens; off: the first subword only. Predictions and the students always read the first subword."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
+    teacher_self_training: int = field(default=0, metadata={"help": "Rounds of self-training after the teacher's fine-tuning (Noisy Student, Xie et al. 2020): the teacher labels the transfer text, and a new teacher, initialised as the first, is fine-tuned on the labeled and the pseudo-labeled rows and replaces it; 0: none."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
     teacher_embeddings: str = field(default="random", metadata={"help": "Scratch teacher's word embeddings before fine-tuning (a checkpoint keeps its own): random, or ppmi (the truncated SVD of the positive PMI matrix of subword co-occurrences in the --mlm-text text, window 5; Levy, Goldberg and Dagan 2015): seconds of count-based pretraining."})
     mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm and --teacher-embeddings ppmi, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), train (ner: every sentence of the train files of the run's languages, labels unused, the validation split's left out), or UTF-8 files with one text per line."})
@@ -196,7 +197,7 @@ class TeacherArguments:
             raise ConfigError(f"--mlm-text: expected transfer, labeled, train or file paths, comma-separated, got {self.mlm_text!r}")
         check_positive(self, "teacher_hidden_size", "teacher_layers", "teacher_heads", "teacher_intermediate_size",
                         "teacher_epochs", "teacher_lr", "teacher_batch_size", "label_tokens_per_batch")
-        check_positive(self, "teacher_eval_steps", allow_zero=True)
+        check_positive(self, "teacher_eval_steps", "teacher_self_training", allow_zero=True)
         check_choice(self, "teacher_vocab", TEACHER_VOCABULARIES)
         parse_hidden_storage(self.cache_hidden)
         if not self.teacher_architecture:

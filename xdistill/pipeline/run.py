@@ -176,19 +176,23 @@ def prepare_teacher(r: Run) -> None:
     # What the teacher's training depends on: its options and the exact rows it trains and selects on.
     setup = {"task": r.adapter.spec.name, "labels": list(r.adapter.labels), "seed": s.data.seed,
              "teacher": {k: v for k, v in vars(t).items() if k not in ("teacher_layer", "label_tokens_per_batch",
-                         "cache_hidden") and (k, v) != ("teacher_embeddings", "random")},  # older teachers' key
+                         "cache_hidden") and (k, v) not in (("teacher_embeddings", "random"),  # older teachers' key
+                                                            ("teacher_self_training", 0))},
              "teacher_data": inputs_fingerprint(r.enc["teacher_labeled"]),
              "validation": inputs_fingerprint(r.enc["validation"])}
     text = (pretraining_text(r.adapter, t, s.data, r.splits, list(r.data.groups), s.data.max_length, r.tokenizer)
             if t.reads_text else None)  # for MLM pretraining or PPMI-SVD embeddings
     if text is not None:
         setup["mlm_text"] = text.fingerprint()
+    if t.teacher_self_training:
+        setup["self_training_rows"] = inputs_fingerprint(r.enc["transfer"])
     desc = f"{len(r.splits['teacher_labeled'])} labeled {r.adapter.unit} ({r.data.teacher_budget})"
     sizes = {g: len(d.teacher_labeled) for g, d in r.data.groups.items()}
     train, how = teacher_training_rows(r.adapter, r.enc["teacher_labeled"], sizes, t)
     desc += how
     trainer = TeacherTrainer(r.adapter, t, r.out, s.data.seed, setup, pruned_from=r.teacher_vocab.get("full", 0))
-    r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, text=text).eval()
+    r.teacher = trainer.prepare(r.tokenizer, train, r.enc["validation"], s.run.resume, desc, text=text,
+                                pool=r.enc["transfer"]).eval()
     parallel.check_agree({"weights": r.teacher.info.fingerprint}, "the teacher")
 
 

@@ -65,6 +65,8 @@ def _phases(r: RunResult, mean: dict) -> dict:
     held = (mlm or {}).get("held_out_loss") or []
     mlm_minutes = (mlm or {}).get("minutes", 0.0) if r.teacher.fine_tuned_here else 0.0
     emb = r.teacher.embeddings
+    rounds = (r.teacher.self_training or []) if r.teacher.fine_tuned_here else []
+    self_minutes = sum(x.get("minutes", 0.0) for x in rounds)
     return {
         "word_embeddings": None if not emb else {key: emb.get(key) for key in ("method", "tokens", "pieces", "seconds")},
         "mlm_pretraining": None if not mlm else {
@@ -73,7 +75,9 @@ def _phases(r: RunResult, mean: dict) -> dict:
             "held_out_loss_first": held[0][1] if held else None, "held_out_loss_last": held[-1][1] if held else None},
         "fine_tuning": {f"teacher_{k}": mean[f"teacher_{k}"], "best_validation": r.teacher.best_validation_score,
                         "fine_tuned_here": r.teacher.fine_tuned_here,
-                        "minutes": round(max(sec.get("teacher", 0.0) / 60 - (mlm_minutes or 0.0), 0.0), 2)},
+                        "minutes": round(max(sec.get("teacher", 0.0) / 60 - (mlm_minutes or 0.0) - self_minutes, 0.0), 2)},
+        "self_training": [{key: x.get(key) for key in ("round", "pseudo_labeled_rows", "best_validation_score", "minutes")}
+                          for x in rounds] or None,
         "distillation": {f"student_{k}": mean[f"student_{k}"], "student_to_teacher": mean["student_to_teacher"],
                          "stronger_baseline": mean["stronger_baseline"],
                          f"stronger_baseline_{k}": mean[f"{mean['stronger_baseline']}_{k}"],
@@ -190,6 +194,10 @@ def render_markdown(r: dict) -> str:
         ft = ph["fine_tuning"]
         lines.append(f"- Teacher fine-tuning: {k} {ft[f'teacher_{k}']:.2f} on evaluation (best validation "
                      f"{ft['best_validation'] if ft['best_validation'] is not None else '-'}); {ft['minutes']:.1f} min")
+        for x in ph.get("self_training") or []:
+            lines.append(f"- Teacher self-training round {x['round']}: fine-tuned again on the labeled and "
+                         f"{x['pseudo_labeled_rows']} pseudo-labeled rows (best validation {x['best_validation_score']}); "
+                         f"{x['minutes']:.1f} min")
         di = ph["distillation"]
         lines += [f"- Distillation: student {k} {di[f'student_{k}']:.2f} ({100 * (di['student_to_teacher'] or 0):.1f}% of "
                   f"the teacher), {di['gain_over_stronger_baseline']:+.2f} over the stronger no-distillation baseline "

@@ -55,6 +55,7 @@ class TeacherInfo:
     description: str = ""
     mlm: dict | None = None     # what masked-language-model pretraining here saw and gave (MLMReport), if any
     embeddings: dict | None = None  # the PPMI-SVD word embeddings it started from (CooccurrenceReport), if any
+    self_training: list | None = None  # per --teacher-self-training round: pseudo-labeled rows, label shares, validation
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherInfo":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from .build import (build_scratch, check_not_fine_tuned, load_checkpoint, load_p
 from .cooccurrence import init_word_embeddings
 from .mlm import MLMPretrainer, MLMText
 from .references import reference_for
+from .self_training import agreement, label_shares, pseudo_labeled
 from .training import load_verified_meta, pin_memory, quiet, resume_checkpoint, save_verified
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class TeacherTrainer:
         self.setup_key = hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.mlm_report: dict | None = None
         self.embeddings_report: dict | None = None
+        self.self_training_report: list[dict] | None = None
 
     @property
     def saved_dir(self) -> Path:
@@ -121,14 +124,17 @@ class TeacherTrainer:
         return load_checkpoint(self.targs.teacher, auto, labels)
 
     def prepare(self, tokenizer, train: Encoded, validation: Encoded, resume: bool, labeled_desc: str,
-                text: MLMText | None = None) -> Teacher:
+                text: MLMText | None = None, pool: Encoded | None = None) -> Teacher:
         """The teacher ready to label the transfer set, saved in ``OUTPUT/teacher``; with ``text`` (the
         ``--mlm-text`` rows), its encoder is first pretrained on that text (``--teacher-mlm``,
-        :mod:`xdistill.teachers.mlm`) or its word embeddings computed from it (``--teacher-embeddings``).
+        :mod:`xdistill.teachers.mlm`) or its word embeddings computed from it (``--teacher-embeddings``);
+        with ``--teacher-self-training N``, ``N`` rounds of self-training on ``pool`` (the transfer rows,
+        :mod:`xdistill.teachers.self_training`) follow its fine-tuning.
 
         Raises:
             ConfigError: the checkpoint cannot be loaded, has other labels, or (with ``mlm``) is
                 already fine-tuned or has no MLM architecture.
+            ValueError: ``--teacher-self-training`` without a ``pool``.
         """
         saved = self._load_saved(tokenizer)
         if saved is not None:
@@ -139,6 +145,10 @@ class TeacherTrainer:
         best = None
         if needs_training:
             best = self._fine_tune(model, tokenizer, train, validation, resume)
+            if self.targs.teacher_self_training:
+                if pool is None:
+                    raise ValueError("--teacher-self-training: no transfer rows were given to the teacher")
+                model, best = self._self_train(model, best, tokenizer, train, validation, resume, text, pool)
         cfg = model.config
         ref = reference_for(cfg.model_type)
         source = self.targs.teacher or "scratch"
@@ -153,24 +163,61 @@ class TeacherTrainer:
             description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref,
                                          mlm=mlm_report is not None, pruned_from=self.pruned_from,
                                          ppmi=self.embeddings_report is not None),
-            mlm=mlm_report, embeddings=self.embeddings_report)
+            mlm=mlm_report, embeddings=self.embeddings_report, self_training=self.self_training_report)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
         parallel.main_does(lambda: save_verified(model, tokenizer, self.saved_dir, TEACHER_META,
                                                  {"setup_key": self.setup_key, "info": asdict(info), "task": task}),
                            f"saved the teacher in {self.saved_dir}")
         return Teacher(model, tokenizer, info, task=task)
 
-    def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool) -> float | None:
+    def _self_train(self, model, best: float | None, tokenizer, train: Encoded, validation: Encoded, resume: bool,
+                    text: MLMText | None, pool: Encoded):
+        """``--teacher-self-training`` rounds after the first fine-tuning: each round's teacher labels
+        ``pool`` and a new one, built as the first was (same initialisation), is fine-tuned on ``train``
+        and those rows; returns the last round's model and best validation score. Each finished round
+        is saved in ``checkpoints/teacher-roundK`` so that ``--resume`` continues from it exactly."""
+        names = list(self.adapter.labels)
+        rounds, previous = [], None
+        for k in range(1, self.targs.teacher_self_training + 1):
+            t0 = time.perf_counter()
+            silver = pseudo_labeled(model, self.adapter.level, pool, tokenizer.pad_token_id,
+                                    self.targs.label_tokens_per_batch)
+            done = self.out_dir / "checkpoints" / f"teacher-round{k}"
+            meta = load_verified_meta(done, TEACHER_META, "setup_key", self.setup_key, f"self-training round {k}",
+                                      "run again without --resume") if resume else None
+            if meta is not None:
+                model = self.adapter.level.auto_model_class.from_pretrained(done)
+                best = meta["best"]
+                logger.info("teacher self-training round %d: reusing %s", k, done)
+            else:
+                model, _ = self._build(tokenizer, text, resume)
+                best = self._fine_tune(model, tokenizer, Encoded.concat([train, silver]), validation, resume,
+                                       f"teacher-self{k}")
+                parallel.main_does(lambda: save_verified(model, tokenizer, done, TEACHER_META,
+                                                         {"setup_key": self.setup_key, "best": best}),
+                                   f"saved self-training round {k} in {done}")
+            rounds.append({"round": k, "pseudo_labeled_rows": len(silver), "labeled_rows": len(train),
+                           "pseudo_label_shares": label_shares(silver, names),
+                           "agreement_with_previous_round": None if previous is None else agreement(previous, silver),
+                           "best_validation_score": best, "minutes": round((time.perf_counter() - t0) / 60, 2)})
+            logger.info("teacher self-training round %d: %d pseudo-labeled rows, best validation %s", k, len(silver),
+                        best)
+            previous = silver
+        self.self_training_report = rounds
+        return model, best
+
+    def _fine_tune(self, model, tokenizer, train: Encoded, validation: Encoded, resume: bool,
+                   name: str = "teacher") -> float | None:
         """Fine-tune with ``transformers.Trainer`` (validation and a checkpoint per epoch or every
         ``--teacher-eval-steps`` steps, early stopping after 2 checks without improvement, the best
-        checkpoint kept); with ``resume``, from the latest complete checkpoint. Returns the best
-        validation score.
+        checkpoint kept, in ``checkpoints/NAME``); with ``resume``, from the latest complete checkpoint.
+        Returns the best validation score.
 
         Raises:
             ConfigError: ``resume`` with a corrupted checkpoint.
         """
         t = self.targs
-        ckpt_dir = self.out_dir / "checkpoints" / "teacher"
+        ckpt_dir = self.out_dir / "checkpoints" / name
         strategy = "steps" if t.teacher_eval_steps else "epoch"
         precision = parallel.mixed_precision()
         args = TrainingArguments(
@@ -199,11 +246,11 @@ class TeacherTrainer:
             model=model, args=args, train_dataset=_EncodedDataset(train, adapter), eval_dataset=_EncodedDataset(validation, adapter),
             data_collator=adapter.level.trainer_collator(tokenizer), compute_metrics=compute_metrics,
             callbacks=[EarlyStoppingCallback(early_stopping_patience=2)],
-        ), "teacher")
+        ), name)
         start = resume_checkpoint(ckpt_dir) if resume else None
         if start is not None:
-            logger.info("teacher: resuming fine-tuning from %s", start)
+            logger.info("%s: resuming fine-tuning from %s", name, start)
         trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
         best = trainer.state.best_metric
-        logger.info("teacher fine-tuned: best validation %s %.2f", adapter.primary_metric, best if best is not None else float("nan"))
+        logger.info("%s fine-tuned: best validation %s %.2f", name, adapter.primary_metric, best if best is not None else float("nan"))
         return None if best is None else float(best)
