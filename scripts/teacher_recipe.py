@@ -104,6 +104,7 @@ def _run(command: str, results: str | None, rest: list[str]) -> int:
             "mlm_held_out_loss": (mlm.get("held_out_loss") or [[None, None]])[-1][1],
             "peak_rss_mib": round(peak_rss_mib(), 1),
             "teacher": info.description, "parameters": info.parameters,
+            "self_training": info.self_training,
             "best_validation": info.best_validation_score, f"mean_{adapter.primary_metric}": round(mean, 2),
             "per_group": {g: round(v, 2) for g, v in per.items()}}
     print(json.dumps(line), flush=True)

@@ -14,7 +14,7 @@ from xdistill.data.batching import IGNORE
 from xdistill.errors import ConfigError
 from xdistill.teachers import TEACHER_META
 from xdistill.teachers.finetune import TeacherTrainer
-from xdistill.teachers.self_training import agreement, label_shares, pseudo_labeled
+from xdistill.teachers.self_training import agreement, confident_labels, label_shares, labeled_positions, pseudo_labeled
 
 SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,
              teacher_epochs=1.0, teacher_batch_size=4, teacher_lr=1e-3)
@@ -136,3 +136,28 @@ def test_self_training_needs_the_transfer_rows(tok, adapter, tmp_path):
     trainer = TeacherTrainer(adapter, TeacherArguments(**SIZES, teacher_self_training=1), tmp_path, 0, {"x": 1})
     with pytest.raises(ValueError, match="--teacher-self-training"):
         trainer.prepare(tok, train, train, False, "5 sentences")
+
+
+def test_confident_labels_leave_out_uncertain_positions():
+    logits = np.array([[4.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 9.0]], dtype=np.float32)  # (T, C)
+    # softmax maxima: 0.96, 0.36, 1.00
+    assert confident_labels(logits, [0, 0, 2], 0.9) == [0, IGNORE, 2]
+    assert confident_labels(logits, [0, 0, 2], 0.3) == [0, 0, 2]
+    assert confident_labels(np.array([0.0, 0.1], dtype=np.float32), [1], 0.9) == [IGNORE]  # (C,)
+
+
+def test_pseudo_labeled_with_a_confidence_floor_drops_rows_without_a_label(adapter, tok):
+    pool = tm.encode(adapter, tok, tm.SENTENCES, labeled=False)
+    model = tm.make_teacher(len(tok))
+    everything = pseudo_labeled(model, TOKEN, pool, tok.pad_token_id)
+    assert labeled_positions(everything) == sum(pool.n_words)
+    nothing_sure = pseudo_labeled(model, TOKEN, pool, tok.pad_token_id, min_confidence=0.999)
+    assert len(nothing_sure) == 0  # a random 7-label model is never that sure
+    some = pseudo_labeled(model, TOKEN, pool, tok.pad_token_id, min_confidence=0.2)
+    assert 0 < labeled_positions(some) <= labeled_positions(everything)
+    assert all(any(v != IGNORE for v in row) for row in some.labels)
+
+
+def test_confidence_option_is_validated():
+    with pytest.raises(ConfigError, match="--teacher-self-training-confidence"):
+        TeacherArguments(teacher_self_training_confidence=1.0)

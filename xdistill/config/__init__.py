@@ -168,6 +168,7 @@ class TeacherArguments:
     teacher_label_all_tokens: bool = field(default=False, metadata={"help": "Token tasks: the teacher's fine-tuning labels every subword of a word (B-X becomes I-X after the first), as transformers' run_ner.py --label_all_tokens; off: the first subword only. Predictions and the students always read the first subword."})
     teacher_label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the teacher's fine-tuning loss (0: none)."})
     teacher_self_training: int = field(default=0, metadata={"help": "Rounds of self-training after the teacher's fine-tuning (Noisy Student, Xie et al. 2020): the teacher labels the transfer text, and a new teacher, initialised as the first, is fine-tuned on the labeled and the pseudo-labeled rows and replaces it; 0: none."})
+    teacher_self_training_confidence: float = field(default=0.0, metadata={"help": "--teacher-self-training: leave out of the loss every pseudo label whose softmax probability is below this (uncertainty-aware self-training, Mukherjee and Hassan Awadallah 2020); 0: keep all."})
     teacher_mlm: str = field(default="off", metadata={"help": "Masked-language-model pretraining of the teacher before fine-tuning (continued pretraining for a checkpoint): off, a number of steps (3000) or minutes (15min)."})
     teacher_embeddings: str = field(default="random", metadata={"help": "Scratch teacher's word embeddings before fine-tuning (a checkpoint keeps its own): random, or ppmi (the truncated SVD of the positive PMI matrix of subword co-occurrences in the --mlm-text text, window 5; Levy, Goldberg and Dagan 2015): seconds of count-based pretraining."})
     mlm_text: str = field(default="transfer,labeled", metadata={"help": "Text for --teacher-mlm and --teacher-embeddings ppmi, comma-separated: transfer (the transfer text), labeled (the teacher's labeled text, labels unused), train (ner: every sentence of the train files of the run's languages, labels unused, the validation split's left out), or UTF-8 files with one text per line."})
@@ -187,6 +188,9 @@ class TeacherArguments:
             raise ConfigError(f"--teacher-lang-temperature: expected a temperature of 1 or more, got {self.teacher_lang_temperature}")
         if not 0 <= self.teacher_dropout < 1:
             raise ConfigError(f"--teacher-dropout: expected 0 <= p < 1, got {self.teacher_dropout}")
+        if not 0 <= self.teacher_self_training_confidence < 1:
+            raise ConfigError("--teacher-self-training-confidence: expected a probability 0 <= p < 1, got "
+                              f"{self.teacher_self_training_confidence}")
         if not 0 <= self.teacher_label_smoothing < 1:
             raise ConfigError(f"--teacher-label-smoothing: expected 0 <= e < 1, got {self.teacher_label_smoothing}")
         check_choice(self, "teacher_embeddings", TEACHER_EMBEDDINGS)

@@ -177,7 +177,8 @@ def prepare_teacher(r: Run) -> None:
     setup = {"task": r.adapter.spec.name, "labels": list(r.adapter.labels), "seed": s.data.seed,
              "teacher": {k: v for k, v in vars(t).items() if k not in ("teacher_layer", "label_tokens_per_batch",
                          "cache_hidden") and (k, v) not in (("teacher_embeddings", "random"),  # older teachers' key
-                                                            ("teacher_self_training", 0))},
+                                                            ("teacher_self_training", 0),
+                                                            ("teacher_self_training_confidence", 0.0))},
              "teacher_data": inputs_fingerprint(r.enc["teacher_labeled"]),
              "validation": inputs_fingerprint(r.enc["validation"])}
     text = (pretraining_text(r.adapter, t, s.data, r.splits, list(r.data.groups), s.data.max_length, r.tokenizer)

@@ -32,7 +32,7 @@ from .build import (build_scratch, check_not_fine_tuned, load_checkpoint, load_p
 from .cooccurrence import init_word_embeddings
 from .mlm import MLMPretrainer, MLMText
 from .references import reference_for
-from .self_training import agreement, label_shares, pseudo_labeled
+from .self_training import agreement, label_shares, labeled_positions, pseudo_labeled
 from .training import load_verified_meta, pin_memory, quiet, resume_checkpoint, save_verified
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class TeacherTrainer:
         for k in range(1, self.targs.teacher_self_training + 1):
             t0 = time.perf_counter()
             silver = pseudo_labeled(model, self.adapter.level, pool, tokenizer.pad_token_id,
-                                    self.targs.label_tokens_per_batch)
+                                    self.targs.label_tokens_per_batch, self.targs.teacher_self_training_confidence)
             done = self.out_dir / "checkpoints" / f"teacher-round{k}"
             meta = load_verified_meta(done, TEACHER_META, "setup_key", self.setup_key, f"self-training round {k}",
                                       "run again without --resume") if resume else None
@@ -197,8 +197,10 @@ class TeacherTrainer:
                                                          {"setup_key": self.setup_key, "best": best}),
                                    f"saved self-training round {k} in {done}")
             rounds.append({"round": k, "pseudo_labeled_rows": len(silver), "labeled_rows": len(train),
+                           "pseudo_labels": labeled_positions(silver), "pool_rows": len(pool),
                            "pseudo_label_shares": label_shares(silver, names),
-                           "agreement_with_previous_round": None if previous is None else agreement(previous, silver),
+                           "agreement_with_previous_round": None if previous is None or len(previous) != len(silver)
+                           else agreement(previous, silver),
                            "best_validation_score": best, "minutes": round((time.perf_counter() - t0) / 60, 2)})
             logger.info("teacher self-training round %d: %d pseudo-labeled rows, best validation %s", k, len(silver),
                         best)
