@@ -161,3 +161,30 @@ def test_pseudo_labeled_with_a_confidence_floor_drops_rows_without_a_label(adapt
 def test_confidence_option_is_validated():
     with pytest.raises(ConfigError, match="--teacher-self-training-confidence"):
         TeacherArguments(teacher_self_training_confidence=1.0)
+
+
+@pytest.mark.integration
+def test_self_trained_teacher_end_to_end_on_real_data(tmp_path, data_dir):
+    """``--teacher-self-training 1`` in a smoke run on real Swahili data: the report's phases give the
+    round, its pseudo labels are the transfer rows', and report.md says what it gave."""
+    import torch
+
+    from xdistill.cli import main
+
+    argv = ["ner", "--preset", "smoke", "--source", "local", "--data-dir", str(data_dir), "--output-dir", str(tmp_path),
+            "--langs", "sw", "--labeled-per-lang", "60", "--teacher-labeled-per-lang", "200", "--validation-per-lang",
+            "40", "--transfer-per-lang", "150", "--unlabeled-per-lang", "100", "--eval-per-lang", "60",
+            "--max-length", "64", "--teacher-epochs", "1", "--teacher-batch-size", "16", "--max-epochs", "1",
+            "--baseline-max-epochs", "2", "--embedding-dim", "16", "--hidden-size", "16", "--teacher-hidden-size", "32",
+            "--teacher-heads", "2", "--teacher-intermediate-size", "64", "--teacher-layers", "1",
+            "--teacher-self-training", "1", "--teacher-self-training-confidence", "0.2"]
+    torch.set_num_threads(2)
+    assert main(argv) == 0
+    r = json.loads((tmp_path / "report.json").read_text())
+    (rnd,) = r["teacher"]["self_training"]
+    assert rnd["round"] == 1 and rnd["pool_rows"] >= 150 and 0 < rnd["pseudo_labeled_rows"] <= rnd["pool_rows"]
+    assert 0 < rnd["pseudo_labels"] and abs(sum(rnd["pseudo_label_shares"].values()) - 100) < 0.1
+    assert r["teacher"]["best_validation_score"] == rnd["best_validation_score"]
+    (ph,) = r["phases"]["self_training"]
+    assert ph["round"] == 1 and ph["pseudo_labeled_rows"] == rnd["pseudo_labeled_rows"]
+    assert "- Teacher self-training round 1: fine-tuned again on the labeled and" in (tmp_path / "report.md").read_text()

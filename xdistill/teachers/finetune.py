@@ -182,6 +182,10 @@ class TeacherTrainer:
             t0 = time.perf_counter()
             silver = pseudo_labeled(model, self.adapter.level, pool, tokenizer.pad_token_id,
                                     self.targs.label_tokens_per_batch, self.targs.teacher_self_training_confidence)
+            if not len(silver):
+                logger.warning("teacher self-training round %d: no pseudo label of the %d transfer rows reaches "
+                               "--teacher-self-training-confidence %s; the round trains on the labeled rows alone",
+                               k, len(pool), self.targs.teacher_self_training_confidence)
             done = self.out_dir / "checkpoints" / f"teacher-round{k}"
             meta = load_verified_meta(done, TEACHER_META, "setup_key", self.setup_key, f"self-training round {k}",
                                       "run again without --resume") if resume else None
