@@ -67,3 +67,11 @@ def tok(tmp_path_factory):
     import tiny_models
 
     return tiny_models.make_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    """The WikiANN task adapter (a module may define its own ``adapter``)."""
+    import tiny_models
+
+    return tiny_models.wikiann_adapter()

@@ -16,19 +16,13 @@ from xdistill.teachers import TEACHER_META
 from xdistill.teachers.finetune import TeacherTrainer
 from xdistill.teachers.self_training import agreement, confident_labels, label_shares, labeled_positions, pseudo_labeled
 
-SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,
-             teacher_epochs=1.0, teacher_batch_size=4, teacher_lr=1e-3)
+SIZES = tm.SCRATCH_TEACHER_SIZES
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     with tm.single_thread():
         yield
-
-
-@pytest.fixture(scope="module")
-def adapter():
-    return tm.wikiann_adapter()
 
 
 def test_token_pseudo_labels_are_the_argmax_at_word_starts_only():

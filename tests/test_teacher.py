@@ -20,8 +20,7 @@ from xdistill.teachers import (REFERENCE_MODELS, TEACHER_META, Teacher, TeacherI
 from xdistill.teachers.build import load_tokenizer, output_layer, permute_labels, scratch_architecture
 from xdistill.teachers.finetune import TeacherTrainer
 
-SCRATCH_SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,
-                     teacher_epochs=1.0, teacher_batch_size=4, teacher_lr=1e-3)
+SCRATCH_SIZES = tm.SCRATCH_TEACHER_SIZES
 
 
 @pytest.fixture(scope="module", autouse=True)

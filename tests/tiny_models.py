@@ -36,6 +36,11 @@ SENTENCES = [
 ]
 
 
+#: teacher options of a one-layer scratch teacher that fine-tunes in a second (tests of the teacher's training)
+SCRATCH_TEACHER_SIZES = dict(teacher_hidden_size=32, teacher_layers=1, teacher_heads=2, teacher_intermediate_size=37,
+                             teacher_epochs=1.0, teacher_batch_size=4, teacher_lr=1e-3)
+
+
 def write_vocab(directory: Path, vocab: Sequence[str] = VOCAB) -> Path:
     """Write ``vocab.txt`` (one token per line) into ``directory``; return its path."""
     directory = Path(directory)
