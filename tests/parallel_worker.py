@@ -84,3 +84,4 @@ if __name__ == "__main__":
     case, out = sys.argv[1], Path(sys.argv[2])
     result = {"rank": parallel.rank(), "world_size": parallel.world_size(), **CASES[case]()}
     (out / f"rank-{parallel.rank()}.json").write_text(json.dumps(result))
+    parallel.shutdown()  # as the CLI does: no gloo group left to the interpreter's teardown

@@ -56,6 +56,7 @@ def test_one_process_helpers_are_no_ops():
     assert parallel.main_does(lambda: 5, "x") == 5
     assert parallel.local_rows([4, 5, 6]) == [4, 5, 6]
     parallel.check_agree({"a": 1}, "x")
+    parallel.shutdown()  # no group was formed: nothing to destroy
 
 
 def test_mixed_precision_follows_the_launch_on_gpus_only(monkeypatch, tmp_path, capsys):

@@ -283,4 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    return exit_status(HANDLERS[argv[0]], argv[1:])
+    try:
+        return exit_status(HANDLERS[argv[0]], argv[1:])
+    finally:
+        parallel.shutdown()

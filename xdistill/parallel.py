@@ -111,6 +111,16 @@ def _grouped() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def shutdown() -> None:
+    """Destroy this process's process group, if one was formed (nothing otherwise), before the
+    interpreter exits: a gloo group left to the interpreter's teardown can abort the process
+    ("terminate called without an active exception", SIGABRT) after its work is done, which the
+    launcher then reports as a failed rank. Local to the process: no barrier, so a rank that stops
+    on an error does not wait for the others."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait until every process gets here (nothing with one process)."""
     if _grouped():
