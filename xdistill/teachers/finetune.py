@@ -9,6 +9,7 @@ key of the settings it was made with, so a later run with the same settings reus
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -144,11 +145,14 @@ class TeacherTrainer:
         check_vocabulary(model, tokenizer, self.targs.teacher or "scratch")
         best = None
         if needs_training:
+            rounds = self.targs.teacher_self_training
+            if rounds and pool is None:
+                raise ValueError("--teacher-self-training: no transfer rows were given to the teacher")
+            # every round starts where the first fine-tuning did (no second PPMI-SVD or MLM pass)
+            initial = copy.deepcopy(model) if rounds else None
             best = self._fine_tune(model, tokenizer, train, validation, resume)
-            if self.targs.teacher_self_training:
-                if pool is None:
-                    raise ValueError("--teacher-self-training: no transfer rows were given to the teacher")
-                model, best = self._self_train(model, best, tokenizer, train, validation, resume, text, pool)
+            if rounds:
+                model, best = self._self_train(model, best, tokenizer, train, validation, resume, initial, pool)
         cfg = model.config
         ref = reference_for(cfg.model_type)
         source = self.targs.teacher or "scratch"
@@ -171,10 +175,10 @@ class TeacherTrainer:
         return Teacher(model, tokenizer, info, task=task)
 
     def _self_train(self, model, best: float | None, tokenizer, train: Encoded, validation: Encoded, resume: bool,
-                    text: MLMText | None, pool: Encoded):
+                    initial, pool: Encoded):
         """``--teacher-self-training`` rounds after the first fine-tuning: each round's teacher labels
-        ``pool`` and a new one, built as the first was (same initialisation), is fine-tuned on ``train``
-        and those rows; returns the last round's model and best validation score. Each finished round
+        ``pool`` and a new one, a copy of ``initial`` (the model before the first fine-tuning), is
+        fine-tuned on ``train`` and those rows; returns the last round's model and best validation score. Each finished round
         is saved in ``checkpoints/teacher-roundK`` so that ``--resume`` continues from it exactly."""
         names = list(self.adapter.labels)
         rounds, previous = [], None
@@ -194,7 +198,7 @@ class TeacherTrainer:
                 best = meta["best"]
                 logger.info("teacher self-training round %d: reusing %s", k, done)
             else:
-                model, _ = self._build(tokenizer, text, resume)
+                model = copy.deepcopy(initial)
                 best = self._fine_tune(model, tokenizer, Encoded.concat([train, silver]), validation, resume,
                                        f"teacher-self{k}")
                 parallel.main_does(lambda: save_verified(model, tokenizer, done, TEACHER_META,
