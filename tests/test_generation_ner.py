@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 import tiny
 from xdistill.cli import main
@@ -291,3 +293,28 @@ def test_draw_is_nucleus_sampling_over_the_top_k():
     assert counts[2] == 0 and counts[0] == pytest.approx(5 / 8, abs=0.02)
     assert set(generation.draw(logits, 1.0, 1.0, top_k=1).tolist()) == {0}
     assert set(generation.draw(logits, 1.0, 0.01).tolist()) == {0}
+
+
+def test_sample_with_the_key_value_cache_equals_decoding_without_it():
+    """Greedy decoding (``top_p`` that keeps only the likeliest id) through the model's key-value cache gives
+    the tokens of recomputing the whole prefix at every step, without transformers' deprecation warning for
+    the cache argument's old name (``past_key_values``, removed in transformers 5.40)."""
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=40, n_positions=64,
+                                       bos_token_id=1, eos_token_id=2, pad_token_id=0))
+    gen = SimpleNamespace(model=model, eos=2, pad=0, decode=lambda row: " ".join(map(str, row)))
+    prompts = [[1, 5, 6], [1, 7, 8], [1, 9]]
+    opts = SimpleNamespace(generator_max_length=12, temperature_sampling=1.0, top_p=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        texts = generation.sample(gen, prompts, opts, strip_prompt=False)
+    for prompt, text in zip(prompts, texts):
+        ids = list(prompt)
+        with torch.no_grad():
+            while len(ids) < opts.generator_max_length:
+                nxt = int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+                if nxt == gen.eos:
+                    break
+                ids.append(nxt)
+        assert text == " ".join(map(str, ids))
+    assert generation.key_value_cache_argument(model) in ("cache", "past_key_values")

@@ -18,6 +18,7 @@ generator gets its group tags as added special tokens (``<xdistill:de>``), its e
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -238,6 +239,13 @@ def draw(logits: torch.Tensor, temperature: float, top_p: float, top_k: int = 50
     return i.gather(1, torch.multinomial(probs, 1)).squeeze(1)
 
 
+def key_value_cache_argument(model: torch.nn.Module) -> str:
+    """The name under which ``model.forward`` takes its key-value cache: ``cache`` since transformers
+    5.24, ``past_key_values`` before (deprecated in 5.24, removed in 5.40), so that sampling works with
+    every transformers 5 release the package allows."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def sample(gen: Generator, prompts: list[list[int]], args: GenerationOptions, strip_prompt: bool,
            batch: int = 256) -> list[str]:
@@ -248,6 +256,7 @@ def sample(gen: Generator, prompts: list[list[int]], args: GenerationOptions, st
     model = gen.model
     model.eval()
     device = next(model.parameters()).device
+    cache_kwarg = key_value_cache_argument(model)
     by_length: dict[int, list[int]] = {}
     for k, p in enumerate(prompts):
         by_length.setdefault(len(p), []).append(k)
@@ -264,7 +273,8 @@ def sample(gen: Generator, prompts: list[list[int]], args: GenerationOptions, st
             done |= nxt == gen.eos
             if bool(done.all()):
                 break
-            out = model(input_ids=nxt[:, None], past_key_values=out.past_key_values, use_cache=True)
+            cache = out["cache"] if "cache" in out else out["past_key_values"]
+            out = model(input_ids=nxt[:, None], use_cache=True, **{cache_kwarg: cache})
         new = torch.stack(drawn, 1).cpu().tolist() if drawn else [[] for _ in rows]
         for k, tail in zip(rows, new):
             tail = tail[: tail.index(gen.eos)] if gen.eos in tail else tail
