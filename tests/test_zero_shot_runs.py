@@ -67,7 +67,8 @@ def test_ner_zero_shot_student_never_sees_task_text(poisoned, tmp_path, monkeypa
     out = tmp_path / "run"
     status = cli.main(["ner", "--preset", "smoke", "--data-dir", str(root), "--langs", "sw", "--output-dir", str(out),
                        "--zero-shot", "--ood-text", str(root / "ood.txt"), "--adversarial", "--adversarial-generator-mlm",
-                       "20", "--student-steps", "3", "--generator-steps", "2", "--max-epochs", "1"])
+                       "5", "--adversarial-generator-hidden", "32", "--adversarial-generator-layers", "1",
+                       "--adversarial-generator-heads", "1", "--student-steps", "3", "--generator-steps", "2", "--max-epochs", "1"])
     assert status == 0
     assert seen and perturbed
     assert not any(bool((ids == poison_id).any()) for ids in seen + perturbed)
