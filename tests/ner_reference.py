@@ -7,6 +7,7 @@ import numpy as np
 
 from xdistill.adapters.token_classification import IGNORE, windows, word_pieces
 from xdistill.data.types import EncodedBuilder
+from xdistill.data.readers import repair_iob2
 
 
 def reference_encode(adapter, dataset, tokenizer, max_length: int):
@@ -54,7 +55,8 @@ def reference_decode(adapter, logits, encoded) -> list[list[str]]:
 
 
 def reference_predict(adapter, model, texts) -> list[dict]:
-    """``predict_texts`` as it was: words, tags and entity spans, one word at a time."""
+    """``predict_texts`` one word at a time: words, tags (repaired to valid IOB2 by the readers'
+    :func:`~xdistill.data.readers.repair_iob2`) and entity spans."""
     words = adapter.splitter.spans(texts)
     ds = {"tokens": [[w for w, _, _ in ws] for ws in words], "tags": [[] for _ in words]}
     enc = reference_encode(adapter, ds, model.tokenizer, model.max_length)
@@ -70,6 +72,6 @@ def reference_predict(adapter, model, texts) -> list[dict]:
                 cur["end"] = e
             else:
                 cur = None
-        out.append({"text": text, "words": [w for w, _, _ in ws], "tags": list(tg),
+        out.append({"text": text, "words": [w for w, _, _ in ws], "tags": repair_iob2(tg)[0],
                     "entities": [{"text": text[x["start"]:x["end"]], **x} for x in ents]})
     return out

@@ -23,7 +23,7 @@ from transformers import BertTokenizerFast
 import xdistill.adapters.token_encoding as te
 import xdistill.data.words as words_module
 from xdistill.adapters.token_classification import word_pieces
-from xdistill.adapters.token_encoding import PieceTable, entity_spans, window_counts
+from xdistill.adapters.token_encoding import PieceTable, entity_spans, valid_iob2, window_counts
 from xdistill.data.readers import read_ner_file
 from xdistill.data.types import Ragged
 from xdistill.serving.inference import PREDICT_GC_THRESHOLD, InferenceModel, fewer_collections
@@ -142,6 +142,21 @@ def test_entity_spans_hand_example():
     assert first.tolist() == [0, 3, 5, 6, 7, 8]
     assert last.tolist() == [1, 4, 5, 6, 7, 8]
     assert [["LOC", "ORG", "PER"][k] for k in kind] == ["PER", "LOC", "ORG", "LOC", "LOC", "LOC"]
+
+
+def test_valid_iob2_hand_example():
+    kinds = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    #        I-PER  I-PER  O  B-LOC I-LOC I-ORG | I-LOC (new sentence) B-LOC I-LOC
+    tags = np.array([2, 2, 0, 5, 6, 4, 6, 5, 6])
+    starts = np.zeros(len(tags), bool)
+    starts[[0, 6]] = True
+    fixed = valid_iob2(tags, starts, kinds)
+    assert [kinds[i] for i in fixed] == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-ORG", "B-LOC", "B-LOC", "I-LOC"]
+    assert tags.tolist() == [2, 2, 0, 5, 6, 4, 6, 5, 6]  # the input is not modified
+    # the repaired tags spell the same entities
+    assert [a.tolist() for a in entity_spans(fixed, starts, kinds)] == [a.tolist() for a in entity_spans(tags, starts, kinds)]
+    # a type without a B- tag in the label set keeps its I- tag
+    assert valid_iob2(np.array([1, 0, 1]), np.array([True, False, False]), ["O", "I-MISC"]).tolist() == [1, 0, 1]
 
 
 def test_ragged_padded():

@@ -25,7 +25,7 @@ from ..data.words import make_word_splitter
 from ..errors import ConfigError
 from .base import TaskAdapter
 from .token_encoding import (PieceTable, encode_words, entity_spans, entity_types_of, first_subword_predictions,
-                             label_all_tokens, window_counts)
+                             label_all_tokens, valid_iob2, window_counts)
 from .levels import TOKEN
 
 logger = logging.getLogger(__name__)
@@ -206,6 +206,8 @@ class TokenClassificationAdapter(TaskAdapter):
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
         """Per text: its ``words`` (as the task's word splitter splits it), their IOB2 ``tags``,
         and the entity spans ``entities``: ``[{"text", "type", "start", "end"}]`` (character offsets).
+        The tags are valid IOB2 and spell the entities: an ``I-X`` the model predicts where an entity
+        begins (after ``O`` or another type) is returned as ``B-X`` (:func:`~xdistill.adapters.token_encoding.valid_iob2`).
 
         ``model`` has ``tokenizer``, ``max_length`` and ``logits(encoded)``. The subwords of words seen
         before are kept across calls (up to ``SERVING_PIECE_WORDS`` distinct words; then the table
@@ -230,7 +232,7 @@ class TokenClassificationAdapter(TaskAdapter):
         for i, a, b, k in zip(owner.tolist(), first.tolist(), last.tolist(), kind.tolist()):
             s, e = spans[a][1], spans[b][2]
             ents[i].append({"text": texts[i][s:e], "type": types[k], "start": s, "end": e})
-        tags = np.asarray(self.labels, dtype=object)[tag_ids].tolist()
+        tags = np.asarray(self.labels, dtype=object)[valid_iob2(tag_ids, starts, self.labels)].tolist()
         b = bounds.tolist()
         return [{"text": text, "words": ds["tokens"][i], "tags": tags[b[i]:b[i + 1]], "entities": ents[i]}
                 for i, text in enumerate(texts)]

@@ -230,17 +230,44 @@ def entity_spans(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[s
     three ``(E,)`` arrays of word indices and the type of each entity (index into the sorted
     entity types of :func:`entity_types_of`).
     """
-    type_of, is_b = _tag_tables(tuple(kinds))
-    t = type_of[tags]
-    prev = np.concatenate([[-1], t[:-1]])
-    prev[sentence_start] = -1
+    t, begin = _entity_begins(tags, sentence_start, kinds)
     inside = t >= 0
-    begin = inside & (is_b[tags] | (prev != t))
     first = np.flatnonzero(begin)
     # an entity ends where the next word does not continue it: outside, or a new begin
     continued = np.concatenate([inside[1:] & ~begin[1:], [False]])
     last = np.flatnonzero(inside & ~continued)
     return first, last, t[first]
+
+
+def _entity_begins(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per word its entity type's index (-1 for ``O``) and whether an entity begins there (CoNLL's rule,
+    see :func:`entity_spans`): two ``(W,)`` arrays."""
+    type_of, is_b = _tag_tables(tuple(kinds))
+    t = type_of[tags]
+    prev = np.concatenate([[-1], t[:-1]])
+    prev[sentence_start] = -1
+    return t, (t >= 0) & (is_b[tags] | (prev != t))
+
+
+def valid_iob2(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
+    """``tags`` ``(W,)`` (label ids, arguments as in :func:`entity_spans`) with every ``I-X`` that begins an
+    entity (after ``O``, after another type, or at a sentence start) replaced by ``B-X``: valid IOB2 tags
+    whose entities are the ones :func:`entity_spans` reads from the input (the repair
+    :func:`~xdistill.data.readers.repair_iob2` makes, over a whole chunk in numpy). An ``I-X`` whose
+    ``B-X`` is not among ``kinds`` is left as it is. Returns a new array."""
+    t, begin = _entity_begins(tags, sentence_start, kinds)
+    b_of_type = _b_tags(tuple(kinds))
+    fix = np.flatnonzero(begin)
+    fix = fix[b_of_type[t[fix]] >= 0]
+    out = np.array(tags, copy=True)
+    out[fix] = b_of_type[t[fix]]
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _b_tags(kinds: tuple[str, ...]) -> np.ndarray:
+    """Per entity type (index into :func:`entity_types_of`) the label id of its ``B-`` tag, -1 if none."""
+    return np.array([kinds.index("B-" + x) if "B-" + x in kinds else -1 for x in entity_types_of(kinds)], np.int64)
 
 
 @functools.lru_cache(maxsize=16)
