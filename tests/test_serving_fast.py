@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ import xdistill.adapters.token_encoding as te
 import xdistill.data.words as words_module
 from xdistill.adapters.token_classification import word_pieces
 from xdistill.adapters.token_encoding import PieceTable, entity_spans, valid_iob2, window_counts
-from xdistill.data.readers import read_ner_file
+from xdistill.data.readers import read_ner_file, repair_iob2
 from xdistill.data.types import Ragged
 from xdistill.serving.inference import PREDICT_GC_THRESHOLD, InferenceModel, fewer_collections
 from xdistill.serving.stream import chunked_lines, predict_stream
@@ -206,6 +207,20 @@ def test_predict_spans_equal_reference_on_every_script(adapter, mbert, raw_texts
     ref = reference_predict(adapter, model, raw_texts)
     assert fast == ref
     assert sum(len(r["entities"]) for r in fast) > 500  # the spans were exercised
+
+
+def test_tag_words_gives_the_valid_iob2_tags_of_predict(adapter, mbert, raw_texts):
+    row_hash = RowHashModel(mbert, 128)
+    wrapped = SimpleNamespace(logits=lambda level, encoded, pad_id, batch_size: row_hash.logits(encoded))
+    model = InferenceModel("student", wrapped, mbert, adapter, 128, "row-hash")
+    predicted = adapter.predict_texts(row_hash, raw_texts)
+    sentences = [r["words"] for r in predicted]
+    tags = model.tag_words(sentences)
+    assert tags == [r["tags"] for r in predicted]
+    assert all(repair_iob2(t)[1] == [] for t in tags)  # valid IOB2: nothing left to repair
+    enc = adapter.encode({"tokens": sentences, "tags": [[] for _ in sentences]}, mbert, 128)
+    raw = adapter.decode(row_hash.logits(enc), enc)
+    assert sum(len(repair_iob2(t)[1]) for t in raw) > 100  # the model's own tags needed repairs
 
 
 # --------------------------------------------------------------------------- streaming

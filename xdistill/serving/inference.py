@@ -22,6 +22,7 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from ..adapters import TaskAdapter, adapter_for_saved, adapter_type_of_level
+from ..data.readers import repair_iob2
 from ..errors import ConfigError
 from ..students import is_student_dir, load_student, run_folder_hint
 from ..teachers import Teacher, usable_positions
@@ -107,10 +108,12 @@ class InferenceModel:
         return self.model.logits(self.adapter.level, encoded, self.tokenizer.pad_token_id, batch_size=self.batch_size)
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
-        """IOB2 tag per word for each sentence (a list of words); token-classification models only."""
+        """IOB2 tag per word for each sentence (a list of words); token-classification models only. The
+        tags are valid IOB2 as :meth:`predict`'s are: an ``I-X`` predicted where an entity begins is
+        returned as ``B-X`` (:func:`~xdistill.data.readers.repair_iob2`)."""
         ds = {"tokens": [list(s) for s in sentences], "tags": [[] for _ in sentences]}
         enc = self.adapter.encode(ds, self.tokenizer, self.max_length)
-        return self.adapter.decode(self.logits(enc), enc)
+        return [repair_iob2(tags)[0] for tags in self.adapter.decode(self.logits(enc), enc)]
 
     def predict(self, texts: Sequence[str]) -> list[dict]:
         """Raw texts -> one dict per text: words, tags and entity spans (NER) or class and probability
