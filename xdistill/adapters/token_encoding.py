@@ -242,7 +242,7 @@ def entity_spans(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[s
 def _entity_begins(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per word its entity type's index (-1 for ``O``) and whether an entity begins there (CoNLL's rule,
     see :func:`entity_spans`): two ``(W,)`` arrays."""
-    type_of, is_b = _tag_tables(tuple(kinds))
+    type_of, is_b, _ = _tag_tables(tuple(kinds))
     t = type_of[tags]
     prev = np.concatenate([[-1], t[:-1]])
     prev[sentence_start] = -1
@@ -256,7 +256,7 @@ def valid_iob2(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[str
     :func:`~xdistill.data.readers.repair_iob2` makes, over a whole chunk in numpy). An ``I-X`` whose
     ``B-X`` is not among ``kinds`` is left as it is. Returns a new array."""
     t, begin = _entity_begins(tags, sentence_start, kinds)
-    b_of_type = _b_tags(tuple(kinds))
+    b_of_type = _tag_tables(tuple(kinds))[2]
     fix = np.flatnonzero(begin)
     fix = fix[b_of_type[t[fix]] >= 0]
     out = np.array(tags, copy=True)
@@ -265,17 +265,13 @@ def valid_iob2(tags: np.ndarray, sentence_start: np.ndarray, kinds: Sequence[str
 
 
 @functools.lru_cache(maxsize=16)
-def _b_tags(kinds: tuple[str, ...]) -> np.ndarray:
-    """Per entity type (index into :func:`entity_types_of`) the label id of its ``B-`` tag, -1 if none."""
-    return np.array([kinds.index("B-" + x) if "B-" + x in kinds else -1 for x in entity_types_of(kinds)], np.int64)
-
-
-@functools.lru_cache(maxsize=16)
-def _tag_tables(kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Per label id: its entity type's index (-1 for ``O``) and whether it is a ``B-`` tag."""
+def _tag_tables(kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per label id: its entity type's index (-1 for ``O``) and whether it is a ``B-`` tag; per entity
+    type (index into :func:`entity_types_of`): the label id of its ``B-`` tag (-1 if the labels lack it)."""
     types = entity_types_of(kinds)
     return (np.array([types.index(k[2:]) if k[:2] in ("B-", "I-") else -1 for k in kinds], np.int64),
-            np.array([k.startswith("B-") for k in kinds]))
+            np.array([k.startswith("B-") for k in kinds]),
+            np.array([kinds.index("B-" + x) if "B-" + x in kinds else -1 for x in types], np.int64))
 
 
 def entity_types_of(kinds: Sequence[str]) -> list[str]:

@@ -240,9 +240,9 @@ def draw(logits: torch.Tensor, temperature: float, top_p: float, top_k: int = 50
 
 
 def key_value_cache_argument(model: torch.nn.Module) -> str:
-    """The name under which ``model.forward`` takes its key-value cache: ``cache`` since transformers
-    5.24, ``past_key_values`` before (deprecated in 5.24, removed in 5.40), so that sampling works with
-    every transformers 5 release the package allows."""
+    """The name under which ``model.forward`` takes its key-value cache and its output returns it:
+    ``cache`` since transformers 5.24, ``past_key_values`` before (deprecated in 5.24, removed in 5.40),
+    so that sampling works with every transformers 5 release the package allows."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
@@ -273,8 +273,7 @@ def sample(gen: Generator, prompts: list[list[int]], args: GenerationOptions, st
             done |= nxt == gen.eos
             if bool(done.all()):
                 break
-            cache = out["cache"] if "cache" in out else out["past_key_values"]
-            out = model(input_ids=nxt[:, None], use_cache=True, **{cache_kwarg: cache})
+            out = model(input_ids=nxt[:, None], use_cache=True, **{cache_kwarg: out[cache_kwarg]})
         new = torch.stack(drawn, 1).cpu().tolist() if drawn else [[] for _ in rows]
         for k, tail in zip(rows, new):
             tail = tail[: tail.index(gen.eos)] if gen.eos in tail else tail
