@@ -10,12 +10,16 @@ For one command (``ner``: WikiANN, every language; ``classify``: IMDB) and the c
 2. runs zero-shot distillation with adversarial examples into ``ROOT/COMMAND/zero-shot``, the same
    teacher reused (``--teacher RUN/teacher``), on the OOD sources of :data:`OOD` (or ``--ood-text``),
    the same student options as the regular run;
-3. writes ``ROOT/COMMAND/zero-shot.md`` and ``.json``: per model the metric, percent of the teacher,
+3. with ``--student-seeds 1,2``, runs both zero-shot students again with each other ``--student-seed``
+   into ``ROOT/COMMAND/zero-shot-seedS`` (the same data, teacher, cache and generator: the first run's
+   ``generator-mlm`` is passed as ``--adversarial-generator``), so that the adversarial gain is a paired
+   difference over seeds (mean and sample standard deviation), not one run's, whose spread is a point;
+4. writes ``ROOT/COMMAND/zero-shot.md`` and ``.json``: per model the metric, percent of the teacher,
    parameters and minutes (the zero-shot report's rows, with the regular run's for reference), the
-   adversarial gain and the run's total minutes and peak RSS.
+   adversarial gain (per seed, with its mean and spread) and the run's total minutes and peak RSS.
 
 Usage: python scripts/benchmark_zero_shot.py classify [--data-dir ../shared/data] [--root runs/zero-shot]
-       [--teacher-run DIR] [--ood-text SOURCES] [-- extra options for both runs]
+       [--teacher-run DIR] [--ood-text SOURCES] [--student-seeds 1,2] [-- extra options for every run]
 """
 
 from __future__ import annotations
@@ -57,6 +61,35 @@ def table(report: dict) -> pd.DataFrame:
     return df[[k, "percent_of_teacher", "parameters", "compression_vs_teacher", "minutes"]]
 
 
+def seed_rows(reports: dict[int, dict]) -> pd.DataFrame:
+    """Per student seed the OOD-only and adversarial students' metric and their difference (the
+    adversarial gain), with a ``mean`` and a ``sd`` row (sample standard deviation; 0 for one seed)."""
+    rows = {seed: {"ood": r["mean"][f"ood_{r['metric']}"], "adversarial": r["mean"][f"adversarial_{r['metric']}"]}
+            for seed, r in sorted(reports.items())}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df["gain"] = df["adversarial"] - df["ood"]
+    df.index.name = "student seed"
+    stats = pd.DataFrame([df.mean(), df.std(ddof=1).fillna(0.0)], index=["mean", "sd"])
+    return pd.concat([df.rename(index=str), stats])
+
+
+def effective_seed(report: dict) -> int:
+    """The student seed a zero-shot report's students ran with (``--student-seed``, or ``--seed`` for -1)."""
+    seed = int(report["settings"]["distill"]["student_seed"])
+    return seed if seed >= 0 else int(report["settings"]["data"]["seed"])
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    """``--student-seeds 1,2`` -> ``[1, 2]``; exits with a message naming the option on anything else."""
+    try:
+        seeds = [int(x) for x in (text or "").split(",") if x.strip()]
+    except ValueError:
+        sys.exit(f"--student-seeds: expected comma-separated seeds such as 1,2, got {text!r}")
+    if any(x < 0 for x in seeds):
+        sys.exit(f"--student-seeds: expected seeds >= 0, got {text!r}")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default="runs/zero-shot")
     p.add_argument("--teacher-run", default=None, help="a finished regular run folder (teacher/ and report.json)")
     p.add_argument("--ood-text", default=None, help="OOD sources (see python -m xdistill ner --help)")
+    p.add_argument("--student-seeds", default=None, help="more --student-seed values to repeat both zero-shot "
+                   "students with (e.g. 1,2), the first run's generator reused")
     a = p.parse_args(argv)
+    seeds = parse_seeds(a.student_seeds)
     root = Path(a.root) / a.command
     base = [sys.executable, "-m", "xdistill", a.command, "--preset", "cpu", "--data-dir", a.data_dir]
     teacher_run = Path(a.teacher_run) if a.teacher_run else root / "regular"
@@ -76,18 +112,29 @@ def main(argv: list[str] | None = None) -> int:
     run([*base, "--output-dir", str(out), "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood,
          "--adversarial", *extra])
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    reports = {effective_seed(report): report}
+    generator = [] if "--adversarial-generator" in extra else ["--adversarial-generator", str(out / "generator-mlm")]
+    for seed in (x for x in seeds if x not in reports):
+        again = root / f"zero-shot-seed{seed}"
+        run([*base, "--output-dir", str(again), "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood,
+             "--adversarial", *generator, *extra, "--student-seed", str(seed)])
+        reports[seed] = json.loads((again / "report.json").read_text(encoding="utf-8"))
+    seeds_df = seed_rows(reports)
     df = table(report)
     k, m, tm = report["metric"], report["mean"], report["timing"]
     summary = {"metric": k, "mean": m, "ood": {x: report["ood"][x] for x in ("sources", "removed", "train_texts",
                                                                            "validation_texts", "mean_words")},
                "minutes": tm["total_seconds"] / 60, "peak_rss_mib": tm["peak_rss_mib"],
-               "models": df.reset_index().to_dict("records"), "command": report["command"]}
+               "models": df.reset_index().to_dict("records"), "command": report["command"],
+               "student_seeds": seeds_df.reset_index().to_dict("records")}
     atomic_write_json(root / "zero-shot.json", summary)
     atomic_write_text(root / "zero-shot.md", "\n".join([
         f"# Zero-shot distillation: {report['task']} (cpu preset)", "", df.to_markdown(floatfmt=".2f"), "",
         f"Adversarial examples vs OOD text alone: {m.get('adversarial_gain', 0.0):+.2f} {k}. Zero-shot run: "
-        f"{tm['total_seconds'] / 60:.1f} min, peak RSS {tm['peak_rss_mib']:.0f} MiB (teacher reused).", ""]))
+        f"{tm['total_seconds'] / 60:.1f} min, peak RSS {tm['peak_rss_mib']:.0f} MiB (teacher reused).", "",
+        f"Per student seed ({k}; gain = adversarial - OOD text alone):", "", seeds_df.to_markdown(floatfmt=".2f"), ""]))
     print(df.to_markdown(floatfmt=".2f"))
+    print(seeds_df.to_markdown(floatfmt=".2f"))
     return 0
 
 

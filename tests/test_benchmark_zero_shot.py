@@ -1,0 +1,38 @@
+"""scripts/benchmark_zero_shot.py's helpers: the student seeds and the per-seed adversarial gain (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tiny import load_script
+
+bench = load_script("benchmark_zero_shot")
+
+
+def _report(student_seed: int, ood: float, adversarial: float, data_seed: int = 42) -> dict:
+    return {"metric": "accuracy", "mean": {"ood_accuracy": ood, "adversarial_accuracy": adversarial},
+            "settings": {"distill": {"student_seed": student_seed}, "data": {"seed": data_seed}}}
+
+
+def test_seed_rows_give_the_paired_gain_its_mean_and_spread():
+    reports = {bench.effective_seed(r): r for r in (_report(-1, 74.82, 75.10), _report(1, 75.78, 75.94),
+                                                    _report(2, 75.66, 75.88))}
+    assert sorted(reports) == [1, 2, 42]  # -1 means --seed
+    df = bench.seed_rows(reports)
+    assert list(df.index) == ["1", "2", "42", "mean", "sd"]
+    assert df.loc["42", "gain"] == pytest.approx(0.28)
+    assert df.loc["mean", "gain"] == pytest.approx((0.16 + 0.22 + 0.28) / 3)
+    assert df.loc["sd", "gain"] == pytest.approx(0.06)  # sample SD of 0.16, 0.22, 0.28
+    assert df.loc["mean", "ood"] == pytest.approx((74.82 + 75.78 + 75.66) / 3)
+
+
+def test_one_seed_has_no_spread():
+    df = bench.seed_rows({0: _report(0, 70.0, 71.5)})
+    assert df.loc["sd"].tolist() == [0.0, 0.0, 0.0] and df.loc["mean", "gain"] == pytest.approx(1.5)
+
+
+def test_student_seeds_option():
+    assert bench.parse_seeds("1,2") == [1, 2] and bench.parse_seeds(None) == []
+    for bad in ("1,a", "-1"):
+        with pytest.raises(SystemExit, match="--student-seeds"):
+            bench.parse_seeds(bad)
