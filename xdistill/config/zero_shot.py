@@ -42,7 +42,7 @@ class ZeroShotArguments:
     generator_steps: int = field(default=10, metadata={"help": "--adversarial: generator updates per round."})
     student_steps: int = field(default=100, metadata={"help": "--adversarial: student updates per round."})
     adversarial_generator: Optional[str] = field(default=None, metadata={"help": "--adversarial: an AutoModelForMaskedLM (hub id or folder) with the teacher's vocabulary; unset: a small MLM trained here from scratch on the OOD text."})
-    adversarial_generator_mlm: str = field(default="4min", metadata={"help": "Scratch generator: MLM training budget, steps (2000) or minutes (4min)."})
+    adversarial_generator_mlm: str = field(default="600", metadata={"help": "Scratch generator: MLM training budget, steps (600: the same generator on every machine, about 3 to 4 minutes on 2 CPU cores) or minutes (4min: as many steps as the machine makes in them)."})
     adversarial_generator_hidden: int = field(default=128, metadata={"help": "Scratch generator: hidden size."})
     adversarial_generator_layers: int = field(default=2, metadata={"help": "Scratch generator: layers."})
     adversarial_generator_heads: int = field(default=2, metadata={"help": "Scratch generator: attention heads."})
