@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
          "--adversarial", *extra])
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     reports = {effective_seed(report): report}
-    generator = [] if "--adversarial-generator" in extra else ["--adversarial-generator", str(out / "generator-mlm")]
+    given = any(x == "--adversarial-generator" or x.startswith("--adversarial-generator=") for x in extra)
+    generator = [] if given else ["--adversarial-generator", str(out / "generator-mlm")]
     for seed in (x for x in seeds if x not in reports):
         again = root / f"zero-shot-seed{seed}"
         run([*base, "--output-dir", str(again), "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood,
