@@ -108,17 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     if not (teacher_run / "report.json").is_file():
         run([*base, "--output-dir", str(teacher_run), *extra])
     ood = ["--ood-text", a.ood_text] if a.ood_text else [x.replace("DATA", a.data_dir) for x in OOD[a.command]]
+    zero_shot = [*base, "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood, "--adversarial"]
     out = root / "zero-shot"
-    run([*base, "--output-dir", str(out), "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood,
-         "--adversarial", *extra])
+    run([*zero_shot, "--output-dir", str(out), *extra])
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     reports = {effective_seed(report): report}
     given = any(x == "--adversarial-generator" or x.startswith("--adversarial-generator=") for x in extra)
     generator = [] if given else ["--adversarial-generator", str(out / "generator-mlm")]
     for seed in (x for x in seeds if x not in reports):
         again = root / f"zero-shot-seed{seed}"
-        run([*base, "--output-dir", str(again), "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood,
-             "--adversarial", *generator, *extra, "--student-seed", str(seed)])
+        run([*zero_shot, "--output-dir", str(again), *generator, *extra, "--student-seed", str(seed)])
         reports[seed] = json.loads((again / "report.json").read_text(encoding="utf-8"))
     seeds_df = seed_rows(reports)
     df = table(report)
