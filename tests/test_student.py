@@ -253,6 +253,27 @@ def test_factory_builds_a_pruned_svd_student(tok):
         build_student(StudentArguments(student="cnn"), ctx)
 
 
+def test_whole_vocabulary_keeps_every_teacher_token_with_its_svd_row(tok):
+    """``--student-vocabulary whole``: every teacher id has its own row, unseen ones included, and the
+    SVD rows of the seen ids are those of a student over the whole teacher vocabulary."""
+    adapter = make_adapter()
+    teacher = make_teacher(tok)
+    enc = adapter.encode(sentences(2, seed=0), tok, 16)
+    emb = teacher.get_input_embeddings().weight
+    ctx = StudentContext.for_tokenizer(tok, num_labels=7, level=adapter.level, rows=[enc], teacher_embeddings=emb, seed=0)
+    pruned = build_student(StudentArguments(embedding_dim=8, hidden_size=6), ctx)
+    whole = build_student(StudentArguments(embedding_dim=8, hidden_size=6, student_vocabulary="whole"), ctx)
+    ids = set(range(len(tok))) - {tok.pad_token_id, tok.unk_token_id}
+    assert set(whole.known_input_ids().tolist()) == ids
+    assert whole.config["student_vocab_size"] == len(tok) > pruned.config["student_vocab_size"]
+    unseen = sorted(ids - set(pruned.known_input_ids().tolist()))
+    assert unseen and bool((whole.embed(torch.tensor(unseen)).abs().sum(-1) > 0).all())
+    kept, _ = ctx.vocabulary("whole")
+    assert torch.allclose(whole.embeddings.weight, svd_embeddings(emb, kept, 8, seed=0))
+    with pytest.raises(ConfigError, match="--student-vocabulary"):
+        StudentArguments(student_vocabulary="all")
+
+
 def test_describe_names_the_architecture():
     d = random_student(embedding_dim=6, hidden_size=5).describe()
     assert d["architecture"].startswith("BiLSTM") and d["name"] == "BiLSTM" and d["summary"] == "E=6 H=5"

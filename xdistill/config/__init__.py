@@ -266,6 +266,8 @@ class TeacherArguments:
 _SHAPE = re.compile(r"^l([0-9]+)-h([0-9]+)(?:-a([0-9]+))?$")
 #: ``--student-init`` values
 STUDENT_INITS = ("svd", "teacher-layers", "random")
+#: ``--student-vocabulary`` values
+STUDENT_VOCABULARIES = ("pruned", "whole")
 
 
 @dataclass
@@ -285,6 +287,7 @@ class StudentArguments:
     student_hidden: int = field(default=256, metadata={"help": "Transformer student: width H (word embeddings by SVD of the teacher's to H)."})
     student_heads: int = field(default=4, metadata={"help": "Transformer student: attention heads A (must divide H)."})
     student_intermediate: int = field(default=0, metadata={"help": "Transformer student: feed-forward size I (0: 4H)."})
+    student_vocabulary: str = field(default="pruned", metadata={"help": "The student's vocabulary: pruned (the teacher's tokens seen in the run's text, as XtremeDistil) or whole (every teacher token; those the run never sees keep their SVD projection of the teacher's embeddings; for zero-shot runs, whose text misses many of the task's words)."})
     student_init: str = field(default="svd", metadata={"help": "Transformer student initialisation: svd (word embeddings from the SVD of the teacher's, the rest random), teacher-layers (width, heads and feed-forward as the teacher's: embeddings and every k-th layer copied from the teacher, as DistilBERT), random."})
 
     def __post_init__(self) -> None:
@@ -292,6 +295,7 @@ class StudentArguments:
             raise ConfigError("--student: expected a student kind such as bilstm or transformer")
         check_choice(self, "pooling", ("max", "attention"))
         check_choice(self, "student_init", STUDENT_INITS)
+        check_choice(self, "student_vocabulary", STUDENT_VOCABULARIES)
         if self.student_shape:
             m = _SHAPE.match(self.student_shape.strip().lower())
             if not m:

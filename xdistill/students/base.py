@@ -34,6 +34,7 @@ from ..config import StudentArguments
 from ..data.types import Encoded, Feature
 from ..errors import ConfigError
 from ..utils import VERSION, atomic_write_json, count_parameters
+from .vocab import prune_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,20 @@ class StudentContext:
     def input_rows(self):
         """Every input-id row of :attr:`rows` (int32 arrays)."""
         return (ids for enc in self.rows for ids in enc.input_ids.iter_arrays())
+
+    def vocabulary(self, vocabulary: str = "pruned") -> tuple[np.ndarray, np.ndarray]:
+        """The student's vocabulary as ``(kept, vocab_map)`` (:func:`~xdistill.students.vocab.prune_vocabulary`):
+        ``pruned`` keeps the teacher ids of :attr:`rows` and the special tokens (XtremeDistil sec. 3.1),
+        ``whole`` every teacher id (student 0 and 1 stay padding and unknown).
+
+        Raises:
+            ValueError: ``vocabulary`` is neither ``pruned`` nor ``whole``.
+        """
+        if vocabulary == "pruned":
+            return prune_vocabulary(self.input_rows(), self.vocab_size, self.pad_id, self.unk_id, self.special_ids)
+        if vocabulary == "whole":
+            return prune_vocabulary((), self.vocab_size, self.pad_id, self.unk_id, range(self.vocab_size))
+        raise ValueError(f"student vocabulary must be pruned or whole, got {vocabulary!r}")
 
 
 class Student(nn.Module):

@@ -25,7 +25,7 @@ from ..config import StudentArguments
 from ..data.types import Feature
 from .base import Student, StudentContext, StudentOutput, StudentShape
 from .registry import register_student
-from .vocab import PAD, UNK, prune_vocabulary, svd_embeddings
+from .vocab import PAD, UNK, svd_embeddings
 
 
 @register_student
@@ -64,9 +64,10 @@ class BiLSTMStudent(Student):
 
     @classmethod
     def create(cls, args: StudentArguments, ctx: StudentContext) -> "BiLSTMStudent":
-        """The teacher's vocabulary pruned to ``ctx.rows``' tokens (special tokens kept), SVD embeddings
+        """The teacher's vocabulary pruned to ``ctx.rows``' tokens (special tokens kept; whole with
+        ``--student-vocabulary whole``), SVD embeddings
         from ``ctx.teacher_embeddings`` (random when ``None``), E and H from ``args``."""
-        kept, vocab_map = prune_vocabulary(ctx.input_rows(), ctx.vocab_size, ctx.pad_id, ctx.unk_id, ctx.special_ids)
+        kept, vocab_map = ctx.vocabulary(args.student_vocabulary)
         emb = None
         if ctx.teacher_embeddings is not None:
             emb = svd_embeddings(ctx.teacher_embeddings, kept, args.embedding_dim, seed=ctx.seed)

@@ -46,7 +46,7 @@ from ..utils import VERSION
 from .base import STUDENT_CONFIG, STUDENT_MARKER, Student, StudentContext, StudentOutput, StudentShape
 from .registry import SETTINGS_KEY, register_student
 from .tokenizer import can_prune, pruned_tokenizer
-from .vocab import UNK, prune_vocabulary, svd_embeddings
+from .vocab import UNK, svd_embeddings
 
 #: teacher families whose configuration takes BERT's size names (``hidden_size``, ``num_hidden_layers``, ...)
 FAMILIES = ("bert", "roberta", "xlm-roberta", "electra")
@@ -141,7 +141,7 @@ class TransformerStudent(Student):
         """
         tc = ctx.teacher_model.config if ctx.teacher_model is not None else None
         if ctx.tokenizer is None or can_prune(ctx.tokenizer):
-            kept, vocab_map = prune_vocabulary(ctx.input_rows(), ctx.vocab_size, ctx.pad_id, ctx.unk_id, ctx.special_ids)
+            kept, vocab_map = ctx.vocabulary(args.student_vocabulary)
             vocabulary, pad = "pruned", 0
         else:
             kept = vocab_map = np.arange(ctx.vocab_size, dtype=np.int64)

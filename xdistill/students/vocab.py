@@ -27,8 +27,7 @@ def prune_vocabulary(rows: Iterable[Sequence[int]], teacher_vocab_size: int, pad
     seen = np.zeros(teacher_vocab_size, dtype=bool)
     for r in rows:
         seen[np.asarray(r, dtype=np.int64)] = True
-    for i in keep_ids:
-        seen[i] = True
+    seen[np.fromiter(keep_ids, dtype=np.int64)] = True
     seen[pad_id] = seen[unk_id] = False
     kept = np.concatenate([[pad_id, unk_id], np.flatnonzero(seen)]).astype(np.int64)
     vocab_map = np.full(teacher_vocab_size, UNK, dtype=np.int64)
