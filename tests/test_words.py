@@ -123,3 +123,11 @@ class _ConstantModel:
         import numpy as np
 
         return [np.tile(np.eye(7)[0], (len(ids), 1)).astype(np.float32) for ids in encoded.input_ids]
+
+
+def test_adapters_split_words_for_ood_spans():
+    """``--ood-span`` counts the words the task splits: punctuation and CJK ideographs for WikiANN,
+    whitespace for a classification task."""
+    ner = make_adapter(load_task("wikiann"))
+    assert ner.words(["北京市很大。", "Paris, France"]) == [["北", "京", "市", "很", "大", "。"], ["Paris", ",", "France"]]
+    assert make_adapter(load_task("imdb")).words(["Paris, France"]) == [["Paris,", "France"]]

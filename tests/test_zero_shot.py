@@ -18,7 +18,7 @@ from xdistill.distill.adversarial import (AdversarialExamples, AdversarialOption
 from xdistill.errors import ConfigError, DataFormatError
 from xdistill.teachers import Teacher
 from xdistill.teachers.generator import check_generator_vocabulary
-from xdistill.transfer.ood import filter_overlap, read_ood_text, read_source, resolve_sources
+from xdistill.transfer.ood import cut_spans, filter_overlap, read_ood_text, read_source, resolve_sources
 
 
 def _generator(tokenizer, seed: int = 0) -> BertForMaskedLM:
@@ -177,6 +177,24 @@ def test_ood_sources_files_folders_patterns_and_hub(tmp_path):
     assert sorted(joined.train + joined.validation) == ["one text another text", "x one y one"]
 
 
+def test_ood_spans_keep_every_word_in_order_and_are_filtered(tmp_path):
+    import random
+
+    assert cut_spans([["a", "b", "c"], [], ["d"]], (2, 2), random.Random(0)) == ["a b", "c", "d"]
+    words = [[f"w{i}" for i in range(n)] for n in (1, 7, 30)]
+    spans = cut_spans(words, (2, 5), random.Random(1))
+    assert " ".join(spans).split() == [w for ws in words for w in ws]
+    assert all(1 <= len(sp.split()) <= 5 for sp in spans) and sum(len(sp.split()) < 2 for sp in spans) <= 3
+    src = tmp_path / "a.txt"
+    src.write_text("Anna lebt in Berlin und Bob in Paris\nnoch ein langer Satz aus dem Netz\n", encoding="utf-8")
+    ood = read_ood_text(ZeroShotArguments(zero_shot=True, ood_text=str(src), ood_span="1-1", ood_validation=0.2),
+                        ["de"], None, task_texts=["Berlin"], eval_texts=[], seed=0,
+                        words=lambda ts: [t.split() for t in ts])
+    kept = ood.train + ood.validation
+    assert "Berlin" not in kept and ood.removed == {"task_text": 1, "duplicate": 1, "near_evaluation": 0}
+    assert sorted(kept) == sorted(set("Anna lebt in und Bob Paris noch ein langer Satz aus dem Netz".split()))
+
+
 def test_bad_ood_sources_name_the_option_or_file(tmp_path):
     with pytest.raises(ConfigError, match="--ood-text .*nope.txt: no such file or folder"):
         resolve_sources([str(tmp_path / "nope.txt")], ["de"], None)
@@ -202,6 +220,10 @@ def test_zero_shot_options_are_checked():
         ZeroShotArguments(ood_text="a.txt")
     with pytest.raises(ConfigError, match="--mask-fraction"):
         ZeroShotArguments(zero_shot=True, ood_text="a.txt", mask_fraction=1.0)
+    for bad in ("3", "0-4", "5-2", "a-b", "1-2-3"):
+        with pytest.raises(ConfigError, match="--ood-span: expected MIN-MAX"):
+            ZeroShotArguments(zero_shot=True, ood_text="a.txt", ood_span=bad)
+    assert ZeroShotArguments(zero_shot=True, ood_text="a.txt", ood_span=" 1-10").span == (1, 10)
     z = ZeroShotArguments(zero_shot=True, ood_text="a.txt, b.txt,a.txt", adversarial=True)
     assert z.sources == ["a.txt", "b.txt"] and z.variants == ["ood", "adversarial"]
 

@@ -97,6 +97,10 @@ class TaskAdapter(ABC):
     def from_texts(self, texts: Sequence[str], group: str = "generated"):
         """A split of unlabeled examples made from raw texts (e.g. generated transfer text) of ``group``."""
 
+    def words(self, texts: Sequence[str]) -> list[list[str]]:
+        """Per text, its words as the task splits them (here: at whitespace), e.g. for ``--ood-span``."""
+        return [t.split() for t in texts]
+
     @abstractmethod
     def texts(self, dataset) -> list[str]:
         """Plain text of each example (for a generator's training data and overlap filters)."""

@@ -262,6 +262,10 @@ class TokenClassificationAdapter(TaskAdapter):
         return Dataset.from_dict({"tokens": self.splitter.words(texts), "tags": [[] for _ in texts],
                                   "lang": [group] * len(texts)}, features=FEATURES)
 
+    def words(self, texts: Sequence[str]) -> list[list[str]]:
+        """Per text, its words by the task's word splitter (CJK ideographs one word each)."""
+        return self.splitter.words(texts)
+
     def group_script(self, group: str) -> str | None:
         """The language registry's script of language ``group`` (``None`` for a code it lacks)."""
         registry = LanguageRegistry.load()

@@ -36,6 +36,7 @@ class ZeroShotArguments:
     ood_text: str = field(default="", metadata={"help": "Out-of-domain text, comma-separated: UTF-8 files (one text per line; a PAN-X/CoNLL .tsv gives its sentences' words), folders (every file in them), paths with {lang} (one per language of the run), leipzig or tatoeba (DATA_DIR/unlabeled sentences of the run's languages), or hub:ID for a datasets hub id with a text column."})
     ood_limit: int = field(default=-1, metadata={"help": "Cap on texts per OOD source file (seeded sample; -1: all)."})
     ood_join: int = field(default=1, metadata={"help": "Join every N consecutive OOD texts (after filtering) into one, e.g. sentences into paragraphs nearer a review's length (1: as they are)."})
+    ood_span: str = field(default="", metadata={"help": "Cut each OOD text into consecutive spans of MIN-MAX words (each length drawn uniformly, seeded; a text's last span may be shorter), e.g. 1-10 for NER served on short inputs such as titles and list items; empty: whole texts. Applied before the overlap filters."})
     ood_validation: float = field(default=0.1, metadata={"help": "Share of the OOD texts held out for model selection by teacher-student agreement."})
     adversarial: bool = field(default=False, metadata={"help": "Also distil a student with adversarial examples (MATE-KD): an MLM generator rewrites --mask-fraction of the tokens to maximise the teacher-student divergence."})
     mask_fraction: float = field(default=0.3, metadata={"help": "--adversarial: share of each row's tokens the generator replaces."})
@@ -66,6 +67,7 @@ class ZeroShotArguments:
             raise ConfigError(f"--ood-validation: expected a share 0 < s < 1, got {self.ood_validation}")
         if self.ood_limit < -1 or self.ood_limit == 0:
             raise ConfigError(f"--ood-limit: expected -1 (all) or a positive number, got {self.ood_limit}")
+        self.span  # raises on a malformed --ood-span
         check_positive(self, "ood_join", "generator_steps", "student_steps", "adversarial_generator_hidden",
                        "adversarial_generator_layers", "adversarial_generator_heads", "adversarial_lr",
                        "adversarial_batch_size", "adversarial_weight", "gumbel_temperature")
@@ -77,6 +79,20 @@ class ZeroShotArguments:
     def enabled(self) -> bool:
         """Whether this is a zero-shot run."""
         return self.zero_shot
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """``--ood-span`` as ``(MIN, MAX)`` words, or ``None`` for whole texts.
+
+        Raises:
+            ConfigError: not ``MIN-MAX`` with ``1 <= MIN <= MAX`` (names the option).
+        """
+        if not self.ood_span.strip():
+            return None
+        parts = self.ood_span.strip().split("-")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) or not 1 <= int(parts[0]) <= int(parts[1]):
+            raise ConfigError(f"--ood-span: expected MIN-MAX words with 1 <= MIN <= MAX (e.g. 1-10), got {self.ood_span!r}")
+        return int(parts[0]), int(parts[1])
 
     @property
     def sources(self) -> list[str]:

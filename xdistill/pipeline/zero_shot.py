@@ -97,7 +97,8 @@ def prepare_ood(r: ZeroShotRun) -> None:
     s, a = r.settings, r.adapter
     eval_texts = [t for g in r.data.groups.values() for t in a.texts(g.evaluation)]
     task_texts = [t for split in TASK_SPLITS for t in a.texts(r.splits[split])] + eval_texts
-    r.ood = read_ood_text(s.zero_shot, list(r.data.groups), s.data.data_dir, task_texts, eval_texts, s.data.seed)
+    r.ood = read_ood_text(s.zero_shot, list(r.data.groups), s.data.data_dir, task_texts, eval_texts, s.data.seed,
+                          words=a.words)
     r.ood_enc = a.encode(a.from_texts(r.ood.train), r.tokenizer, s.data.max_length, "OOD text")
     r.ood_val_enc = a.encode(a.from_texts(r.ood.validation), r.tokenizer, s.data.max_length, "OOD validation")
 

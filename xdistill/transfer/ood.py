@@ -16,7 +16,8 @@ learns from the teacher on text of another domain, never on the task's).
 Each file gives at most ``--ood-limit`` texts (a seeded sample). Then every text that is an exact
 duplicate (case and spacing ignored) of an earlier OOD text or of any task text, or a near duplicate
 (Jaccard similarity of word 3-gram sets >= 0.8, as generation checks) of an evaluation text, is
-removed and counted; with ``--ood-join N`` every N consecutive texts become one (sentences into
+removed and counted (with ``--ood-span MIN-MAX`` each text is first cut into consecutive spans of
+MIN to MAX words, and the spans are what is filtered); with ``--ood-join N`` every N consecutive texts become one (sentences into
 paragraphs); ``--ood-validation`` of the rest is held out for model selection.
 """
 
@@ -26,7 +27,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from datasets import load_dataset
@@ -136,6 +137,21 @@ def read_source(where: str) -> list[str]:
     return read_lines(where, "--ood-text")
 
 
+def cut_spans(words: Sequence[Sequence[str]], span: tuple[int, int], rng: random.Random) -> list[str]:
+    """Each text's words cut into consecutive spans, each of a length drawn uniformly from
+    ``span = (MIN, MAX)`` (the last span of a text may be shorter); spans are joined by spaces.
+    Every word is kept, in order: e.g. ``[["a", "b", "c"]]`` with ``(2, 2)`` gives ``["a b", "c"]``."""
+    lo, hi = span
+    out = []
+    for ws in words:
+        i = 0
+        while i < len(ws):
+            n = rng.randint(lo, hi)
+            out.append(" ".join(ws[i:i + n]))
+            i += n
+    return out
+
+
 def filter_overlap(texts: Sequence[str], task_texts: Sequence[str], eval_texts: Sequence[str]) -> tuple[list[str], dict]:
     """Drop exact duplicates (case and spacing ignored) among ``texts`` and of any task text, then near
     duplicates of the evaluation texts. Returns ``(kept, removed counts)``."""
@@ -156,9 +172,11 @@ def filter_overlap(texts: Sequence[str], task_texts: Sequence[str], eval_texts: 
 
 
 def read_ood_text(z: ZeroShotArguments, groups: Sequence[str], data_dir: str | None, task_texts: Sequence[str],
-                  eval_texts: Sequence[str], seed: int) -> OODText:
-    """The OOD texts of ``--ood-text``, capped, filtered against the task's text and split (see the
-    module docstring).
+                  eval_texts: Sequence[str], seed: int,
+                  words: Callable[[Sequence[str]], list[list[str]]] = lambda ts: [t.split() for t in ts]) -> OODText:
+    """The OOD texts of ``--ood-text``, capped, cut into spans (``--ood-span``, words as ``words``
+    splits them: the task adapter's word splitter), filtered against the task's text and split (see
+    the module docstring).
 
     Raises:
         ConfigError: a source that cannot be resolved or read, or no text left after filtering (names
@@ -178,6 +196,9 @@ def read_ood_text(z: ZeroShotArguments, groups: Sequence[str], data_dir: str | N
         texts += part
     if not texts:
         raise ConfigError(f"--ood-text {z.ood_text}: no text found (sources missing: {', '.join(missing) or 'none'})")
+    if z.span is not None:
+        n_texts, texts = len(texts), cut_spans(words(texts), z.span, rng)
+        logger.info("--ood-span %s: %d texts cut into %d spans", z.ood_span, n_texts, len(texts))
     kept, removed = filter_overlap(texts, task_texts, eval_texts)
     logger.info("OOD text: %d texts from %d sources; removed %s; %d kept", len(texts), len(sources), removed, len(kept))
     if len(kept) < 2 * z.ood_join:
