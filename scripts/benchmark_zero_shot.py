@@ -6,7 +6,9 @@ For one command (``ner``: WikiANN, every language; ``classify``: IMDB) and the c
 
 1. runs the regular distillation into ``ROOT/COMMAND/regular`` (teacher, the distilled student on the
    task's transfer text, the no-distillation baselines), unless ``--teacher-run DIR`` names a finished
-   one (its ``teacher/`` and ``report.json`` are reused);
+   one (its ``teacher/`` and ``report.json`` are reused) or a folder with a saved ``teacher/`` alone (e.g.
+   the ``--output-dir`` of ``scripts/teacher_recipe.py``: the teacher is reused and the report has no
+   reference rows);
 2. runs zero-shot distillation with adversarial examples into ``ROOT/COMMAND/zero-shot``, the same
    teacher reused (``--teacher RUN/teacher``), on the OOD sources of :data:`OOD` (or ``--ood-text``),
    the same student options as the regular run;
@@ -90,13 +92,20 @@ def parse_seeds(text: str | None) -> list[int]:
     return seeds
 
 
+def needs_regular_run(teacher_run: Path) -> bool:
+    """Whether the regular run must be run first: ``teacher_run`` has neither a ``report.json`` nor a
+    saved ``teacher/`` (with its ``config.json``; runs write the teacher atomically)."""
+    return not (teacher_run / "report.json").is_file() and not (teacher_run / "teacher" / "config.json").is_file()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv, extra = split_passthrough(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=sorted(OOD))
     p.add_argument("--data-dir", default=os.environ.get("XDISTILL_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data")))
     p.add_argument("--root", default="runs/zero-shot")
-    p.add_argument("--teacher-run", default=None, help="a finished regular run folder (teacher/ and report.json)")
+    p.add_argument("--teacher-run", default=None, help="a finished regular run folder (teacher/ and report.json), "
+                   "or a folder with a saved teacher/ alone (no reference rows)")
     p.add_argument("--ood-text", default=None, help="OOD sources (see python -m xdistill ner --help)")
     p.add_argument("--student-seeds", default=None, help="more --student-seed values to repeat both zero-shot "
                    "students with (e.g. 1,2), the first run's generator reused")
@@ -105,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(a.root) / a.command
     base = [sys.executable, "-m", "xdistill", a.command, "--preset", "cpu", "--data-dir", a.data_dir]
     teacher_run = Path(a.teacher_run) if a.teacher_run else root / "regular"
-    if not (teacher_run / "report.json").is_file():
+    if needs_regular_run(teacher_run):
         run([*base, "--output-dir", str(teacher_run), *extra])
+    elif not (teacher_run / "report.json").is_file():
+        print(f"{teacher_run}: a saved teacher without a regular run's report.json: reused; the report has no "
+              "reference rows (distilled student, no-distillation baselines)", flush=True)
     ood = ["--ood-text", a.ood_text] if a.ood_text else [x.replace("DATA", a.data_dir) for x in OOD[a.command]]
     zero_shot = [*base, "--teacher", str(teacher_run / "teacher"), "--zero-shot", *ood, "--adversarial"]
     out = root / "zero-shot"

@@ -36,3 +36,14 @@ def test_student_seeds_option():
     for bad in ("1,a", "-1"):
         with pytest.raises(SystemExit, match="--student-seeds"):
             bench.parse_seeds(bad)
+
+
+def test_a_saved_teacher_alone_is_reused_without_a_regular_run(tmp_path):
+    assert bench.needs_regular_run(tmp_path)  # nothing there
+    (tmp_path / "teacher").mkdir()
+    assert bench.needs_regular_run(tmp_path)  # a teacher folder without its config is not a saved teacher
+    (tmp_path / "teacher" / "config.json").write_text("{}")
+    assert not bench.needs_regular_run(tmp_path)  # scripts/teacher_recipe.py's output: reused
+    (tmp_path / "teacher" / "config.json").unlink()
+    (tmp_path / "report.json").write_text("{}")
+    assert not bench.needs_regular_run(tmp_path)  # a finished regular run
