@@ -17,7 +17,8 @@ from xdistill.distill.adversarial import (AdversarialExamples, AdversarialOption
                                           mix_embeddings, straight_through_one_hot, top_candidates)
 from xdistill.errors import ConfigError, DataFormatError
 from xdistill.teachers import Teacher
-from xdistill.teachers.generator import check_generator_vocabulary
+from xdistill.cli import parse_distill_args
+from xdistill.teachers.generator import check_generator_vocabulary, scratch_generator_arguments
 from xdistill.transfer.ood import cut_spans, filter_overlap, read_ood_text, read_source, resolve_sources
 
 
@@ -226,6 +227,17 @@ def test_zero_shot_options_are_checked():
     assert ZeroShotArguments(zero_shot=True, ood_text="a.txt", ood_span=" 1-10").span == (1, 10)
     z = ZeroShotArguments(zero_shot=True, ood_text="a.txt, b.txt,a.txt", adversarial=True)
     assert z.sources == ["a.txt", "b.txt"] and z.variants == ["ood", "adversarial"]
+
+
+def test_the_scratch_generator_of_the_cpu_ner_preset_starts_from_random_embeddings():
+    """The cpu preset's ner teacher uses --teacher-embeddings ppmi, which cannot be combined with MLM
+    pretraining: the generator's options must not inherit it (a reused teacher with --adversarial failed
+    after labeling its OOD text)."""
+    s = parse_distill_args(["--preset", "cpu", "--zero-shot", "--ood-text", "leipzig", "--adversarial"], "ner")
+    assert s.teacher.teacher_embeddings == "ppmi"
+    g = scratch_generator_arguments(s.zero_shot, s.teacher)
+    assert g.teacher_embeddings == "random" and g.mlm_enabled and g.teacher is None
+    assert g.teacher_hidden_size == s.zero_shot.adversarial_generator_hidden
 
 
 def test_a_task_stage_on_labeled_data_is_refused():

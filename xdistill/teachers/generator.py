@@ -33,11 +33,13 @@ GENERATOR_DIR = "generator-mlm"
 def scratch_generator_arguments(z: ZeroShotArguments, targs: TeacherArguments) -> TeacherArguments:
     """The teacher options that describe the scratch generator to :class:`MLMPretrainer`: a BERT of
     ``--adversarial-generator-hidden/-layers/-heads`` (feed-forward 4H) with the teacher's tokenizer,
-    pretrained for ``--adversarial-generator-mlm``."""
+    pretrained for ``--adversarial-generator-mlm`` from random embeddings (the teacher's
+    ``--teacher-embeddings ppmi``, the cpu preset's for ner, initialises a teacher to be fine-tuned, not
+    an MLM)."""
     return replace(targs, teacher=None, teacher_architecture="bert", teacher_hidden_size=z.adversarial_generator_hidden,
                    teacher_layers=z.adversarial_generator_layers, teacher_heads=z.adversarial_generator_heads,
                    teacher_intermediate_size=4 * z.adversarial_generator_hidden, teacher_mlm=z.adversarial_generator_mlm,
-                   mlm_text="ood", teacher_lang_temperature=1.0)
+                   mlm_text="ood", teacher_lang_temperature=1.0, teacher_embeddings="random")
 
 
 def check_generator_vocabulary(model, generator_tokenizer, tokenizer, name: str) -> None:
