@@ -12,12 +12,12 @@ from transformers import BertConfig, BertForMaskedLM
 import tiny
 from tiny import single_thread  # noqa: F401  (module fixture)
 from xdistill.adapters import TOKEN
+from xdistill.cli import parse_distill_args
 from xdistill.config.zero_shot import ZeroShotArguments
 from xdistill.distill.adversarial import (AdversarialExamples, AdversarialOptions, choose_positions, masked_logits,
                                           mix_embeddings, straight_through_one_hot, top_candidates)
 from xdistill.errors import ConfigError, DataFormatError
 from xdistill.teachers import Teacher
-from xdistill.cli import parse_distill_args
 from xdistill.teachers.generator import check_generator_vocabulary, scratch_generator_arguments
 from xdistill.transfer.ood import cut_spans, filter_overlap, read_ood_text, read_source, resolve_sources
 
