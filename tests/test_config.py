@@ -91,6 +91,8 @@ def test_preset_values_can_be_overridden_with_dashed_or_underscored_names():
     assert s.teacher.teacher_layers == 1
     assert s.student.hidden_size == 16
     assert s.distill.gradual_unfreezing is False
+    assert s.distill.frozen_groups() == ()
+    assert parse_distill_args(["--preset", "smoke", "--freeze-embeddings"], "ner").distill.frozen_groups() == ("embeddings",)
     assert s.distill.stage_names("representation,logits,labeled") == ["logits", "labeled"]
 
 

@@ -26,6 +26,7 @@ from xdistill.config import DistillArguments
 from xdistill.data.types import Feature
 from xdistill.distill import (DataSource, DistillData, DistillPlugin, Distiller, Step, StepCallback, Trainee,
                               StageContext, build_stages, make_schedule)
+from xdistill.errors import ConfigError
 from xdistill.transfer import CachedTargets, LiveTeacherTargets, label_rows
 
 STAGE_NAMES = ["representation", "logits", "labeled"]
@@ -118,6 +119,34 @@ def test_make_schedule_gradual(world):
         ("labeled:3", ("classifier", "encoder", "embeddings")),
     ]
     assert steps[4] == Step(S["logits"], 2, ("classifier", "encoder"))
+
+
+def test_make_schedule_frozen_embeddings(world):
+    """--freeze-embeddings: no step trains the embeddings, so they end the run as they started."""
+    steps = make_schedule(trainee(world), STAGES, gradual=True, frozen=DistillArguments(freeze_embeddings=True).frozen_groups())
+    assert [(s.name, s.trainable) for s in steps] == [
+        ("representation:1", ("projection",)),
+        ("representation:2", ("projection", "encoder")),
+        ("logits:1", ("classifier",)),
+        ("logits:2", ("classifier", "encoder")),
+        ("labeled:1", ("classifier",)),
+        ("labeled:2", ("classifier", "encoder")),
+    ]
+    (step,) = make_schedule(trainee(world), [S["logits"]], gradual=False, frozen=("embeddings",))
+    assert step.trainable == ("classifier", "encoder")
+    assert DistillArguments().frozen_groups() == ()
+    with pytest.raises(ConfigError, match="'decoder'.*body groups encoder, embeddings"):
+        make_schedule(trainee(world), STAGES, gradual=True, frozen=("decoder",))
+
+
+def test_frozen_embeddings_keep_their_weights(world, tmp_path):
+    """A distillation run with the embeddings frozen changes the encoder but not one embedding weight."""
+    dist = distiller(world, tmp_path)
+    before = dist.trainee.student.embeddings.weight.detach().clone()
+    encoder = [p.detach().clone() for p in dist.trainee.student.encoder.parameters()]
+    dist.run(make_schedule(dist.trainee, STAGES[:2], gradual=True, frozen=("embeddings",)), 1)
+    assert torch.equal(dist.trainee.student.embeddings.weight, before)
+    assert any(not torch.equal(a, b) for a, b in zip(encoder, dist.trainee.student.encoder.parameters()))
 
 
 def test_make_schedule_not_gradual(world):

@@ -335,6 +335,7 @@ class DistillArguments:
     attention_loss: str = field(default="auto", metadata={"help": "Stage intermediate: attention matches: kl or mse between the attention maps of mapped layers (equal head counts), relation (MiniLM self-attention relations of the last layer's queries, keys and values; any heads and widths), off, or auto (kl when the head counts agree, else relation)."})
     relation_heads: int = field(default=0, metadata={"help": "Relation heads of --attention-loss relation (MiniLMv2); 0: the student's head count, lowered until it divides both widths."})
     gradual_unfreezing: bool = field(default=True, metadata={"help": "Within each stage, unfreeze from the top layer down, one step each."})
+    freeze_embeddings: bool = field(default=False, metadata={"help": "Keep the student's embeddings group frozen in every distillation step (the no-distillation baseline still trains it). For --student-vocabulary whole, where pieces the run's text never holds keep their SVD projection of the teacher's embeddings only while the others do too."})
     batch_size: int = field(default=64, metadata={"help": "Student batch size (windows)."})
     lr: float = field(default=2e-3, metadata={"help": "Student learning rate (Adam)."})
     max_epochs: int = field(default=10, metadata={"help": "Maximum epochs per unfreezing step."})
@@ -361,6 +362,11 @@ class DistillArguments:
             raise ConfigError(f"--stages: expected a comma-separated list of stage names, got {self.stages!r}")
         if len(set(names)) != len(names):
             raise ConfigError(f"--stages: a stage is listed twice in {self.stages!r}")
+
+    def frozen_groups(self) -> tuple[str, ...]:
+        """Student layer groups kept frozen in every distillation step: ``("embeddings",)`` with
+        ``--freeze-embeddings``, else none."""
+        return ("embeddings",) if self.freeze_embeddings else ()
 
     def seed(self, data_seed: int) -> int:
         """The students' seed: ``--student-seed``, or ``data_seed`` (``--seed``) when it is -1."""

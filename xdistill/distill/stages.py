@@ -271,12 +271,22 @@ class Step:
         return f"{self.stage.name}:{self.index}"
 
 
-def make_schedule(trainee: Trainee, stages: Sequence[Stage], gradual: bool) -> list[Step]:
+def make_schedule(trainee: Trainee, stages: Sequence[Stage], gradual: bool, frozen: Sequence[str] = ()) -> list[Step]:
     """The steps of Algorithm 1: per stage, the top group first, then one more group per step
-    (``gradual`` and the stage's own ``gradual``), or one step with every group."""
+    (``gradual`` and the stage's own ``gradual``), or one step with every group. Groups named in
+    ``frozen`` (``--freeze-embeddings``) are left out of every step, so they keep their initial weights.
+
+    Raises:
+        ConfigError: a name in ``frozen`` that is not one of the student's body groups.
+    """
+    body = trainee.student.body_groups()
+    unknown = [g for g in frozen if g not in body]
+    if unknown:
+        raise ConfigError(f"frozen layer group(s) (--freeze-embeddings) {', '.join(map(repr, unknown))}: the student "
+                          f"{type(trainee.student).__name__} has the body groups {', '.join(body)}")
     steps = []
     for stage in stages:
-        groups = [name for name, _ in trainee.stage_groups(stage.matches)]
+        groups = [name for name, _ in trainee.stage_groups(stage.matches) if name not in frozen]
         if gradual and stage.gradual:
             steps.extend(Step(stage, k, tuple(groups[:k])) for k in range(1, len(groups) + 1))
         else:

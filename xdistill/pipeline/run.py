@@ -306,7 +306,8 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
         trainee = make_trainee(r, r.teacher.input_embeddings())
         ckpt = student_dir(Path("."), variant, r.variants).name
         distiller = _distiller(r, trainee, transfer, f"student[{variant}]", ckpt)
-        schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing),
+        schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing,
+                                                         s.distill.frozen_groups()),
                                            s.distill.max_epochs, resume=s.run.resume)
         trainees[variant] = trainee
     return trainees, schedules

@@ -139,7 +139,8 @@ def distill_zero_shot(r: ZeroShotRun) -> tuple[dict, dict, dict]:
                                DataSource(r.ood_val_enc, targets(r, r.validation_cache)), r.val_gold, r.pad_id)
             distiller = Distiller(trainee, r.adapter, s.distill, data, r.out / "checkpoints" / f"student-{variant}",
                                   s.distill.seed(s.data.seed), name=f"student[{variant}]", plugins=plugins)
-            schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing),
+            schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing,
+                                                             s.distill.frozen_groups()),
                                                s.distill.max_epochs, resume=s.run.resume)
             trainees[variant] = trainee
             if plugins:
