@@ -1,4 +1,4 @@
-"""scripts/benchmark_zero_shot.py's helpers: the student seeds and the per-seed adversarial gain (issue 12)."""
+"""scripts/benchmark_zero_shot.py: the student seeds, the per-seed adversarial gain and the zero-shot command line (issue 12)."""
 
 from __future__ import annotations
 
@@ -47,3 +47,37 @@ def test_a_saved_teacher_alone_is_reused_without_a_regular_run(tmp_path):
     (tmp_path / "teacher" / "config.json").unlink()
     (tmp_path / "report.json").write_text("{}")
     assert not bench.needs_regular_run(tmp_path)  # a finished regular run
+
+
+class _Stop(Exception):
+    pass
+
+
+def _first_zero_shot_command(tmp_path, monkeypatch, command: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The command line of the first zero-shot run main() would start (the run itself is not started)."""
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "config.json").write_text("{}")
+    seen: list[list[str]] = []
+
+    def record(cmd: list[str]) -> None:
+        seen.append(cmd)
+        raise _Stop
+
+    monkeypatch.setattr(bench, "run", record)
+    with pytest.raises(_Stop):
+        bench.main([command, "--teacher-run", str(tmp_path), "--root", str(tmp_path / "out"), "--data-dir", "D",
+                    *(["--", *extra] if extra else [])])
+    return seen[0]
+
+
+def test_the_ner_zero_shot_run_gets_the_recipe_and_passed_options_come_last(tmp_path, monkeypatch):
+    cmd = _first_zero_shot_command(tmp_path, monkeypatch, "ner", ("--ood-span", "2-5"))
+    text = " ".join(cmd)
+    assert "--zero-shot --ood-text leipzig,tatoeba --ood-limit 500 --ood-span 1-10 --student-vocabulary whole" in text
+    assert cmd[-2:] == ["--ood-span", "2-5"]  # a passed option is later on the line, so it wins
+
+
+def test_the_classify_zero_shot_run_has_no_ner_recipe(tmp_path, monkeypatch):
+    cmd = _first_zero_shot_command(tmp_path, monkeypatch, "classify")
+    assert "--ood-span" not in cmd and "--student-vocabulary" not in cmd
+    assert cmd[cmd.index("--ood-text") + 1] == "D/wikiann/train-en.tsv,D/unlabeled/leipzig/en.txt"
