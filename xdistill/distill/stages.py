@@ -292,3 +292,9 @@ def make_schedule(trainee: Trainee, stages: Sequence[Stage], gradual: bool, froz
         else:
             steps.append(Step(stage, 1, tuple(groups)))
     return steps
+
+
+def distill_schedule(trainee: Trainee, stages: Sequence[Stage], args: DistillArguments) -> list[Step]:
+    """The distilled student's steps under the run's options: :func:`make_schedule` with
+    ``--gradual-unfreezing`` and ``--freeze-embeddings`` (every pipeline's students share it)."""
+    return make_schedule(trainee, stages, args.gradual_unfreezing, args.frozen_groups())

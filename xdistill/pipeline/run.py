@@ -24,7 +24,7 @@ from ..data.stored import EncodedWriter, encoded_on_disk, is_on_disk
 from ..data.types import Encoded, TaskData
 from ..errors import ConfigError
 from ..distill import (DataSource, DistillData, Distiller, Match, Stage, StageContext, Trainee, build_stages,
-                       check_stage_names, get_loss, make_schedule)
+                       check_stage_names, distill_schedule, get_loss, make_schedule)
 from ..reporting import (ModelScores, RunResult, TaskInfo, build_report, write_model_card, write_report,
                         write_training_summary)
 from ..students import Student, StudentContext, build_student, student_class
@@ -306,8 +306,7 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
         trainee = make_trainee(r, r.teacher.input_embeddings())
         ckpt = student_dir(Path("."), variant, r.variants).name
         distiller = _distiller(r, trainee, transfer, f"student[{variant}]", ckpt)
-        schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing,
-                                                         s.distill.frozen_groups()),
+        schedules[variant] = distiller.run(distill_schedule(trainee, r.stages, s.distill),
                                            s.distill.max_epochs, resume=s.run.resume)
         trainees[variant] = trainee
     return trainees, schedules

@@ -27,7 +27,7 @@ import torch
 from ..adapters import TaskAdapter
 from ..config import RunSettings
 from ..data.types import Encoded
-from ..distill import DataSource, DistillData, Distiller, Stage, build_stages, make_schedule
+from ..distill import DataSource, DistillData, Distiller, Stage, build_stages, distill_schedule
 from ..distill.adversarial import AdversarialExamples, AdversarialOptions
 from ..errors import ConfigError
 from ..reporting import TaskInfo
@@ -139,8 +139,7 @@ def distill_zero_shot(r: ZeroShotRun) -> tuple[dict, dict, dict]:
                                DataSource(r.ood_val_enc, targets(r, r.validation_cache)), r.val_gold, r.pad_id)
             distiller = Distiller(trainee, r.adapter, s.distill, data, r.out / "checkpoints" / f"student-{variant}",
                                   s.distill.seed(s.data.seed), name=f"student[{variant}]", plugins=plugins)
-            schedules[variant] = distiller.run(make_schedule(trainee, r.stages, s.distill.gradual_unfreezing,
-                                                             s.distill.frozen_groups()),
+            schedules[variant] = distiller.run(distill_schedule(trainee, r.stages, s.distill),
                                                s.distill.max_epochs, resume=s.run.resume)
             trainees[variant] = trainee
             if plugins:
