@@ -18,7 +18,9 @@ from xdistill.distill.adversarial import (AdversarialExamples, AdversarialOption
                                           mix_embeddings, straight_through_one_hot, top_candidates)
 from xdistill.errors import ConfigError, DataFormatError
 from xdistill.teachers import Teacher
-from xdistill.teachers.generator import check_generator_vocabulary, scratch_generator_arguments
+from xdistill.teachers.base import TeacherInfo
+from xdistill.teachers.generator import check_generator_vocabulary, prepare_generator, scratch_generator_arguments
+from xdistill.teachers.mlm import _build_mlm_model
 from xdistill.transfer.ood import cut_spans, filter_overlap, read_ood_text, read_source, resolve_sources
 
 
@@ -238,6 +240,57 @@ def test_the_scratch_generator_of_the_cpu_ner_preset_starts_from_random_embeddin
     g = scratch_generator_arguments(s.zero_shot, s.teacher)
     assert g.teacher_embeddings == "random" and g.mlm_enabled and g.teacher is None
     assert g.teacher_hidden_size == s.zero_shot.adversarial_generator_hidden
+
+
+def test_generator_init_options_are_checked():
+    base = dict(zero_shot=True, ood_text="a.txt", adversarial=True)
+    with pytest.raises(ConfigError, match="--adversarial-generator-init: expected one of random, teacher"):
+        ZeroShotArguments(**base, adversarial_generator_init="bert")
+    with pytest.raises(ConfigError, match="--adversarial-generator-init teacher .*expected --adversarial-generator unset"):
+        ZeroShotArguments(**base, adversarial_generator_init="teacher", adversarial_generator="some/mlm")
+    with pytest.raises(ConfigError, match="--adversarial-generator-layers: .*teacher's size"):
+        ZeroShotArguments(**base, adversarial_generator_init="teacher", adversarial_generator_layers=4)
+    s = parse_distill_args(["--preset", "cpu", "--zero-shot", "--ood-text", "leipzig", "--adversarial",
+                            "--adversarial-generator-init", "teacher"], "ner")
+    with pytest.raises(ConfigError, match="--adversarial-generator-init teacher: .*no saved checkpoint"):
+        scratch_generator_arguments(s.zero_shot, s.teacher, None)
+    g = scratch_generator_arguments(s.zero_shot, s.teacher, "T")
+    assert g.teacher == "T" and g.teacher_embeddings == "random" and g.mlm_text == "ood" and g.mlm_enabled
+
+
+def _saved_teacher(tokenizer, folder, seed: int) -> TeacherInfo:
+    model = tiny.make_teacher(tokenizer, seed=seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return TeacherInfo(source="scratch", trained_from_scratch=True, fine_tuned_here=True, architecture="bert",
+                       parameters=0, hidden_size=model.config.hidden_size, num_layers=2, path=str(folder),
+                       fingerprint=f"weights-{seed}")
+
+
+def test_a_generator_started_from_the_teacher_has_its_encoder_and_a_tied_head(pair, tmp_path):
+    tokenizer = pair[0]
+    info = _saved_teacher(tokenizer, tmp_path / "teacher", seed=3)
+    z = ZeroShotArguments(zero_shot=True, ood_text="a.txt", adversarial=True, adversarial_generator_init="teacher",
+                          adversarial_generator_mlm="2")
+    s = parse_distill_args(["--preset", "smoke", "--zero-shot", "--ood-text", "a.txt"], "ner")
+    start = _build_mlm_model(scratch_generator_arguments(z, s.teacher, info.path), None, seed=0)
+    saved = tiny.make_teacher(tokenizer, seed=3).state_dict()
+    for name, value in start.bert.state_dict().items():
+        assert torch.equal(value, saved[f"bert.{name}"]), name
+    assert start.get_output_embeddings().weight is start.bert.embeddings.word_embeddings.weight
+
+    texts = [" ".join(w) for w in tiny.sentences(40, seed=5, labeled=False)["tokens"]]
+    gen, report = prepare_generator(z, s.teacher, tokenizer, texts, 24, tmp_path / "run", 0, False, info)
+    assert gen.config.hidden_size == info.hidden_size and gen.config.num_hidden_layers == 2
+    assert report["mlm"]["started_from"] == info.path and report["mlm"]["steps"] == 2
+    assert "the teacher" in report["source"] and report["trained_here"]
+    moved = gen.bert.embeddings.word_embeddings.weight.detach() - saved["bert.embeddings.word_embeddings.weight"]
+    assert float(moved.abs().max()) > 0  # trained on the OOD text
+    # a teacher trained again at the same path (other weights) gets a new generator, not the saved one
+    other = _saved_teacher(tokenizer, tmp_path / "teacher", seed=4)
+    gen2, _ = prepare_generator(z, s.teacher, tokenizer, texts, 24, tmp_path / "run", 0, False, other)
+    assert not torch.equal(gen2.bert.encoder.layer[0].attention.self.query.weight,
+                           gen.bert.encoder.layer[0].attention.self.query.weight)
 
 
 def test_a_task_stage_on_labeled_data_is_refused():

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import ConfigError
-from .checks import check_positive
+from .checks import check_choice, check_positive
 
 #: ``--ood-text`` names that stand for the run's languages' sentences in ``DATA_DIR/unlabeled``
 OOD_KEYWORDS = ("leipzig", "tatoeba")
+#: where the scratch adversarial generator starts (``--adversarial-generator-init``)
+GENERATOR_INITS = ("random", "teacher")
 #: options that give the student task data; refused with ``--zero-shot``
 LABELED_DATA_OPTIONS = ("--labeled-per-lang", "--labeled-per-class", "--transfer", "--augment", "--transfer-per-lang",
                         "--unlabeled-per-lang", "--transfer-repeat", "--transfer-limit", "--unlabeled-limit",
@@ -43,6 +45,7 @@ class ZeroShotArguments:
     generator_steps: int = field(default=10, metadata={"help": "--adversarial: generator updates per round."})
     student_steps: int = field(default=100, metadata={"help": "--adversarial: student updates per round."})
     adversarial_generator: Optional[str] = field(default=None, metadata={"help": "--adversarial: an AutoModelForMaskedLM (hub id or folder) with the teacher's vocabulary; unset: a small MLM trained here from scratch on the OOD text."})
+    adversarial_generator_init: str = field(default="random", metadata={"help": "Scratch generator's start: random (a BERT of --adversarial-generator-hidden/-layers/-heads) or teacher (the teacher's encoder and word embeddings with a new MLM head, the output layer tied to the embeddings: the stand-in, where no pretrained MLM exists, for the teacher's own pretrained MLM of Rashid et al.); either is then trained on the OOD text for --adversarial-generator-mlm."})
     adversarial_generator_mlm: str = field(default="600", metadata={"help": "Scratch generator: MLM training budget, steps (600: the same generator on every machine, about 3 to 4 minutes on 2 CPU cores) or minutes (4min: as many steps as the machine makes in them)."})
     adversarial_generator_hidden: int = field(default=128, metadata={"help": "Scratch generator: hidden size."})
     adversarial_generator_layers: int = field(default=2, metadata={"help": "Scratch generator: layers."})
@@ -71,9 +74,26 @@ class ZeroShotArguments:
         check_positive(self, "ood_join", "generator_steps", "student_steps", "adversarial_generator_hidden",
                        "adversarial_generator_layers", "adversarial_generator_heads", "adversarial_lr",
                        "adversarial_batch_size", "adversarial_weight", "gumbel_temperature")
+        self._check_generator_init()
         if self.adversarial_generator_hidden % self.adversarial_generator_heads:
             raise ConfigError(f"--adversarial-generator-hidden ({self.adversarial_generator_hidden}) must be divisible "
                               f"by --adversarial-generator-heads ({self.adversarial_generator_heads})")
+
+    def _check_generator_init(self) -> None:
+        """``--adversarial-generator-init``: a known value; ``teacher`` neither with a given generator nor
+        with the scratch generator's size options, which it would leave unused."""
+        check_choice(self, "adversarial_generator_init", GENERATOR_INITS)
+        if self.adversarial_generator_init != "teacher":
+            return
+        if self.adversarial_generator:
+            raise ConfigError("--adversarial-generator-init teacher trains a generator here from the teacher; expected "
+                              f"--adversarial-generator unset (got {self.adversarial_generator!r})")
+        sizes = {"hidden": (self.adversarial_generator_hidden, 128), "layers": (self.adversarial_generator_layers, 2),
+                 "heads": (self.adversarial_generator_heads, 2)}
+        changed = [f"--adversarial-generator-{k}" for k, (v, default) in sizes.items() if v != default]
+        if changed:
+            raise ConfigError(f"{', '.join(changed)}: with --adversarial-generator-init teacher the generator has the "
+                              "teacher's size; expected the option unset")
 
     @property
     def enabled(self) -> bool:

@@ -194,7 +194,7 @@ def _run(adapter: TaskAdapter, settings: RunSettings, command: str, t_start: flo
         with r.timer.phase("generator"):
             r.generator, r.generator_info = prepare_generator(
                 settings.zero_shot, settings.teacher, r.tokenizer, r.ood.train, settings.data.max_length, r.out,
-                settings.data.seed, settings.run.resume)
+                settings.data.seed, settings.run.resume, r.teacher.info)
     trainees, schedules, adversarial = distill_zero_shot(r)
     students = {v: t.student for v, t in trainees.items()}
     with r.timer.phase("evaluation"):

@@ -22,6 +22,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from ..config import TeacherArguments
 from ..config.zero_shot import ZeroShotArguments
 from ..errors import ConfigError
+from .base import TeacherInfo
 from .build import scratch_config
 from .mlm import MLMPretrainer, encode_mlm_text
 
@@ -30,16 +31,31 @@ logger = logging.getLogger(__name__)
 GENERATOR_DIR = "generator-mlm"
 
 
-def scratch_generator_arguments(z: ZeroShotArguments, targs: TeacherArguments) -> TeacherArguments:
-    """The teacher options that describe the scratch generator to :class:`MLMPretrainer`: a BERT of
-    ``--adversarial-generator-hidden/-layers/-heads`` (feed-forward 4H) with the teacher's tokenizer,
-    pretrained for ``--adversarial-generator-mlm`` from random embeddings (the teacher's
-    ``--teacher-embeddings ppmi``, the cpu preset's for ner, initialises a teacher to be fine-tuned, not
-    an MLM)."""
+def scratch_generator_arguments(z: ZeroShotArguments, targs: TeacherArguments, teacher_path: str | None = None
+                                ) -> TeacherArguments:
+    """The teacher options that describe the generator trained here to :class:`MLMPretrainer`.
+
+    ``--adversarial-generator-init random``: a BERT of ``--adversarial-generator-hidden/-layers/-heads``
+    (feed-forward 4H) with the teacher's tokenizer, pretrained for ``--adversarial-generator-mlm`` from
+    random embeddings (the teacher's ``--teacher-embeddings ppmi``, the cpu preset's for ner,
+    initialises a teacher to be fine-tuned, not an MLM). ``teacher``: the checkpoint at ``teacher_path``
+    (the fine-tuned teacher) loaded as ``AutoModelForMaskedLM`` (its encoder and word embeddings; the
+    MLM head new, its output layer tied to the word embeddings) and trained on the OOD text for the
+    same budget.
+
+    Raises:
+        ConfigError: ``teacher`` without a teacher checkpoint.
+    """
+    mlm = dict(teacher_mlm=z.adversarial_generator_mlm, mlm_text="ood", teacher_lang_temperature=1.0,
+               teacher_embeddings="random")
+    if z.adversarial_generator_init == "teacher":
+        if not teacher_path:
+            raise ConfigError("--adversarial-generator-init teacher: the teacher has no saved checkpoint to start "
+                              "the generator from; expected --teacher DIR or a teacher fine-tuned by the run")
+        return replace(targs, teacher=str(teacher_path), **mlm)
     return replace(targs, teacher=None, teacher_architecture="bert", teacher_hidden_size=z.adversarial_generator_hidden,
                    teacher_layers=z.adversarial_generator_layers, teacher_heads=z.adversarial_generator_heads,
-                   teacher_intermediate_size=4 * z.adversarial_generator_hidden, teacher_mlm=z.adversarial_generator_mlm,
-                   mlm_text="ood", teacher_lang_temperature=1.0, teacher_embeddings="random")
+                   teacher_intermediate_size=4 * z.adversarial_generator_hidden, **mlm)
 
 
 def check_generator_vocabulary(model, generator_tokenizer, tokenizer, name: str) -> None:
@@ -79,25 +95,34 @@ def load_generator(name: str, tokenizer) -> torch.nn.Module:
 
 
 def prepare_generator(z: ZeroShotArguments, targs: TeacherArguments, tokenizer, texts: Sequence[str], max_length: int,
-                      out_dir: Path, seed: int, resume: bool) -> tuple[torch.nn.Module, dict]:
+                      out_dir: Path, seed: int, resume: bool, teacher: TeacherInfo | None = None
+                      ) -> tuple[torch.nn.Module, dict]:
     """The generator (eval mode) and what the report says of it: ``source``, ``parameters`` and, for a
-    scratch generator, its MLM training (:class:`~xdistill.teachers.mlm.MLMReport` as a dict).
+    generator trained here, its MLM training (:class:`~xdistill.teachers.mlm.MLMReport` as a dict).
 
+    Args:
+        teacher: the run's teacher (its saved ``path`` and weights' ``fingerprint``), where
+            ``--adversarial-generator-init teacher`` starts the generator.
     Raises:
-        ConfigError: see :func:`load_generator`; fewer than 2 rows of OOD text for a scratch generator.
+        ConfigError: see :func:`load_generator` and :func:`scratch_generator_arguments`; fewer than 2 rows
+            of OOD text for a generator trained here.
     """
     if z.adversarial_generator:
         model = load_generator(z.adversarial_generator, tokenizer)
         info = {"source": z.adversarial_generator, "trained_here": False, "mlm": None}
     else:
-        gargs = scratch_generator_arguments(z, targs)
+        from_teacher = z.adversarial_generator_init == "teacher"
+        gargs = scratch_generator_arguments(z, targs, teacher.path if teacher is not None else None)
         text = encode_mlm_text(texts, tokenizer, max_length)
         text.sources = {"ood": len(texts)}
-        report = MLMPretrainer(gargs, out_dir, seed, name=GENERATOR_DIR).run(
+        report = MLMPretrainer(gargs, out_dir, seed, name=GENERATOR_DIR,
+                               start_fingerprint=teacher.fingerprint if from_teacher else "").run(
             text, tokenizer, resume, scratch_config=lambda: scratch_config(gargs, tokenizer, []))
         model = AutoModelForMaskedLM.from_pretrained(Path(out_dir) / GENERATOR_DIR)
-        info = {"source": f"BERT {gargs.teacher_layers}x{gargs.teacher_hidden_size} MLM trained here from scratch on "
-                          "the OOD text (not a pretrained model)", "trained_here": True, "mlm": asdict(report)}
+        info = {"source": (f"the teacher ({teacher.architecture} {teacher.num_layers}x{teacher.hidden_size}, "
+                           f"{teacher.path}) with a new MLM head, trained here on the OOD text" if from_teacher else
+                           f"BERT {gargs.teacher_layers}x{gargs.teacher_hidden_size} MLM trained here from scratch "
+                           "on the OOD text (not a pretrained model)"), "trained_here": True, "mlm": asdict(report)}
     info["parameters"] = sum(p.numel() for p in model.parameters())
     logger.info("adversarial generator: %s, %.1fM parameters", info["source"], info["parameters"] / 1e6)
     return model.eval(), info

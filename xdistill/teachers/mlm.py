@@ -371,13 +371,17 @@ class MLMPretrainer:
         seed: seed of the initialisation, of the held-out rows and of the Trainer.
         name: the folder of the result (``OUTPUT/NAME``) and of its checkpoints (``OUTPUT/checkpoints/NAME``);
             ``teacher-mlm`` for the teacher, ``generator-mlm`` for zero-shot's adversarial generator.
+        start_fingerprint: a hash of the checkpoint's weights (``--teacher``), part of the key, so that a
+            checkpoint trained again at the same path is not mistaken for the old one ("": the path alone).
     """
 
-    def __init__(self, targs: TeacherArguments, out_dir: Path, seed: int, name: str = "teacher-mlm"):
+    def __init__(self, targs: TeacherArguments, out_dir: Path, seed: int, name: str = "teacher-mlm",
+                 start_fingerprint: str = ""):
         self.targs = targs
         self.out_dir = Path(out_dir)
         self.seed = seed
         self.name = name
+        self.start_fingerprint = start_fingerprint
 
     @property
     def saved_dir(self) -> Path:
@@ -390,8 +394,10 @@ class MLMPretrainer:
         opts = {k: v for k, v in asdict(t).items() if k.startswith(("teacher", "mlm", "tokenizer")) and k not in
                 ("teacher_epochs", "teacher_lr", "teacher_batch_size", "teacher_eval_steps", "teacher_layer",
                  "teacher_label_smoothing", "teacher_label_all_tokens")}
-        blob = json.dumps({"opts": opts, "text": text.fingerprint(), "vocab": len(tokenizer), "seed": self.seed},
-                          sort_keys=True, default=str)
+        inputs = {"opts": opts, "text": text.fingerprint(), "vocab": len(tokenizer), "seed": self.seed}
+        if self.start_fingerprint:
+            inputs["start"] = self.start_fingerprint
+        blob = json.dumps(inputs, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _load_saved(self, key: str) -> MLMReport | None:
