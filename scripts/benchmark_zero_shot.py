@@ -85,6 +85,22 @@ def effective_seed(report: dict) -> int:
     return seed if seed >= 0 else int(report["settings"]["data"]["seed"])
 
 
+def reuse_generator(cmd: list[str], generator: Path) -> list[str]:
+    """``cmd`` with the first run's generator (``--adversarial-generator DIR``) unless it names one
+    itself; ``--adversarial-generator-init``, which describes a generator to train, is dropped with it."""
+    if any(x == "--adversarial-generator" or x.startswith("--adversarial-generator=") for x in cmd):
+        return list(cmd)
+    out, skip = [], False
+    for x in cmd:
+        if skip:
+            skip = False
+        elif x == "--adversarial-generator-init":
+            skip = True
+        elif not x.startswith("--adversarial-generator-init="):
+            out.append(x)
+    return [*out, "--adversarial-generator", str(generator)]
+
+
 def parse_seeds(text: str | None) -> list[int]:
     """``--student-seeds 1,2`` -> ``[1, 2]``; exits with a message naming the option on anything else."""
     try:
@@ -130,11 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     run([*zero_shot, "--output-dir", str(out), *extra])
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     reports = {effective_seed(report): report}
-    given = any(x == "--adversarial-generator" or x.startswith("--adversarial-generator=") for x in extra)
-    generator = [] if given else ["--adversarial-generator", str(out / "generator-mlm")]
     for seed in (x for x in seeds if x not in reports):
         again = root / f"zero-shot-seed{seed}"
-        run([*zero_shot, "--output-dir", str(again), *generator, *extra, "--student-seed", str(seed)])
+        run(reuse_generator([*zero_shot, "--output-dir", str(again), *extra, "--student-seed", str(seed)],
+                            out / "generator-mlm"))
         reports[seed] = json.loads((again / "report.json").read_text(encoding="utf-8"))
     seeds_df = seed_rows(reports)
     df = table(report)

@@ -81,3 +81,12 @@ def test_the_classify_zero_shot_run_has_no_ner_recipe(tmp_path, monkeypatch):
     cmd = _first_zero_shot_command(tmp_path, monkeypatch, "classify")
     assert "--ood-span" not in cmd and "--student-vocabulary" not in cmd
     assert cmd[cmd.index("--ood-text") + 1] == "D/wikiann/train-en.tsv,D/unlabeled/leipzig/en.txt"
+
+
+def test_seed_reruns_reuse_the_first_generator_instead_of_training_one(tmp_path):
+    cmd = ["x", "--adversarial", "--adversarial-generator-init", "teacher", "--student-seed", "1",
+           "--adversarial-generator-init=teacher"]
+    again = bench.reuse_generator(cmd, tmp_path / "g")
+    assert again == ["x", "--adversarial", "--student-seed", "1", "--adversarial-generator", str(tmp_path / "g")]
+    given = ["x", "--adversarial-generator", "hub/mlm"]
+    assert bench.reuse_generator(given, tmp_path / "g") == given
