@@ -5,7 +5,7 @@ or labels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from ..errors import ConfigError
@@ -88,9 +88,9 @@ class ZeroShotArguments:
         if self.adversarial_generator:
             raise ConfigError("--adversarial-generator-init teacher trains a generator here from the teacher; expected "
                               f"--adversarial-generator unset (got {self.adversarial_generator!r})")
-        sizes = {"hidden": (self.adversarial_generator_hidden, 128), "layers": (self.adversarial_generator_layers, 2),
-                 "heads": (self.adversarial_generator_heads, 2)}
-        changed = [f"--adversarial-generator-{k}" for k, (v, default) in sizes.items() if v != default]
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = [f"--adversarial-generator-{k}" for k in ("hidden", "layers", "heads")
+                   if getattr(self, f"adversarial_generator_{k}") != defaults[f"adversarial_generator_{k}"]]
         if changed:
             raise ConfigError(f"{', '.join(changed)}: with --adversarial-generator-init teacher the generator has the "
                               "teacher's size; expected the option unset")

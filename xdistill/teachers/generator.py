@@ -111,8 +111,8 @@ def prepare_generator(z: ZeroShotArguments, targs: TeacherArguments, tokenizer, 
         model = load_generator(z.adversarial_generator, tokenizer)
         info = {"source": z.adversarial_generator, "trained_here": False, "mlm": None}
     else:
-        from_teacher = z.adversarial_generator_init == "teacher"
         gargs = scratch_generator_arguments(z, targs, teacher.path if teacher is not None else None)
+        from_teacher = not gargs.from_scratch
         text = encode_mlm_text(texts, tokenizer, max_length)
         text.sources = {"ood": len(texts)}
         report = MLMPretrainer(gargs, out_dir, seed, name=GENERATOR_DIR,
