@@ -121,6 +121,12 @@ def test_resume_reuses_teacher_cache_and_schedule(smoke_run):
     assert after["timing"]["teacher_labeling_cached"] is True
     assert after["timing"]["seconds"]["distillation"] < before["timing"]["seconds"]["distillation"]
     assert after["teacher"]["fingerprint"] == before["teacher"]["fingerprint"]
+    # the reused teacher keeps the minutes of the run that trained it, and the report says so
+    assert before["teacher"]["reused"] is False and after["teacher"]["reused"] is True
+    assert after["teacher"]["minutes"] == before["teacher"]["minutes"] > 0
+    assert before["phases"]["fine_tuning"]["reused"] is False and after["phases"]["fine_tuning"]["reused"] is True
+    assert after["phases"]["fine_tuning"]["minutes"] == pytest.approx(after["teacher"]["minutes"], abs=0.01)
+    assert "(in the earlier run that trained it; reused here)" in (out / "report.md").read_text()
     assert after["mean"]["student_f1"] == pytest.approx(before["mean"]["student_f1"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -259,6 +260,7 @@ def test_scratch_teacher_is_trained_and_saved(scratch_run, tok):
     assert info.parameters == sum(p.numel() for p in model.parameters())
     assert info.labeled_data == "8 labeled sentences"
     assert isinstance(info.best_validation_score, float)
+    assert info.reused is False and isinstance(info.minutes, float) and info.minutes >= 0
     assert info.fingerprint == weights_fingerprint(model)
     assert model.config.vocab_size == len(tok)
     assert [model.config.id2label[i] for i in range(7)] == list(tm.LABELS)
@@ -282,7 +284,7 @@ def test_same_setup_reuses_the_saved_teacher(scratch_run, tok, adapter, enc, mon
     again = TeacherTrainer(adapter, TeacherArguments(**SCRATCH_SIZES), out, 0, dict(reversed(list(SETUP.items()))))
     teacher2 = again.prepare(tok, enc, validation, False, "8 labeled sentences")
     model2, info2 = teacher2.model, teacher2.info
-    assert info2 == info
+    assert info2 == dataclasses.replace(info, reused=True)  # and the minutes of the run that trained it
     assert weights_fingerprint(model2) == info.fingerprint
     for a, b in zip(logits_of(model2, enc, tok), logits_of(model, enc, tok)):
         np.testing.assert_allclose(a, b, atol=1e-5)

@@ -59,8 +59,11 @@ def _phases(r: RunResult, mean: dict) -> dict:
     """What each phase gave: the teacher's PPMI-SVD word embeddings (what they were counted on, seconds),
     its masked-language-model pretraining (its held-out loss, in nats per masked token, first and last),
     fine-tuning (the teacher's score), distillation (the student's score and its gain over the stronger
-    no-distillation baseline); minutes of each."""
+    no-distillation baseline); minutes of each. A teacher reused from ``OUTPUT/teacher`` (an earlier run with
+    the same settings) is given the minutes of the run that trained it, and ``reused``."""
     k, sec = r.task.metric, r.timing.get("seconds", {})
+    reused = r.teacher.reused and r.teacher.minutes is not None
+    teacher_minutes = r.teacher.minutes if reused else sec.get("teacher", 0.0) / 60
     mlm = r.teacher.mlm
     held = (mlm or {}).get("held_out_loss") or []
     mlm_minutes = (mlm or {}).get("minutes", 0.0) if r.teacher.fine_tuned_here else 0.0
@@ -74,8 +77,8 @@ def _phases(r: RunResult, mean: dict) -> dict:
             "rows": mlm.get("rows"), "tokens": mlm.get("tokens"),
             "held_out_loss_first": held[0][1] if held else None, "held_out_loss_last": held[-1][1] if held else None},
         "fine_tuning": {f"teacher_{k}": mean[f"teacher_{k}"], "best_validation": r.teacher.best_validation_score,
-                        "fine_tuned_here": r.teacher.fine_tuned_here,
-                        "minutes": round(max(sec.get("teacher", 0.0) / 60 - (mlm_minutes or 0.0) - self_minutes, 0.0), 2)},
+                        "fine_tuned_here": r.teacher.fine_tuned_here, "reused": reused,
+                        "minutes": round(max(teacher_minutes - (mlm_minutes or 0.0) - self_minutes, 0.0), 2)},
         "self_training": [{key: x.get(key) for key in ("round", "pseudo_labeled_rows", "best_validation_score", "minutes")}
                           for x in rounds] or None,
         "distillation": {f"student_{k}": mean[f"student_{k}"], "student_to_teacher": mean["student_to_teacher"],
@@ -193,7 +196,8 @@ def render_markdown(r: dict) -> str:
                      "nats per masked token"))
         ft = ph["fine_tuning"]
         lines.append(f"- Teacher fine-tuning: {k} {ft[f'teacher_{k}']:.2f} on evaluation (best validation "
-                     f"{ft['best_validation'] if ft['best_validation'] is not None else '-'}); {ft['minutes']:.1f} min")
+                     f"{ft['best_validation'] if ft['best_validation'] is not None else '-'}); {ft['minutes']:.1f} min"
+                     + (" (in the earlier run that trained it; reused here)" if ft.get("reused") else ""))
         for x in ph.get("self_training") or []:
             lines.append(f"- Teacher self-training round {x['round']}: fine-tuned again on the labeled and "
                          f"{x['pseudo_labeled_rows']} pseudo-labeled rows (best validation {x['best_validation_score']}); "

@@ -56,6 +56,8 @@ class TeacherInfo:
     mlm: dict | None = None     # what masked-language-model pretraining here saw and gave (MLMReport), if any
     embeddings: dict | None = None  # the PPMI-SVD word embeddings it started from (CooccurrenceReport), if any
     self_training: list | None = None  # per --teacher-self-training round: pseudo-labeled rows, label shares, validation
+    minutes: float | None = None  # building, pretraining, fine-tuning it in the run that trained it (resumed: that part)
+    reused: bool = False        # loaded from OUTPUT/teacher, saved by an earlier run with the same settings
 
     @classmethod
     def from_dict(cls, d: dict) -> "TeacherInfo":

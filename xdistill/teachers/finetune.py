@@ -87,6 +87,7 @@ class TeacherTrainer:
             return None
         model = self.adapter.level.auto_model_class.from_pretrained(self.saved_dir)
         info = TeacherInfo.from_dict(meta["info"])
+        info.reused = True
         logger.info("reusing the teacher saved in %s (%s)", self.saved_dir,
                     "trained from scratch" if info.trained_from_scratch else info.source)
         return Teacher(model, tokenizer, info, task=meta.get("task"))
@@ -140,6 +141,7 @@ class TeacherTrainer:
         saved = self._load_saved(tokenizer)
         if saved is not None:
             return saved
+        t0 = time.perf_counter()
         model, needs_training = self._build(tokenizer, text, resume)
         mlm_report = self.mlm_report
         check_vocabulary(model, tokenizer, self.targs.teacher or "scratch")
@@ -167,7 +169,8 @@ class TeacherTrainer:
             description=describe_teacher(cfg.model_type, self.targs.from_scratch, source, len(tokenizer), ref,
                                          mlm=mlm_report is not None, pruned_from=self.pruned_from,
                                          ppmi=self.embeddings_report is not None),
-            mlm=mlm_report, embeddings=self.embeddings_report, self_training=self.self_training_report)
+            mlm=mlm_report, embeddings=self.embeddings_report, self_training=self.self_training_report,
+            minutes=round((time.perf_counter() - t0) / 60, 2) if needs_training else None)
         task = {"task": self.adapter.spec.name, "task_file": self.adapter.spec.path}
         parallel.main_does(lambda: save_verified(model, tokenizer, self.saved_dir, TEACHER_META,
                                                  {"setup_key": self.setup_key, "info": asdict(info), "task": task}),
