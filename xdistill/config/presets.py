@@ -44,9 +44,12 @@ PRESETS: dict[str, dict[str, dict]] = {
                     max_length=128, teacher_eval_steps=0, max_epochs=2, baseline_max_epochs=40,
                     teacher_epochs=5.0, teacher_embeddings="ppmi", mlm_text="transfer,labeled,train",
                     generate_per_lang=500, generator_train_texts=1000, output_dir="runs/ner-cpu"),
-        "classify": dict(_CPU_MODELS, task="imdb", labeled_per_class=500, teacher_labeled_per_class=3000,
+        # IMDB teacher (issue 10, scripts/teacher_recipe.py): every training review but the validation ones
+        # (24,500 instead of 6,000) and 384 tokens instead of 192: 86.00 instead of 81.10 accuracy; more
+        # epochs, MLM, PPMI-SVD embeddings and self-training did not lift it.
+        "classify": dict(_CPU_MODELS, task="imdb", labeled_per_class=500, teacher_labeled_per_class=-1,
                          validation_per_class=250, transfer_limit=2000, unlabeled_limit=4000, eval_limit=5000,
-                         max_length=192, max_epochs=1, baseline_max_epochs=30, augment="generate",
+                         max_length=384, max_epochs=1, baseline_max_epochs=30, augment="generate",
                          transfer="unlabeled,generated,both", generate=3000, generator_layers=2,
                          generator_hidden_size=192, generator_heads=3, generator_epochs=1.0, generator_max_length=128,
                          generator_train_texts=4000, output_dir="runs/classify-cpu"),
