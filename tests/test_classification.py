@@ -373,7 +373,7 @@ def pooled_student(pooling: str, seed: int = 0) -> BiLSTMStudent:
                                num_labels=3, dropout=0.1, pooling=pooling, seed=seed)
 
 
-@pytest.mark.parametrize("pooling", ["max", "attention"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "attention"])
 def test_pooling_shapes(pooling):
     m = pooled_student(pooling).eval()
     ids = torch.tensor([[2, 5, 7, 3, 0], [2, 9, 3, 0, 0]])
@@ -382,7 +382,7 @@ def test_pooling_shapes(pooling):
     assert out.hidden_states[0].shape == (2, 10)  # the pooled 2H state
 
 
-@pytest.mark.parametrize("pooling", ["max", "attention"])
+@pytest.mark.parametrize("pooling", ["max", "mean", "attention"])
 @pytest.mark.parametrize("pad_value", [0, 11])
 def test_pooling_ignores_padding(pooling, pad_value):
     m = pooled_student(pooling).eval()
@@ -407,6 +407,21 @@ def test_max_pooling_is_the_max_over_real_positions():
     h = torch.tensor([[[1.0, -2.0], [3.0, -1.0], [9.0, 9.0]]])
     att = torch.tensor([[1, 1, 0]])
     assert m.pool(h, att).tolist() == [[3.0, -1.0]]
+
+
+def test_mean_pooling_is_the_average_over_real_positions():
+    m = pooled_student("mean").eval()
+    h = torch.tensor([[[1.0, -2.0], [3.0, -1.0], [9.0, 9.0]], [[4.0, 2.0], [0.0, 0.0], [0.0, 0.0]]])
+    att = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert m.pool(h, att).tolist() == [[2.0, -1.5], [4.0, 2.0]]
+
+
+def test_mean_pooling_scale_does_not_grow_with_the_length():
+    """A text repeated k times keeps its mean-pooled state (a maximum over more positions can only rise)."""
+    h = torch.randn(1, 5, 4)
+    long = h.repeat(1, 3, 1)
+    mean = pooled_student("mean")
+    assert torch.allclose(mean.pool(long, torch.ones(1, 15)), mean.pool(h, torch.ones(1, 5)))
 
 
 def test_attention_pooling_weights_sum_to_one_over_real_positions():
@@ -453,7 +468,7 @@ def test_max_pooling_has_no_attention_parameters():
 
 def test_unknown_pooling_is_rejected():
     with pytest.raises(ValueError, match="pooling"):
-        pooled_student("mean")
+        pooled_student("sum")
 
 
 def test_attention_student_save_load_roundtrip(tmp_path):
@@ -501,6 +516,26 @@ def test_load_model_predict(student_dir):
         assert r["probability"] == pytest.approx(r["probabilities"][r["label"]])
     assert res[0]["text"] == "great movie" and res[0]["tokens_cut"] == 0
     assert res[1]["tokens_cut"] > 0  # 100 words, maximum length 32: truncated as in training, and said so
+
+
+def test_predict_cleans_text_as_training_did(student_dir, tmp_path):
+    """Served text gets the task file's cleaning (IMDB: ``<br />`` to a space), as the training and
+    evaluation files did: ``predict`` and ``evaluate_file`` agree on raw IMDB rows."""
+    from xdistill.serving.inference import load_model
+
+    m = load_model(student_dir)
+    raw = ["great movie.<br /><br />The end was bad<br />", "a<br />b   c"]
+    clean = ["great movie. The end was bad", "a b c"]
+    got, want = m.predict(raw), m.predict(clean)
+    assert [r["text"] for r in got] == raw  # the text as given
+    for g, w in zip(got, want):
+        assert g["probabilities"] == pytest.approx(w["probabilities"], abs=1e-6)
+        assert g["tokens_cut"] == w["tokens_cut"]
+    path = tmp_path / "rows.csv"
+    path.write_text("text,label\n" + "".join(f'"{t}",{i % 2}\n' for i, t in enumerate(raw)), encoding="utf-8")
+    ev = m.evaluate_file(path)
+    hits = [(r["label"] == "pos") == (i % 2 == 1) for i, r in enumerate(got)]
+    assert ev["accuracy"] == pytest.approx(100 * sum(hits) / len(hits))
 
 
 def test_predict_empty_text_is_a_clear_error(student_dir, capsys, monkeypatch):

@@ -38,7 +38,7 @@ def ragged_batch(vocab: int = 20, lengths=(9, 3, 1, 6), seed: int = 0):
 # --------------------------------------------------------------------------- the masked forward
 
 
-@pytest.mark.parametrize("pooling", ["none", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["none", "max", "mean", "attention"])
 def test_export_module_equals_packed_forward_on_real_positions(pooling):
     s = random_student(pooling=pooling, seed=3).eval()
     ids, mask, lens = ragged_batch()

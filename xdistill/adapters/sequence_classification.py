@@ -14,7 +14,7 @@ import torch
 from ..config import GenerationArguments, TextDataArguments
 from ..data.batching import IGNORE
 from ..data.taskspec import TaskSpec
-from ..data.text import build_text_data, read_text_file, to_dataset
+from ..data.text import build_text_data, clean_text, read_text_file, to_dataset
 from ..data.types import Encoded, EncodedBuilder, TaskData, iter_examples
 from ..errors import ConfigError, EmptyTextError
 from .base import TaskAdapter
@@ -148,7 +148,9 @@ class SequenceClassificationAdapter(TaskAdapter):
 
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
         """Per text: the class and its probability, every class's probability, and ``tokens_cut``
-        (subwords beyond the maximum length, dropped as in training; 0 for most texts).
+        (subwords beyond the maximum length, dropped as in training; 0 for most texts). Each text is
+        cleaned as the task's training text was (:func:`~xdistill.data.text.clean_text`) before it is
+        tokenized; ``text`` in the result is the text as given.
 
         Raises:
             EmptyTextError: a text is empty or only whitespace (``indices`` name them).
@@ -156,7 +158,8 @@ class SequenceClassificationAdapter(TaskAdapter):
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
             raise EmptyTextError(empty)
-        ids = model.tokenizer(list(texts), add_special_tokens=False)["input_ids"] if texts else []
+        cleaned = [clean_text(t, self.spec) for t in texts]
+        ids = model.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if texts else []
         enc = self.encode_ids(ids, [""] * len(ids), model.tokenizer, model.max_length)
         probs = self.probabilities(model.logits(enc))
         cut = [max(0, len(x) - (model.max_length - 2)) for x in ids]

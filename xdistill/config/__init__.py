@@ -278,7 +278,7 @@ class StudentArguments:
     width H, A heads, feed-forward I) and how it starts."""
 
     student: str = field(default="bilstm", metadata={"help": "Student kind: a name registered in xdistill.students (bilstm, transformer)."})
-    pooling: str = field(default="max", metadata={"help": "Sequence tasks: pooling of BiLSTM states, max or attention (token tasks keep every position)."})
+    pooling: str = field(default="max", metadata={"help": "Sequence tasks: pooling of BiLSTM states, max, mean or attention (token tasks keep every position)."})
     embedding_dim: int = field(default=300, metadata={"help": "BiLSTM E: word embedding size (SVD of the teacher's input embeddings)."})
     hidden_size: int = field(default=600, metadata={"help": "BiLSTM H: hidden size per direction."})
     dropout: float = field(default=0.2, metadata={"help": "Dropout on embeddings and BiLSTM states."})
@@ -293,7 +293,7 @@ class StudentArguments:
     def __post_init__(self) -> None:
         if not self.student.strip():
             raise ConfigError("--student: expected a student kind such as bilstm or transformer")
-        check_choice(self, "pooling", ("max", "attention"))
+        check_choice(self, "pooling", ("max", "mean", "attention"))
         check_choice(self, "student_init", STUDENT_INITS)
         check_choice(self, "student_vocabulary", STUDENT_VOCABULARIES)
         if self.student_shape:

@@ -116,6 +116,13 @@ def _clean(text: str, replace: list) -> str:
     return " ".join(text.split())
 
 
+def clean_text(text: str, spec: TaskSpec) -> str:
+    """``text`` as the task's file readers give it to training: the task file's ``[cleaning] replace``
+    pairs applied in order (IMDB: ``<br />`` to a space), whitespace collapsed. Serving applies it too,
+    so that a model reads served text as it read its training text."""
+    return _clean(text, spec.cleaning.get("replace", []))
+
+
 def read_text_file(path: str | Path, spec: TaskSpec, labeled: bool) -> tuple[list[tuple[str, str]], TextStats]:
     """``(text, label)`` pairs of a CSV/JSONL file (label ``""`` when ``labeled`` is False).
 

@@ -34,7 +34,7 @@ class BiLSTMStudent(Student):
 
     Config keys: ``teacher_vocab_size``, ``student_vocab_size``, ``embedding_dim`` (E),
     ``hidden_size`` (H), ``num_labels`` (C), ``dropout``, ``pooling`` (``"none"`` for token
-    tasks; ``"max"`` or ``"attention"`` for sequence tasks).
+    tasks; ``"max"``, ``"mean"`` or ``"attention"`` for sequence tasks).
 
     ``forward``: ``input_ids`` ``(B, T)`` teacher ids -> logits ``(B, T, C)`` and hidden states
     ``((B, T, 2H),)`` (or ``(B, C)`` and ``((B, 2H),)`` with pooling).
@@ -56,8 +56,8 @@ class BiLSTMStudent(Student):
         self.encoder = nn.LSTM(c["embedding_dim"], c["hidden_size"], batch_first=True, bidirectional=True)
         self.classifier = nn.Linear(2 * c["hidden_size"], c["num_labels"])
         self.pooling = c.get("pooling", "none")
-        if self.pooling not in ("none", "max", "attention"):
-            raise ValueError(f"pooling must be none, max or attention, got {self.pooling!r}")
+        if self.pooling not in ("none", "max", "mean", "attention"):
+            raise ValueError(f"pooling must be none, max, mean or attention, got {self.pooling!r}")
         # Attention pooling (a learned query, Yang et al. 2016): score_t = v . tanh(W h_t).
         self.attention = nn.Sequential(nn.Linear(2 * c["hidden_size"], c["hidden_size"]), nn.Tanh(),
                                        nn.Linear(c["hidden_size"], 1, bias=False)) if self.pooling == "attention" else None
@@ -145,12 +145,16 @@ class BiLSTMStudent(Student):
 
     def pool(self, h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``(B, T, 2H)`` states -> ``(B, T, 2H)`` (``none``) or ``(B, 2H)`` (``max``: max over real
-        positions; ``attention``: softmax-weighted sum over real positions)."""
+        positions; ``mean``: their average, whose scale does not grow with the length as a maximum's
+        does; ``attention``: softmax-weighted sum over real positions)."""
         if self.pooling == "none":
             return h
         pad = ~attention_mask.bool().unsqueeze(-1)
         if self.pooling == "max":
             return h.masked_fill(pad, -1e4).max(1).values
+        if self.pooling == "mean":
+            real = attention_mask.unsqueeze(-1).to(h.dtype)
+            return (h * real).sum(1) / real.sum(1).clamp(min=1)
         scores = self.attention(h).masked_fill(pad, -1e4)
         return (torch.softmax(scores, dim=1) * h).sum(1)
 
