@@ -77,9 +77,11 @@ def test_the_ner_zero_shot_run_gets_the_recipe_and_passed_options_come_last(tmp_
     assert cmd[-2:] == ["--ood-span", "2-5"]  # a passed option is later on the line, so it wins
 
 
-def test_the_classify_zero_shot_run_has_no_ner_recipe(tmp_path, monkeypatch):
-    cmd = _first_zero_shot_command(tmp_path, monkeypatch, "classify")
-    assert "--ood-span" not in cmd and "--student-vocabulary" not in cmd
+def test_the_classify_zero_shot_run_gets_its_own_recipe(tmp_path, monkeypatch):
+    cmd = _first_zero_shot_command(tmp_path, monkeypatch, "classify", ("--pooling", "max"))
+    assert "--ood-span" not in cmd  # NER's spans are not for reviews
+    assert " --student-vocabulary whole --pooling attention " in " ".join(cmd)
+    assert cmd[-2:] == ["--pooling", "max"]  # a passed option still wins
     assert cmd[cmd.index("--ood-text") + 1] == "D/wikiann/train-en.tsv,D/unlabeled/leipzig/en.txt"
 
 
