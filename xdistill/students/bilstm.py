@@ -153,7 +153,7 @@ class BiLSTMStudent(Student):
         if self.pooling == "max":
             return h.masked_fill(pad, -1e4).max(1).values
         if self.pooling == "mean":
-            real = attention_mask.unsqueeze(-1).to(h.dtype)
+            real = (~pad).to(h.dtype)
             return (h * real).sum(1) / real.sum(1).clamp(min=1)
         scores = self.attention(h).masked_fill(pad, -1e4)
         return (torch.softmax(scores, dim=1) * h).sum(1)
