@@ -546,6 +546,9 @@ def test_predict_empty_text_is_a_clear_error(student_dir, capsys, monkeypatch):
 
     with pytest.raises(EmptyTextError, match="text 2 is empty"):
         load_model(student_dir).predict(["great movie", "  ", "bad"])
+    # only what the task's cleaning removes (IMDB <br />): empty as a labeled file's row would be
+    with pytest.raises(EmptyTextError, match="text 1, 3 is empty"):
+        load_model(student_dir).predict(["<br /><br />", "good", " <br /> "])
     monkeypatch.setattr("sys.stdin", io.StringIO("good\n\nbad\n"))
     assert main(["predict", "--model", str(student_dir)]) == 2
     err = capsys.readouterr().err.strip()

@@ -42,7 +42,7 @@ class EmptyTextError(XDistillError, ValueError):
     def __init__(self, indices: list[int]):
         self.indices = list(indices)
         shown = ", ".join(str(i + 1) for i in self.indices[:10]) + (" ..." if len(self.indices) > 10 else "")
-        super().__init__(f"text {shown} is empty (only whitespace); expected text to classify")
+        super().__init__(f"text {shown} is empty (only whitespace, after the task's cleaning); expected text to classify")
 
 
 def exit_status(fn: Callable[..., int], *args) -> int:

@@ -153,12 +153,13 @@ class SequenceClassificationAdapter(TaskAdapter):
         tokenized; ``text`` in the result is the text as given.
 
         Raises:
-            EmptyTextError: a text is empty or only whitespace (``indices`` name them).
+            EmptyTextError: a text is empty or only whitespace once cleaned, e.g. only ``<br />`` for
+                IMDB (``indices`` name them), as the task's file readers refuse such a labeled row.
         """
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        cleaned = [clean_text(t, self.spec) for t in texts]
+        empty = [i for i, t in enumerate(cleaned) if not t.strip()]
         if empty:
             raise EmptyTextError(empty)
-        cleaned = [clean_text(t, self.spec) for t in texts]
         ids = model.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if texts else []
         enc = self.encode_ids(ids, [""] * len(ids), model.tokenizer, model.max_length)
         probs = self.probabilities(model.logits(enc))
