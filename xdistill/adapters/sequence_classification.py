@@ -157,7 +157,7 @@ class SequenceClassificationAdapter(TaskAdapter):
                 IMDB (``indices`` name them), as the task's file readers refuse such a labeled row.
         """
         cleaned = [clean_text(t, self.spec) for t in texts]
-        empty = [i for i, t in enumerate(cleaned) if not t]  # clean_text collapses whitespace, as the readers' test
+        empty = [i for i, t in enumerate(cleaned) if not t]  # clean_text strips: empty as the file readers judge it
         if empty:
             raise EmptyTextError(empty)
         ids = model.tokenizer(cleaned, add_special_tokens=False)["input_ids"] if texts else []
