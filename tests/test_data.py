@@ -154,3 +154,22 @@ def test_transfer_repeat_adds_shuffled_copies_and_leaves_other_splits(local_dir,
         assert getattr(thrice, split)["tokens"] == getattr(once, split)["tokens"], split
     with pytest.raises(ConfigError, match="--transfer-repeat"):
         _args(local_dir, transfer_repeat=0)
+
+
+def test_transfer_with_labeled_adds_the_labeled_budget_without_labels(local_dir, splitter):
+    reg = LanguageRegistry.load()
+    tight = dict(labeled_per_lang=100, teacher_labeled_per_lang=100, unlabeled_per_lang=0)
+    src = ner.make_source(_args(local_dir, **tight), SPEC, reg)
+    de = ner.build_language_data("de", src, _args(local_dir, **tight), splitter, reg)
+    assert len(de.transfer) == 0  # train is all validation and labeled budget
+    args = _args(local_dir, transfer_with_labeled=True, **tight)
+    de2 = ner.build_language_data("de", src, args, splitter, reg)
+    assert de2.counts["transfer_from_labeled"] == de2.counts["labeled"] == 25 and len(de2.transfer) == 25
+    assert list(de2.transfer["tokens"]) == list(de2.labeled["tokens"]) and all(t == [] for t in de2.transfer["tags"])
+    ner.check_transfer_set({"de": de2})  # the language now has transfer text
+    once = ner.build_language_data("en", src, _args(local_dir), splitter, reg)
+    en = ner.build_language_data("en", src, _args(local_dir, transfer_with_labeled=True), splitter, reg)
+    assert [tuple(t) for t in en.transfer["tokens"]] == \
+        [tuple(t) for t in en.labeled["tokens"]] + [tuple(t) for t in once.transfer["tokens"]]
+    for split in ("labeled", "validation", "teacher_labeled", "evaluation"):  # nothing else moves
+        assert getattr(en, split)["tokens"] == getattr(once, split)["tokens"], split

@@ -146,6 +146,26 @@ def test_student_seed_keeps_the_teacher_and_its_cache_and_changes_the_students(s
     assert not torch.equal(wa["encoder.weight_hh_l0"], wb["encoder.weight_hh_l0"])
 
 
+def test_transfer_with_labeled_and_language_sampling_reach_the_student(smoke_run, data_dir, tmp_path):
+    """--transfer-with-labeled gives yo (100 train sentences: validation and labeled budget) transfer text;
+    --transfer-lang-temperature repeats the rows of the smaller languages in each epoch, and the report says so."""
+    out, _ = smoke_run
+    other = tmp_path / "sampled"
+    argv = ["ner", "--preset", "smoke", "--data-dir", str(data_dir), "--langs", "en,yo", "--teacher",
+            str(out / "teacher"), "--output-dir", str(other), "--transfer-with-labeled", "true",
+            "--transfer-lang-temperature", "2", "--unlabeled-per-lang", "0"]  # en 300 rows, yo 80: yo x2
+    assert main(argv) == 0
+    r = json.loads((other / "report.json").read_text())
+    yo, en = r["data"]["per_group"]["yo"], r["data"]["per_group"]["en"]
+    assert yo["transfer_from_train"] == 0 and yo["transfer_from_labeled"] == yo["labeled"] > 0
+    assert en["transfer_from_labeled"] == en["labeled"] == 100
+    sampling = r["transfer_sampling"]["unlabeled"]
+    assert sampling["temperature"] == 2 and sampling["repeats"]["yo"] > 1 and "en" not in sampling["repeats"]
+    assert sampling["rows_per_epoch"] > sampling["rows"] == r["data"]["encoding"]["transfer"]["windows"]
+    text = (other / "report.md").read_text()
+    assert "--transfer-with-labeled" in text and "--transfer-lang-temperature" in text
+
+
 def test_module_entry_point_reports_bad_language(data_dir, tmp_path):
     p = subprocess.run([sys.executable, "-m", "xdistill", "ner", "--preset", "smoke", "--data-dir", str(data_dir),
                         "--langs", "en,xx", "--output-dir", str(tmp_path)], capture_output=True, text=True)

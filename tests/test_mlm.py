@@ -16,7 +16,8 @@ import tiny_models as tm
 from xdistill.config import TeacherArguments
 from xdistill.data.types import Ragged
 from xdistill.errors import ConfigError
-from xdistill.teachers.sampling import repeat_groups, temperature_repeats
+from xdistill.data.batching import temperature_repeats
+from xdistill.teachers.sampling import repeat_groups
 from xdistill.teachers.build import scratch_config
 from xdistill.teachers.mlm import (MLM_META, MaskedPositionsTrainer, MLMPretrainer, MLMText, WholeWordMaskCollator,
                                    encode_mlm_text, masked_lm_loss, mlm_head)

@@ -62,7 +62,8 @@ class NERDataArguments(DataArguments):
     sample); the teacher fine-tunes on ``teacher_labeled_per_lang`` sentences
     (a superset of the student's budget; ``-1`` means the whole training split
     minus validation); the transfer set is the rest of train with its labels
-    dropped (at most ``transfer_per_lang``) plus the unlabeled sentences for the
+    dropped (at most ``transfer_per_lang``; with ``transfer_with_labeled`` the
+    labeled budget's sentences too) plus the unlabeled sentences for the
     language (at most ``unlabeled_per_lang``), ``transfer_repeat`` times (copies
     shuffled; for scaling benchmarks). Evaluation uses the labeled dev split
     (``eval_per_lang`` caps it; ``-1`` = all).
@@ -76,6 +77,7 @@ class NERDataArguments(DataArguments):
     unlabeled_per_lang: int = field(default=-1, metadata={"help": "Cap on unlabeled sentences per language (Leipzig, Tatoeba) in the transfer set (-1: no cap, 0: none)."})
     eval_per_lang: int = field(default=-1, metadata={"help": "Cap on evaluation sentences per language (-1: all)."})
     max_length: int = field(default=128, metadata={"help": "Maximum subword tokens per window, special tokens included; longer sentences are split into windows."})
+    transfer_with_labeled: bool = field(default=False, metadata={"help": "Put the labeled budget's sentences (labels dropped) in the transfer set as well, so the teacher's outputs on them reach the representation and logits stages; a language whose train split is all validation and labeled budget then has transfer text."})
     transfer_repeat: int = field(default=1, metadata={"help": "Copies of each language's transfer text, each copy shuffled (for scaling benchmarks that need more text than there is: repeated text teaches the student nothing new; the report's counts show it)."})
 
     def __post_init__(self) -> None:
@@ -341,6 +343,7 @@ class DistillArguments:
     max_epochs: int = field(default=10, metadata={"help": "Maximum epochs per unfreezing step."})
     patience: int = field(default=2, metadata={"help": "Early stopping: validation checks without improvement before a step ends."})
     evals_per_epoch: int = field(default=1, metadata={"help": "Validation checks per epoch on the transfer set."})
+    transfer_lang_temperature: float = field(default=1.0, metadata={"help": "Distillation on the transfer set: sample groups (languages) with probability proportional to n^(1/T) (Arivazhagan et al. 2019; Conneau & Lample 2019) by repeating the rows of smaller groups in each epoch (the teacher labels each row once); 1: as they are, larger: closer to uniform."})
     baseline_max_epochs: int = field(default=30, metadata={"help": "Maximum epochs for the no-distillation baseline."})
     baseline_patience: int = field(default=5, metadata={"help": "Early-stopping patience (epochs) of the no-distillation baseline, which starts from random weights."})
     student_seed: int = field(default=-1, metadata={"help": "Seed of the students' and baselines' initialisation, dropout and batch order; -1: --seed. Runs that differ only in it share the data, the teacher and its cache, so they measure the students' run-to-run spread."})
@@ -351,6 +354,9 @@ class DistillArguments:
                 raise ConfigError(f"{option_name(n)}: expected a loss name such as mse or kl")
         check_positive(self, "temperature", "batch_size", "lr", "max_epochs", "patience", "evals_per_epoch", "baseline_max_epochs", "baseline_patience")
         check_choice(self, "attention_loss", ("auto", "kl", "mse", "relation", "off"))
+        if not self.transfer_lang_temperature >= 1:
+            raise ConfigError("--transfer-lang-temperature: expected a temperature of 1 or more, got "
+                              f"{self.transfer_lang_temperature}")
         check_positive(self, "relation_heads", allow_zero=True)
         if self.student_seed < -1:
             raise ConfigError(f"--student-seed: expected -1 (use --seed) or a seed >= 0, got {self.student_seed}")

@@ -1,4 +1,5 @@
-"""Length-bucketed batching and padding for encoded rows."""
+"""Length-bucketed batching and padding for encoded rows; how often each group's rows are repeated
+for temperature-based sampling over groups (languages)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,17 @@ def collate_inputs(encoded: Encoded, rows: Sequence[int], pad_id: int) -> dict[s
     """``input_ids`` (right-padded with ``pad_id``) and ``attention_mask`` of the given rows, both ``(B, T)`` int64."""
     ids, mask = encoded.input_ids.padded(rows, pad_id)
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+
+
+def temperature_repeats(sizes: dict[str, int], temperature: float) -> dict[str, int]:
+    """How often to repeat each group's rows so that group ``g`` is drawn with probability close to
+    ``p_g ∝ n_g^(1/T)`` (temperature-based sampling over languages: Arivazhagan et al. 2019, sec. 4.1;
+    XLM, Conneau & Lample 2019, sec. 3.1), the largest group once. ``T = 1`` keeps the sizes.
+
+    Returns:
+        ``{group: repeats}``, each at least 1 (an empty group: 1).
+    """
+    alpha = 1.0 / temperature
+    ratio = {g: (n ** alpha) / n for g, n in sizes.items() if n > 0}  # target share over natural share
+    top = min(ratio.values()) if ratio else 1.0
+    return {g: max(1, int(round(ratio[g] / top))) if g in ratio else 1 for g in sizes}

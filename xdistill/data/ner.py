@@ -230,7 +230,8 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
     transfer_idx = rest[n_lab:]
     if args.transfer_per_lang >= 0:
         transfer_idx = transfer_idx[: args.transfer_per_lang]
-    transfer_words = [list(train[i].tokens) for i in transfer_idx]
+    from_labeled = lab_idx if args.transfer_with_labeled else []
+    transfer_words = [list(train[i].tokens) for i in from_labeled + transfer_idx]
     unl_counts: dict[str, int] = {}
     if use_unlabeled and args.unlabeled_per_lang != 0 and args.data_dir and lang in registry:
         for path in unlabeled_files(Path(args.data_dir), registry.get(lang)):
@@ -256,6 +257,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         "labeled": len(lab_idx),
         "teacher_labeled": len(teacher_idx),
         "transfer_from_train": len(transfer_idx),
+        "transfer_from_labeled": len(from_labeled),
         "transfer_unlabeled": unl_counts,
         "transfer": len(transfer_words),
         "transfer_repeat": args.transfer_repeat,

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..adapters import TaskAdapter
@@ -59,11 +60,20 @@ CHECKPOINT_FORMAT = 2
 
 @dataclass
 class DataSource:
-    """Rows a stage trains or validates on, and the teacher targets for them (``None`` for gold
-    data only)."""
+    """Rows a stage trains or validates on, the teacher targets for them (``None`` for gold data
+    only) and, optionally, the rows one training epoch visits: ``(M,)`` indices into ``encoded``,
+    repeats allowed (temperature-based sampling over languages); ``None``: every row once."""
 
     encoded: Encoded
     targets: Targets | None = None
+    epoch_rows: np.ndarray | None = None
+
+    def epoch_batches(self, batch_size: int, seed: int) -> list[np.ndarray]:
+        """One epoch's training batches of row indices, length-bucketed and shuffled (seeded)."""
+        if self.epoch_rows is None:
+            return bucket_batches(self.encoded.lengths, batch_size=batch_size, shuffle=True, seed=seed)
+        batches = bucket_batches(self.encoded.lengths[self.epoch_rows], batch_size=batch_size, shuffle=True, seed=seed)
+        return [self.epoch_rows[b] for b in batches]
 
 
 @dataclass
@@ -249,8 +259,7 @@ class Distiller:
         self.trainee.train()
         stop = False
         for epoch in range(max_epochs):
-            batches = bucket_batches(source.encoded.lengths, batch_size=self.args.batch_size, shuffle=True,
-                                     seed=self.seed * 1000 + epoch + 17 * step.index)
+            batches = source.epoch_batches(self.args.batch_size, self.seed * 1000 + epoch + 17 * step.index)
             check_at = set(int(round(len(batches) * (k + 1) / checks_per_epoch)) - 1 for k in range(checks_per_epoch))
             for bi, rows in enumerate(batches):
                 opt.zero_grad(set_to_none=True)

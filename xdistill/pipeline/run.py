@@ -33,7 +33,8 @@ from ..teachers.build import SCRATCH_ARCHITECTURES, check_teacher_source, load_t
 from ..teachers.finetune import TeacherTrainer
 from ..teachers.sampling import teacher_training_rows
 from ..transfer import (TRANSFER_SETS, TRANSFER_SOURCES, CachedTargets, FeatureCache, LiveTeacherTargets, SplitTargets,
-                       TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, set_rows)
+                       TransferContext, inputs_fingerprint, label_rows, resolve_transfer_sets, row_groups,
+                       sampled_transfer_rows, set_rows)
 from ..transfer.profile import transfer_profiles
 from ..utils import PhaseTimer, count_parameters, peak_rss_mib
 from .folder import RunFolder, result_settings
@@ -62,6 +63,7 @@ class Run:
     teacher: Teacher | None = None
     sources: list[str] = field(default_factory=list)
     source_enc: dict[str, Encoded] = field(default_factory=dict)
+    source_groups: dict[str, list | None] = field(default_factory=dict)
     union: Encoded | None = None
     sections: dict[str, dict] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
@@ -212,6 +214,7 @@ def build_transfer(r: Run) -> None:
             text = source.build(ctx)
         encoded = text.encoded if is_on_disk(text.encoded) else encoded_on_disk(text.encoded, rows_folder(r.out, name))
         r.source_enc[name] = r.enc[source.encoding] = encoded
+        r.source_groups[name] = text.groups
         if source.section is not None:
             r.sections[source.section] = text.report
     if len(r.sources) == 1:
@@ -302,7 +305,11 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
     trainees, schedules = {}, {}
     for variant in r.variants:
         view = r.union_cache.rows(rows_of(variant)) if r.union_cache is not None else None
-        transfer = DataSource(r.set_encoded(variant), targets(r, view))
+        groups = row_groups([(r.source_enc[n], r.source_groups.get(n)) for n in TRANSFER_SETS[variant]])
+        epoch_rows, sampling = sampled_transfer_rows(variant, groups, s.distill.transfer_lang_temperature)
+        if sampling is not None:
+            r.sections.setdefault("transfer_sampling", {})[variant] = sampling
+        transfer = DataSource(r.set_encoded(variant), targets(r, view), epoch_rows)
         trainee = make_trainee(r, r.teacher.input_embeddings())
         ckpt = student_dir(Path("."), variant, r.variants).name
         distiller = _distiller(r, trainee, transfer, f"student[{variant}]", ckpt)

@@ -129,6 +129,9 @@ def adversarial_plugin(r: ZeroShotRun) -> AdversarialExamples:
 def distill_zero_shot(r: ZeroShotRun) -> tuple[dict, dict, dict]:
     """One student per variant (``ood``, ``adversarial``): trainees, schedules, and the adversarial stats."""
     s = r.settings
+    if s.distill.transfer_lang_temperature != 1.0:
+        logger.info("--transfer-lang-temperature %g: not applied here: the OOD text records no language per text, "
+                    "so an epoch visits each OOD row once", s.distill.transfer_lang_temperature)
     rows = [r.ood_enc, r.ood_val_enc]
     trainees, schedules, adversarial = {}, {}, {}
     for variant in r.variants:

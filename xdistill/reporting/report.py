@@ -112,7 +112,7 @@ def build_report(r: RunResult) -> dict:
             "student_saw": (f"{sizes['labeled']} labeled {unit} ({td.student_budget}) and transfer text without "
                             f"labels, labeled by the teacher: {plural(len(r.transfer_sizes), 'set')} ("
                             + ", ".join(f"{v}: {n} rows" for v, n in r.transfer_sizes.items()) + ")"
-                            + _repeat_note(td)),
+                            + _repeat_note(td) + _sampling_note(td, r.sections.get("transfer_sampling"))),
             "baseline_saw": f"the same {sizes['labeled']} labeled {unit} only",
             "validation": f"{sizes['validation']} {unit} held out of train (early stopping, model selection)",
             "per_group": {g: d.counts for g, d in td.groups.items()},
@@ -151,6 +151,18 @@ def _repeat_note(td) -> str:
     k = max((d.counts.get("transfer_repeat", 1) for d in td.groups.values()), default=1)
     return (f"; the transfer text repeated {k} times in shuffled copies (--transfer-repeat, a scaling benchmark: "
             "repeats teach nothing new)") if k > 1 else ""
+
+
+def _sampling_note(td, sampling: dict | None) -> str:
+    """What ``--transfer-with-labeled`` and ``--transfer-lang-temperature`` did to the transfer sets, or empty."""
+    note = ""
+    if any(d.counts.get("transfer_from_labeled") for d in td.groups.values()):
+        note += "; the labeled sentences' text is in the transfer set too (--transfer-with-labeled)"
+    for variant, rec in (sampling or {}).items():
+        note += (f"; {variant}: each epoch visits {rec['rows_per_epoch']} rows of {rec['rows']}, the languages "
+                 f"sampled with temperature {rec['temperature']:g} (--transfer-lang-temperature: rows repeated "
+                 + ", ".join(f"{g} x{k}" for g, k in rec["repeats"].items()) + ")")
+    return note
 
 
 #: columns that hold counts: printed without decimals (a DataFrame row is upcast to float)

@@ -9,23 +9,10 @@ import logging
 
 from ..adapters import TaskAdapter
 from ..config import TeacherArguments
+from ..data.batching import temperature_repeats
 from ..data.types import Encoded
 
 logger = logging.getLogger(__name__)
-
-
-def temperature_repeats(sizes: dict[str, int], temperature: float) -> dict[str, int]:
-    """How often to repeat each group's rows so that group ``g`` is drawn with probability close to
-    ``p_g ∝ n_g^(1/T)`` (temperature-based sampling over languages: Arivazhagan et al. 2019, sec. 4.1;
-    XLM, Conneau & Lample 2019, sec. 3.1), the largest group once. ``T = 1`` keeps the sizes.
-
-    Returns:
-        ``{group: repeats}``, each at least 1 (an empty group: 1).
-    """
-    alpha = 1.0 / temperature
-    ratio = {g: (n ** alpha) / n for g, n in sizes.items() if n > 0}  # target share over natural share
-    top = min(ratio.values()) if ratio else 1.0
-    return {g: max(1, int(round(ratio[g] / top))) if g in ratio else 1 for g in sizes}
 
 
 def repeat_groups(enc: Encoded, sizes: dict[str, int], repeats: dict[str, int]) -> Encoded:

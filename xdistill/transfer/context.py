@@ -33,7 +33,10 @@ class TransferContext:
 
 @dataclass
 class TransferText:
-    """A source's encoded rows, and the report's section about them (or ``None``)."""
+    """A source's encoded rows, the report's section about them (or ``None``) and the group
+    (language) of each of its examples, in example order (``None``: not known; its rows are then
+    never sampled by group, ``--transfer-lang-temperature``)."""
 
     encoded: Encoded
     report: dict | None = None
+    groups: list[str] | None = None

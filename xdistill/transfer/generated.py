@@ -156,4 +156,4 @@ def generated_text(ctx: TransferContext) -> TransferText:
         "samples": _examples(kept_groups, kept_texts, preds, a.informative), "warnings": warnings}
     logger.info("generation: sampled %d, kept %d (removed %s)", section["sampled"], section["kept"],
                 ", ".join(f"{k} {v}" for k, v in section["removed"].items()))
-    return TransferText(enc, section)
+    return TransferText(enc, section, kept_groups)

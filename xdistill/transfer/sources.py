@@ -66,7 +66,8 @@ class UnlabeledText(TransferSource):
     encoding = "transfer"
 
     def build(self, ctx: TransferContext) -> TransferText:
-        return TransferText(ctx.encodings["transfer"])
+        groups = [g for g, d in ctx.data.groups.items() for _ in range(len(d.transfer))]
+        return TransferText(ctx.encodings["transfer"], groups=groups)
 
 
 @register_source
