@@ -12,6 +12,7 @@ once: repeats are indices into the cached rows, never copies of the text.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -41,10 +42,7 @@ def epoch_rows(groups: Sequence[str | None], temperature: float) -> tuple[np.nda
         groups: ``(N,)`` the group of each row (``None``: not known).
         temperature: ``T >= 1``; larger is closer to uniform over groups.
     """
-    sizes: dict[str, int] = {}
-    for g in groups:
-        if g is not None:
-            sizes[g] = sizes.get(g, 0) + 1
+    sizes = Counter(g for g in groups if g is not None)
     repeats = temperature_repeats(sizes, temperature) if temperature != 1.0 else {}
     if not any(k > 1 for k in repeats.values()):
         return None, {}
