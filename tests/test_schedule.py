@@ -326,6 +326,16 @@ def test_resume_with_another_schedule_starts_over(world, tmp_path):
     assert json.loads((ckpt / "progress.json").read_text())["steps"] == [s.name for s in full[:3]]
 
 
+def test_resume_with_a_checkpoint_of_another_student_names_it(world, tmp_path):
+    first = distiller(world, tmp_path)
+    steps = make_schedule(first.trainee, STAGES, gradual=True)[:2]
+    first.run(steps, max_epochs=1)
+    second = distiller(world, tmp_path)
+    second.trainee.register_parameter("extra", torch.nn.Parameter(torch.zeros(1)))  # not in the checkpoint
+    with pytest.raises(ConfigError, match=r"--resume: the checkpoint .*student.* does not fit .*extra"):
+        second.run(steps, max_epochs=1, resume=True)
+
+
 def test_no_resume_ignores_checkpoint(world, tmp_path):
     first = distiller(world, tmp_path)
     steps = [Step(S["labeled"], 1, ("classifier",))]

@@ -342,7 +342,12 @@ class Distiller:
             raise ConfigError(f"--resume: the checkpoint {path} cannot be used: {problem}. Remove {self.dir} to "
                               f"retrain this student from its first step, or run without --resume")
         checkpoint = torch.load(path, map_location=self.device, weights_only=False)
-        self.trainee.load_state_dict(checkpoint["trainee"])
+        try:
+            self.trainee.load_state_dict(checkpoint["trainee"])
+        except RuntimeError as err:  # another student shape or other matches than this run's
+            raise ConfigError(f"--resume: the checkpoint {path} does not fit this run's student and distillation "
+                              f"signals ({str(err).splitlines()[-1].strip()}). Remove {self.dir} to retrain this "
+                              f"student from its first step, or run without --resume") from None
         for plugin, state in zip(self.plugins, checkpoint.get("plugins") or []):
             if state is not None:
                 plugin.load_state_dict(state)
