@@ -298,3 +298,9 @@ def test_student_seed_defaults_to_the_data_seed():
     assert DistillArguments(student_seed=0).seed(42) == 0
     with pytest.raises(ConfigError, match="--student-seed"):
         DistillArguments(student_seed=-2)
+
+
+def test_lr_schedule_is_one_of_the_known():
+    assert DistillArguments().lr_schedule == "constant"
+    with pytest.raises(ConfigError, match="--lr-schedule: expected one of constant, linear, got 'cosine'"):
+        DistillArguments(lr_schedule="cosine")

@@ -26,6 +26,7 @@ from xdistill.config import DistillArguments
 from xdistill.data.types import Feature
 from xdistill.distill import (DataSource, DistillData, DistillPlugin, Distiller, Step, StepCallback, Trainee,
                               StageContext, build_stages, make_schedule)
+from xdistill.distill.optim import step_schedule
 from xdistill.errors import ConfigError
 from xdistill.transfer import CachedTargets, LiveTeacherTargets, label_rows
 
@@ -473,6 +474,38 @@ def test_plugins_see_every_hook_in_order(world, tmp_path):
     assert kinds.count("batch") == kinds.count("update") == n_t + n_l
     assert [c for c in rec.calls if c[0] == "end"] == [("end", "logits:1"), ("end", "labeled:1")]
     assert kinds.count("validation") == 1 + 1  # evals_per_epoch 1 for logits, 1 for labeled
+
+
+class LearningRates(DistillPlugin):
+    """Records the optimizer's learning rate after each update."""
+
+    def __init__(self):
+        self.lrs, self.opt = [], None
+
+    def on_step_start(self, distiller, step, optimizer):
+        self.opt = optimizer
+
+    def after_update(self, distiller, step, update):
+        self.lrs.append(self.opt.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_lr_schedule_within_a_step(world, tmp_path, schedule):
+    rec = LearningRates()
+    dist = distiller(world, tmp_path, plugins=[rec], lr_schedule=schedule, max_epochs=2, patience=5)
+    dist.run([Step(S["logits"], 1, ("classifier",))], max_epochs=2)
+    n = 2 * batches(world["transfer"])
+    assert len(rec.lrs) == n
+    want = [3e-3] * n if schedule == "constant" else [3e-3 * (1 - u / n) for u in range(1, n + 1)]
+    np.testing.assert_allclose(rec.lrs, want, rtol=1e-6, atol=1e-12)  # linear: 0 after the last planned update
+
+
+def test_step_schedule_refuses_bad_values():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    with pytest.raises(ValueError, match="cosine.*constant, linear"):
+        step_schedule(opt, "cosine", 10)
+    with pytest.raises(ValueError, match="total_updates"):
+        step_schedule(opt, "linear", 0)
 
 
 def test_a_plugin_can_change_the_loss(world, tmp_path):

@@ -323,6 +323,10 @@ class StudentArguments:
 _LAYER_MAP = re.compile(r"^(uniform|top|[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*)$")
 
 
+#: values of ``--lr-schedule`` (:func:`xdistill.distill.optim.step_schedule`)
+LR_SCHEDULES = ("constant", "linear")
+
+
 @dataclass
 class DistillArguments:
     """The staged schedule (XtremeDistil, Algorithm 1) and its training settings. Stage and loss
@@ -340,6 +344,7 @@ class DistillArguments:
     freeze_embeddings: bool = field(default=False, metadata={"help": "Keep the student's embeddings group frozen in every distillation step (the no-distillation baseline still trains it). For --student-vocabulary whole, where pieces the run's text never holds keep their SVD projection of the teacher's embeddings only while the others do too."})
     batch_size: int = field(default=64, metadata={"help": "Student batch size (windows)."})
     lr: float = field(default=2e-3, metadata={"help": "Student learning rate (Adam)."})
+    lr_schedule: str = field(default="constant", metadata={"help": "Student learning rate within each unfreezing step: constant (Adam at --lr, as XtremeDistil) or linear (from --lr down to 0 over the step's --max-epochs)."})
     max_epochs: int = field(default=10, metadata={"help": "Maximum epochs per unfreezing step."})
     patience: int = field(default=2, metadata={"help": "Early stopping: validation checks without improvement before a step ends."})
     evals_per_epoch: int = field(default=1, metadata={"help": "Validation checks per epoch on the transfer set."})
@@ -354,6 +359,7 @@ class DistillArguments:
                 raise ConfigError(f"{option_name(n)}: expected a loss name such as mse or kl")
         check_positive(self, "temperature", "batch_size", "lr", "max_epochs", "patience", "evals_per_epoch", "baseline_max_epochs", "baseline_patience")
         check_choice(self, "attention_loss", ("auto", "kl", "mse", "relation", "off"))
+        check_choice(self, "lr_schedule", LR_SCHEDULES)
         if not self.transfer_lang_temperature >= 1:
             raise ConfigError("--transfer-lang-temperature: expected a temperature of 1 or more, got "
                               f"{self.transfer_lang_temperature}")

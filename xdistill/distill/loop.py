@@ -47,7 +47,7 @@ from ..utils import atomic_torch_save, atomic_write_json, capture_rng, digest_pr
 from .hooks import DistillPlugin
 from .matches import Trainee
 from .stages import Stage, Step
-from .optim import adam
+from .optim import adam, step_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -258,14 +258,19 @@ class Distiller:
         t0 = last_log = time.perf_counter()
         self.trainee.train()
         stop = False
+        schedule = None
         for epoch in range(max_epochs):
             batches = source.epoch_batches(self.args.batch_size, self.seed * 1000 + epoch + 17 * step.index)
+            if epoch == 0:
+                schedule = step_schedule(opt, self.args.lr_schedule, max_epochs * len(batches))
             check_at = set(int(round(len(batches) * (k + 1) / checks_per_epoch)) - 1 for k in range(checks_per_epoch))
             for bi, rows in enumerate(batches):
                 opt.zero_grad(set_to_none=True)
                 loss = self._backward(step, source, rows, params)
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 opt.step()
+                if schedule is not None:
+                    schedule.step()
                 updates += 1
                 for p in self.plugins:
                     p.after_update(self, step, updates)
