@@ -21,7 +21,7 @@ from xdistill.config import (DistillArguments, NERDataArguments, RunArguments, R
 from xdistill.data.types import Feature
 from xdistill.distill import DataSource, DistillData, Distiller, StageContext, Trainee, build_stages, make_schedule
 from xdistill.errors import ConfigError
-from xdistill.pipeline.folder import OWNER, RECORD, RunFolder, differences, result_settings
+from xdistill.pipeline.folder import OWNER, RECORD, RunFolder, differences, fingerprint, result_settings
 from xdistill.teachers.training import CHECKSUMS, resume_checkpoint
 from xdistill.transfer import CachedTargets, label_rows
 from xdistill.utils import atomic_write_json, file_digest, peak_rss_mib
@@ -194,6 +194,22 @@ def test_resume_with_other_settings_lists_the_differences(tmp_path):
     with RunFolder(tmp_path, same):
         pass
     assert json.loads((tmp_path / RECORD).read_text())["settings"] == result_settings(same, None)
+
+
+def test_a_run_recorded_before_an_option_existed_resumes_at_its_default(tmp_path, caplog):
+    with RunFolder(tmp_path, _settings(tmp_path)):
+        pass
+    record = json.loads((tmp_path / RECORD).read_text())  # as an xdistill without --lr-schedule wrote it
+    del record["settings"]["distill"]["lr_schedule"]
+    atomic_write_json(tmp_path / RECORD, {"fingerprint": fingerprint(record["settings"]), "settings": record["settings"]})
+    linear = RunSettings(NERDataArguments(source="hub"), TeacherArguments(), StudentArguments(),
+                         DistillArguments(lr_schedule="linear"), RunArguments(output_dir=str(tmp_path), resume=True))
+    with pytest.raises(ConfigError, match="--lr-schedule: \\(none\\) -> linear"):
+        RunFolder(tmp_path, linear).__enter__()
+    with caplog.at_level(logging.INFO), RunFolder(tmp_path, _settings(tmp_path, resume=True)):
+        pass
+    assert "recorded by an older xdistill without --lr-schedule" in caplog.text
+    assert json.loads((tmp_path / RECORD).read_text())["settings"]["distill"]["lr_schedule"] == "constant"
 
 
 def test_differences_name_options():

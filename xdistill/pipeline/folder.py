@@ -9,6 +9,8 @@
   their SHA-256 fingerprint. ``--resume`` with other settings stops with the options that differ
   (old -> new) and how to go on. Settings that do not change results may differ: the number of
   threads, the output and cache folders, the preset's name (its values are recorded), ``--resume``.
+  A run recorded by an older xdistill resumes when the options it lacks are at their defaults (a
+  new option's default keeps the behaviour of before it existed); the log names them.
 * **Processes.** In a multi-process run (:mod:`xdistill.parallel`) the main process holds the lock
   and checks the record; the others wait for it and stop with its error when it stops.
 """
@@ -21,6 +23,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 
 import psutil
@@ -76,6 +79,24 @@ def differences(old: dict, new: dict) -> list[str]:
             if a.get(name, "(none)") != b.get(name, "(none)"):
                 lines.append(f"{_option(group, name)}: {a.get(name, '(none)')} -> {b.get(name, '(none)')}")
     return lines
+
+
+def defaults(settings: RunSettings) -> dict[str, dict]:
+    """The default value of each option with one, by concern (the groups of :meth:`RunSettings.as_dict`)."""
+    out = {}
+    for f in fields(settings):
+        group = getattr(settings, f.name)
+        if is_dataclass(group):
+            out[f.name] = {x.name: x.default for x in fields(group) if x.default is not MISSING}
+    return out
+
+
+def added_at_default(old: dict, new: dict, default: dict) -> list[tuple[str, str]]:
+    """``(group, name)`` of the options in ``new`` that the recorded settings ``old`` lack (an older
+    xdistill did not have them) and whose value is their default."""
+    return [(group, name) for group, values in new.items() if isinstance(values, dict) and isinstance(old.get(group), dict)
+            for name, value in values.items()
+            if name not in old[group] and name in default.get(group, {}) and value == default[group][name]]
 
 
 class RunFolder:
@@ -184,6 +205,18 @@ class RunFolder:
         return (f"process {owner.get('pid')} on {owner.get('host', '?')} since {owner.get('started', '?')} "
                 f"({owner.get('command') or 'xdistill'})")
 
+    def _older_record(self, old: dict) -> bool:
+        """Whether the recorded settings ``old`` are these but for options an older xdistill lacked,
+        all at their defaults (logged by name)."""
+        added = added_at_default(old, self.recorded, defaults(self.settings))
+        view = {g: ({k: v for k, v in values.items() if (g, k) not in added} if isinstance(values, dict) else values)
+                for g, values in self.recorded.items()}
+        if not added or fingerprint(view) != fingerprint(old):
+            return False
+        logger.info("--resume: %s was recorded by an older xdistill without %s; resuming with their defaults",
+                    self.path / RECORD, ", ".join(_option(g, n) for g, n in added))
+        return True
+
     def _check_record(self) -> None:
         """With ``--resume``: the recorded settings must be these. Then record these."""
         record = self.path / RECORD
@@ -194,7 +227,7 @@ class RunFolder:
             except ValueError as e:
                 raise ConfigError(f"--resume: {record} is not valid JSON ({e}); remove it to resume with the current "
                                   "settings, or give another --output-dir") from None
-            if old.get("fingerprint") != new["fingerprint"]:
+            if old.get("fingerprint") != new["fingerprint"] and not self._older_record(old.get("settings", {})):
                 diff = differences(old.get("settings", {}), self.recorded)
                 raise ConfigError(f"--resume: the run in {self.path} was started with other settings:\n  "
                                   + "\n  ".join(diff) + "\nrestore those options to resume it, or give another "
