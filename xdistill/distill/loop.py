@@ -258,7 +258,6 @@ class Distiller:
         t0 = last_log = time.perf_counter()
         self.trainee.train()
         stop = False
-        schedule = None
         for epoch in range(max_epochs):
             batches = source.epoch_batches(self.args.batch_size, self.seed * 1000 + epoch + 17 * step.index)
             if epoch == 0:
@@ -269,8 +268,7 @@ class Distiller:
                 loss = self._backward(step, source, rows, params)
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 opt.step()
-                if schedule is not None:
-                    schedule.step()
+                schedule.step()
                 updates += 1
                 for p in self.plugins:
                     p.after_update(self, step, updates)

@@ -34,10 +34,9 @@ def adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=fused or None)
 
 
-def step_schedule(opt: torch.optim.Optimizer, schedule: str,
-                  total_updates: int) -> torch.optim.lr_scheduler.LambdaLR | None:
-    """The learning-rate schedule of one unfreezing step (``--lr-schedule``): ``constant`` (``None``:
-    Adam at ``--lr`` throughout, as XtremeDistil) or ``linear``, decay from ``--lr`` to 0 over the
+def step_schedule(opt: torch.optim.Optimizer, schedule: str, total_updates: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of one unfreezing step (``--lr-schedule``): ``constant`` (Adam at
+    ``--lr`` throughout, as XtremeDistil) or ``linear``, decay from ``--lr`` to 0 over the
     step's ``total_updates`` planned updates (``--max-epochs`` x batches per epoch; the schedule of
     BERT fine-tuning, Devlin et al. 2019, without warm-up). Call ``.step()`` after each ``opt.step()``;
     updates past ``total_updates`` run at 0.
@@ -50,5 +49,5 @@ def step_schedule(opt: torch.optim.Optimizer, schedule: str,
     if total_updates < 1:
         raise ValueError(f"total_updates: expected at least 1, got {total_updates}")
     if schedule == "constant":
-        return None
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1.0)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda update: max(0.0, 1.0 - update / total_updates))

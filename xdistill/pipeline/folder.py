@@ -205,17 +205,13 @@ class RunFolder:
         return (f"process {owner.get('pid')} on {owner.get('host', '?')} since {owner.get('started', '?')} "
                 f"({owner.get('command') or 'xdistill'})")
 
-    def _older_record(self, old: dict) -> bool:
-        """Whether the recorded settings ``old`` are these but for options an older xdistill lacked,
-        all at their defaults (logged by name)."""
+    def _as_recorded_then(self, old: dict) -> tuple[dict, list[tuple[str, str]]]:
+        """These settings without the options that the recorded ones ``old`` lack (an older xdistill did
+        not have them) and that are at their defaults; and those options' ``(group, name)``."""
         added = added_at_default(old, self.recorded, defaults(self.settings))
         view = {g: ({k: v for k, v in values.items() if (g, k) not in added} if isinstance(values, dict) else values)
                 for g, values in self.recorded.items()}
-        if not added or fingerprint(view) != fingerprint(old):
-            return False
-        logger.info("--resume: %s was recorded by an older xdistill without %s; resuming with their defaults",
-                    self.path / RECORD, ", ".join(_option(g, n) for g, n in added))
-        return True
+        return view, added
 
     def _check_record(self) -> None:
         """With ``--resume``: the recorded settings must be these. Then record these."""
@@ -227,9 +223,15 @@ class RunFolder:
             except ValueError as e:
                 raise ConfigError(f"--resume: {record} is not valid JSON ({e}); remove it to resume with the current "
                                   "settings, or give another --output-dir") from None
-            if old.get("fingerprint") != new["fingerprint"] and not self._older_record(old.get("settings", {})):
-                diff = differences(old.get("settings", {}), self.recorded)
-                raise ConfigError(f"--resume: the run in {self.path} was started with other settings:\n  "
-                                  + "\n  ".join(diff) + "\nrestore those options to resume it, or give another "
-                                  "--output-dir for a new run")
+            if old.get("fingerprint") != new["fingerprint"]:
+                settings = old.get("settings", {})
+                view, added = self._as_recorded_then(settings)
+                if added and fingerprint(view) == fingerprint(settings):
+                    logger.info("--resume: %s was recorded by an older xdistill without %s; resuming with their "
+                                "defaults", record, ", ".join(_option(g, n) for g, n in added))
+                else:
+                    diff = differences(settings, view)
+                    raise ConfigError(f"--resume: the run in {self.path} was started with other settings:\n  "
+                                      + "\n  ".join(diff) + "\nrestore those options to resume it, or give "
+                                      "another --output-dir for a new run")
         atomic_write_json(record, new)

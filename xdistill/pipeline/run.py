@@ -305,12 +305,12 @@ def distill_students(r: Run) -> tuple[dict[str, Trainee], dict[str, list]]:
     trainees, schedules = {}, {}
     for variant in r.variants:
         view = r.union_cache.rows(rows_of(variant)) if r.union_cache is not None else None
-        epoch_rows, sampling = None, None
+        epoch_rows = None
         if s.distill.transfer_lang_temperature != 1.0:  # each row's language: only when languages are sampled
             groups = row_groups([(r.source_enc[n], r.source_groups.get(n)) for n in TRANSFER_SETS[variant]])
             epoch_rows, sampling = sampled_transfer_rows(variant, groups, s.distill.transfer_lang_temperature)
-        if sampling is not None:
-            r.sections.setdefault("transfer_sampling", {})[variant] = sampling
+            if sampling is not None:
+                r.sections.setdefault("transfer_sampling", {})[variant] = sampling
         transfer = DataSource(r.set_encoded(variant), targets(r, view), epoch_rows)
         trainee = make_trainee(r, r.teacher.input_embeddings())
         ckpt = student_dir(Path("."), variant, r.variants).name

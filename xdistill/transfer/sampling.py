@@ -43,7 +43,7 @@ def epoch_rows(groups: Sequence[str | None], temperature: float) -> tuple[np.nda
         temperature: ``T >= 1``; larger is closer to uniform over groups.
     """
     sizes = Counter(g for g in groups if g is not None)
-    repeats = temperature_repeats(sizes, temperature) if temperature != 1.0 else {}
+    repeats = temperature_repeats(sizes, temperature)
     if not any(k > 1 for k in repeats.values()):
         return None, {}
     counts = np.asarray([repeats.get(g, 1) if g is not None else 1 for g in groups], dtype=np.int64)
