@@ -152,9 +152,11 @@ def test_teacher_outputs_computes_then_reuses(tmp_path, teacher, adapter, enc, t
     entries = sorted(p.name for p in tmp_path.iterdir())
     assert entries == [out1.path.name]
     assert out1.path.name == "transfer-" + cache_key("fp0", enc, SETTINGS)
-    assert {p.name for p in out1.path.iterdir()} == {"logits.0.npy", f"{LAST}.0.npy", "offsets.npy", "meta.json"}
+    assert {p.name for p in out1.path.iterdir()} == {"logits.0.npy", f"{LAST}.0.npy", "offsets.npy", "row_ids.npy",
+                                                     "meta.json"}
     meta = json.loads((out1.path / "meta.json").read_text())
     assert meta["teacher"] == "fp0" and meta["settings"] == SETTINGS and meta["teacher_layers"] == 2
+    assert meta["format"] == CACHE_FORMAT and stats1["reused_rows"] == 0 and stats1["reused_from"] == []
     assert meta["features"] == {LAST: 32, "logits": 7}
 
 

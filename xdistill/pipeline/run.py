@@ -404,6 +404,7 @@ def _result(r: Run, trainees: dict[str, Trainee], baselines: dict[str, tuple[Tra
               "total_seconds": round(time.perf_counter() - t_start, 1),
               "teacher_tokens_per_second": ls.get("tokens_per_second"), "teacher_labeling_cached": ls.get("cached", False),
               "padding_fraction": ls.get("padding_fraction"), "transfer_tokens": ls.get("real_tokens"),
+              "teacher_rows_copied": ls.get("reused_rows", 0), "teacher_rows": ls.get("rows"),
               "cache_mib": round(cache_mib(r.union_cache) + cache_mib(r.validation_cache), 1),
               "live_teacher_seconds": round(r.live.seconds, 1) if r.live is not None else None,
               "live_teacher_batches": r.live.batches if r.live is not None else None,

@@ -236,7 +236,9 @@ def render_markdown(r: dict) -> str:
                  f"{', '.join(f'{x:.0f}' for x in tm['peak_rss_mib_per_process'])} MiB)" if tm.get("world_size", 1) > 1 else "")
               + ".",
               f"Teacher labeling: {tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
-              f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}; "
+              f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}"
+              + (f", {tm['teacher_rows_copied']:,} of {tm['teacher_rows']:,} rows copied from earlier caches"
+                 if tm.get("teacher_rows_copied") and not tm.get("teacher_labeling_cached") else "") + "; "
               f"cache {tm.get('cache_mib') or 0:.1f} MiB.", *_live_teacher(tm), ""]
     rows = []
     for variant, sched in r.get("schedules", {"": r["schedule"]}).items():

@@ -23,6 +23,15 @@ setting never reads a stale cache. A cache folder is written under a temporary n
 renamed when complete, so an interrupted labeling run leaves nothing that looks finished, and
 ``meta.json`` records the size and SHA-256 of every file: a cache that was truncated or changed
 afterwards is computed again (with a warning), never read as garbage.
+
+Rows already labeled are not labeled again. Each cache records a 128-bit digest of every row's input
+ids (``row_ids.npy``); when no entry matches a transfer set as a whole (a changed generation filter,
+a language added), the rows that a complete, undamaged entry of the same teacher and settings already
+holds are copied from it as stored (float16, or the int8 codes and scales; learned ``pca:K`` codes are
+fit per entry and never shared), and the teacher runs on the other rows only. The new entry is complete
+on its own, so either may be deleted later. A copied row is the teacher's output on the same input ids,
+computed in another batch: it may differ from a fresh labeling by the rounding that batch composition
+already causes (well within float16's step).
 """
 
 from __future__ import annotations
@@ -54,6 +63,15 @@ logger = logging.getLogger(__name__)
 CACHE_FORMAT = 4
 #: the features a cache can hold (one vector per stored position)
 CACHEABLE = ("logits", "hidden_states")
+
+
+def row_ids(encoded: Encoded) -> np.ndarray:
+    """``(n, 2)`` uint64: a 128-bit BLAKE2b digest of each row's input ids (equal rows, equal ids)."""
+    out = np.empty((len(encoded), 2), dtype=np.uint64)
+    for i, row in enumerate(encoded.input_ids.iter_arrays()):
+        digest = hashlib.blake2b(np.asarray(row, dtype=np.int32).tobytes(), digest_size=16).digest()
+        out[i] = np.frombuffer(digest, dtype=np.uint64)
+    return out
 
 
 def inputs_fingerprint(encoded: Encoded) -> str:
@@ -121,17 +139,23 @@ class FeatureCache:
             raise KeyError(f"teacher feature {key!r} is not in the cache {self.path} (it holds {', '.join(self.shard_arrays)})")
         return self.shard_arrays[key]
 
-    def row(self, key: str, i: int) -> np.ndarray:
-        """Row ``i`` of feature ``key``: ``(P_i, F)``, float16 as stored, or float32 decoded from
-        ``--cache-hidden int8`` or ``pca:K`` (:mod:`xdistill.transfer.storage`)."""
+    def stored_row(self, key: str, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Row ``i`` of feature ``key`` as stored: ``(P_i, W)`` codes (float16, int8 or PCA coordinates)
+        and, for ``int8``, the ``(P_i, 1)`` float16 scales (else ``None``)."""
         arrays = self._shards(key)
         s = int(np.searchsorted(self.shards, i, side="right")) - 1 if len(arrays) > 1 else 0
         base = self.offsets[self.shards[s]]
         a, z = self.offsets[i] - base, self.offsets[i + 1] - base
+        return arrays[s][a:z], (self.scales[key][s][a:z] if key in self.scales else None)
+
+    def row(self, key: str, i: int) -> np.ndarray:
+        """Row ``i`` of feature ``key``: ``(P_i, F)``, float16 as stored, or float32 decoded from
+        ``--cache-hidden int8`` or ``pca:K`` (:mod:`xdistill.transfer.storage`)."""
+        codes, scale = self.stored_row(key, i)
         code = self.storage.get(key)
         if code is None or code.kind == "fp16":
-            return arrays[s][a:z]
-        return code.decode(arrays[s][a:z], self.scales[key][s][a:z] if key in self.scales else None)
+            return codes
+        return code.decode(codes, scale)
 
     def batch(self, key: str, rows: Sequence[int], width: int) -> torch.Tensor:
         """Feature ``key`` of ``rows``, zero-padded: ``(B, width, F)`` float32."""
@@ -225,6 +249,54 @@ def _read_complete(path: Path, name: str) -> FeatureCache | None:
     return None
 
 
+ROW_IDS = "row_ids.npy"
+#: the labeling cost of a row copied from another cache, relative to its tokens (for balancing the shards)
+COPY_WEIGHT = 0.05
+
+
+def _same_labels(a: dict, b: dict) -> bool:
+    """Whether two caches' settings give the same stored rows (the cache's name aside)."""
+    return {k: v for k, v in a.items() if k != "name"} == {k: v for k, v in b.items() if k != "name"}
+
+
+def reusable_rows(cache_root: Path, teacher_fingerprint: str, settings: dict, ids: np.ndarray,
+                  skip: Path) -> dict[int, tuple[FeatureCache, int]]:
+    """Row ``i`` of a new cache (``ids``: its ``(n, 2)`` row ids) -> ``(donor, donor's row)`` for every row
+    that a complete cache in ``cache_root`` already holds, newest donor first. A donor has the same teacher,
+    settings (the name aside) and cache format, recorded row ids, no learned (``pca:K``) code, and is not
+    ``skip``; one that holds a wanted row is verified first (sizes and SHA-256) and passed over with a
+    warning when damaged."""
+    if any(str(spec).startswith("pca") for spec in settings["hidden"].values()):
+        return {}
+    wanted: dict[bytes, list[int]] = {}
+    for i, h in enumerate(ids):
+        wanted.setdefault(h.tobytes(), []).append(i)
+    found: dict[int, tuple[FeatureCache, int]] = {}
+    metas = sorted(Path(cache_root).glob("*/meta.json"), key=lambda m: m.stat().st_mtime, reverse=True)
+    for meta_path in metas:
+        folder = meta_path.parent
+        if len(found) == len(ids) or folder == skip or ".tmp" in folder.name:
+            continue
+        try:
+            meta = json.loads(meta_path.read_text())
+            held = np.load(folder / ROW_IDS) if ROW_IDS in meta.get("files", {}) else None
+        except (OSError, ValueError):
+            continue
+        if (held is None or meta.get("teacher") != teacher_fingerprint or meta.get("format") != CACHE_FORMAT
+                or not _same_labels(meta.get("settings", {}), settings)):
+            continue
+        rows = {i: r for r, h in enumerate(held) for i in wanted.get(h.tobytes(), ()) if i not in found}
+        if not rows:
+            continue
+        damage = FeatureCache.damage(folder)
+        if damage is not None:
+            logger.warning("cache %s is damaged (%s); none of its rows is reused", folder, damage)
+            continue
+        donor = FeatureCache.open(folder)
+        found.update({i: (donor, r) for i, r in rows.items()})
+    return found
+
+
 def _fresh_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -268,9 +340,10 @@ def fit_storage(teacher: Teacher, level: OutputLevel, encoded: Encoded, features
 
 def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, features: Sequence[Feature],
                  storage: dict[str, HiddenStorage], offsets: np.ndarray, rows: tuple[int, int], folder: Path,
-                 max_tokens: int, name: str) -> dict:
+                 max_tokens: int, name: str, reuse: dict[int, tuple[FeatureCache, int]]) -> dict:
     """Write the features of rows ``rows[0]..rows[1]-1`` (this process's shard) into ``folder``:
-    ``KEY.SHARD.npy`` (float16, or as ``storage`` codes it), flat over their stored positions.
+    ``KEY.SHARD.npy`` (float16, or as ``storage`` codes it), flat over their stored positions. Rows in
+    ``reuse`` are copied as stored from their donor cache; the teacher labels the others.
     Returns counts for the stats."""
     start, end = rows
     lengths = encoded.lengths
@@ -282,7 +355,18 @@ def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, feature
                                codes[f.key].dtype) for f in features}
     scales = {k: RowWriter(folder / shard_file(f"{k}.scale", shard), (n, 1), np.float16)
               for k, c in codes.items() if c.kind == "int8"}
-    batches = [b + start for b in bucket_batches(lengths[start:end], max_tokens=max_tokens)] if end > start else []
+    t_copy = time.perf_counter()
+    copied = [r for r in range(start, end) if r in reuse]
+    for r in copied:
+        donor, dr = reuse[r]
+        a, z = offsets[r] - base, offsets[r + 1] - base
+        for k, arr in arrays.items():
+            arr[a:z], scale = donor.stored_row(k, dr)
+            if k in scales:
+                scales[k][a:z] = scale
+    copy_seconds = time.perf_counter() - t_copy
+    todo = np.array([r for r in range(start, end) if r not in reuse], dtype=np.int64)
+    batches = [todo[b] for b in bucket_batches(lengths[todo], max_tokens=max_tokens)] if len(todo) else []
     t0 = time.perf_counter()
     for rows_, feats in _teacher_batches(teacher, level, encoded, features, batches, name):
         for k, arr in arrays.items():
@@ -295,6 +379,7 @@ def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, feature
     for arr in [*arrays.values(), *scales.values()]:
         arr.close()
     return {"seconds": seconds, "real_tokens": int(lengths[start:end].sum()), "batches": len(batches),
+            "labeled_tokens": int(lengths[todo].sum()), "reused_rows": len(copied), "copy_seconds": copy_seconds,
             "padded_tokens": sum(int(lengths[b].max()) * len(b) for b in batches)}
 
 
@@ -310,11 +395,14 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     """Cached teacher ``features`` for every row of ``encoded`` (layers as non-negative indices).
 
     Computes them (length-bucketed batches of at most ``max_tokens`` padded tokens) unless a
-    cache entry with the same key exists. In a multi-process run (:mod:`xdistill.parallel`) each
-    process labels one shard of contiguous rows with about equal tokens and writes its own files;
-    the main process then records the checksums and renames the folder. Returns the cache and
-    stats: ``cached`` (bool), ``seconds`` (the slowest process), ``real_tokens``,
-    ``tokens_per_second`` (real, non-padding tokens, all processes), ``padding_fraction``,
+    cache entry with the same key exists; rows that another entry of the same teacher and settings
+    holds are copied from it instead (:func:`reusable_rows`). In a multi-process run
+    (:mod:`xdistill.parallel`) each process labels one shard of contiguous rows with about equal
+    work and writes its own files; the main process then records the checksums and renames the
+    folder. Returns the cache and stats: ``cached`` (bool), ``seconds`` (the slowest process's
+    teacher time), ``real_tokens`` (all rows), ``labeled_tokens`` (the rows the teacher ran on),
+    ``tokens_per_second`` (labeled real, non-padding tokens per second, all processes),
+    ``padding_fraction``, ``reused_rows`` and ``reused_from`` (the donor folders), ``copy_seconds``,
     ``processes``. Hidden states are stored as ``hidden`` says (``--cache-hidden``: ``fp16``, ``int8``,
     ``pca:K``; :mod:`xdistill.transfer.storage`), logits as float16.
 
@@ -337,27 +425,34 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     lengths = encoded.lengths
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(level.positions(lengths), out=offsets[1:])
+    ids = row_ids(encoded)
+    reuse = reusable_rows(cache_root, teacher.info.fingerprint, settings, ids, skip=path)
     tmp = path.with_name(path.name + f".tmp{parallel.broadcast(os.getpid())}")
     parallel.main_does(lambda: _fresh_dir(tmp), f"created {tmp}")
     storage = parallel.main_does(lambda: fit_storage(teacher, level, encoded, features, storage, max_tokens),
                                  "fit the hidden-state code")
-    shards = parallel.split_weighted(lengths, parallel.world_size())
+    work = np.where([i in reuse for i in range(len(encoded))], COPY_WEIGHT, 1.0) * lengths
+    shards = parallel.split_weighted(work, parallel.world_size())
     mine = _label_shard(teacher, level, encoded, features, storage, offsets, shards[parallel.rank()], tmp, max_tokens,
-                        name)
+                        name, reuse)
     every = parallel.all_gather(mine)
     seconds = max(x["seconds"] for x in every)
-    real, padded = sum(x["real_tokens"] for x in every), sum(x["padded_tokens"] for x in every)
-    stats = {"seconds": seconds, "rows": len(encoded), "real_tokens": real,
-             "tokens_per_second": real / seconds if seconds > 0 else None,
-             "padding_fraction": 0.0 if padded == 0 else 1.0 - real / padded,
-             "batches": sum(x["batches"] for x in every), "processes": len(every)}
+    total = lambda k: sum(x[k] for x in every)  # noqa: E731
+    labeled, padded = total("labeled_tokens"), total("padded_tokens")
+    stats = {"seconds": seconds, "rows": len(encoded), "real_tokens": total("real_tokens"), "labeled_tokens": labeled,
+             "tokens_per_second": labeled / seconds if seconds > 0 and labeled else None,
+             "padding_fraction": 0.0 if padded == 0 else 1.0 - labeled / padded,
+             "batches": total("batches"), "processes": len(every), "reused_rows": total("reused_rows"),
+             "reused_from": sorted({d.path.name for d, _ in reuse.values()}),
+             "copy_seconds": max(x["copy_seconds"] for x in every)}
     widths = {f.key: teacher.feature_width(f) for f in features}
 
     def finish():
         np.save(tmp / "offsets.npy", offsets)
+        np.save(tmp / ROW_IDS, ids)
         for k, code in storage.items():
             code.save(tmp, k)
-        _finish(tmp, path, {"key": key, "settings": settings, "teacher": teacher.info.fingerprint,
+        _finish(tmp, path, {"key": key, "format": CACHE_FORMAT, "settings": settings, "teacher": teacher.info.fingerprint,
                             "teacher_layers": teacher.num_layers, "features": widths, "stats": stats,
                             "shards": [a for a, _ in shards] + [len(encoded)],
                             "storage": {k: c.spec for k, c in storage.items()},
@@ -365,7 +460,11 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
                                 teacher.feature_width(f)) for f in features}})
 
     parallel.main_does(finish, f"wrote the cache {path}")
+    if reuse:
+        logger.info("%s: %d of %d rows copied from earlier caches (%s) in %.1f s, the teacher labels the other %d",
+                    name, len(reuse), len(encoded), ", ".join(stats["reused_from"]), stats["copy_seconds"],
+                    len(encoded) - len(reuse))
     logger.info("teacher labeled %s: %d rows, %d real tokens in %.1f s (%.0f tokens/s, %d %s), padding %.1f%%",
-                name, len(encoded), real, seconds, stats["tokens_per_second"] or 0, len(every),
+                name, len(encoded) - len(reuse), labeled, seconds, stats["tokens_per_second"] or 0, len(every),
                 "process" if len(every) == 1 else "processes", 100 * stats["padding_fraction"])
     return FeatureCache.open(path), dict(stats, cached=False)
