@@ -11,6 +11,7 @@ import pytest
 
 import tiny_models as tm
 from xdistill.data.types import Feature
+from xdistill.reporting.report import _labeling
 from xdistill.transfer.cache import FeatureCache, label_rows, row_ids
 
 OLD = tm.SENTENCES[:5]
@@ -176,3 +177,13 @@ def test_caches_without_row_ids_or_of_another_format_donate_nothing(tmp_path, te
     (donor.path / "meta.json").write_text(json.dumps({**meta, "format": meta["format"] - 1}))
     _, stats = label(teacher, adapter, tok, encode(adapter, tok, OLD + NEW), tmp_path)
     assert stats["reused_rows"] == 0
+
+
+def test_the_report_says_how_the_teacher_outputs_were_had():
+    base = {"teacher_tokens_per_second": 1234.4, "padding_fraction": 0.25, "teacher_rows": 1000}
+    assert _labeling({**base, "teacher_rows_copied": 0}) == "1234 real tokens/s, padding fraction 25.0%"
+    assert _labeling({**base, "teacher_rows_copied": 900}) == ("1234 real tokens/s, padding fraction 25.0%, "
+                                                                "900 of 1,000 rows copied from earlier caches")
+    assert _labeling({**base, "teacher_tokens_per_second": None, "teacher_rows_copied": 1000}) == \
+        "all 1,000 rows copied from earlier caches"
+    assert _labeling({**base, "teacher_labeling_cached": True, "teacher_rows_copied": 900}).endswith("(read from cache)")

@@ -235,11 +235,7 @@ def render_markdown(r: dict) -> str:
               + (f" per process, {tm['world_size']} processes (peak RSS "
                  f"{', '.join(f'{x:.0f}' for x in tm['peak_rss_mib_per_process'])} MiB)" if tm.get("world_size", 1) > 1 else "")
               + ".",
-              f"Teacher labeling: {tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
-              f"{100 * (tm['padding_fraction'] or 0):.1f}%{' (read from cache)' if tm.get('teacher_labeling_cached') else ''}"
-              + (f", {tm['teacher_rows_copied']:,} of {tm['teacher_rows']:,} rows copied from earlier caches"
-                 if tm.get("teacher_rows_copied") and not tm.get("teacher_labeling_cached") else "") + "; "
-              f"cache {tm.get('cache_mib') or 0:.1f} MiB.", *_live_teacher(tm), ""]
+              f"Teacher labeling: {_labeling(tm)}; cache {tm.get('cache_mib') or 0:.1f} MiB.", *_live_teacher(tm), ""]
     rows = []
     for variant, sched in r.get("schedules", {"": r["schedule"]}).items():
         rows += [{**{c: s[c] for c in ("step", "epochs", "updates", "best_score", "metric", "seconds")},
@@ -259,6 +255,20 @@ def write_report(report: dict, out_dir: str | Path) -> None:
     out = Path(out_dir)
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", render_markdown(report))
+
+
+def _labeling(tm: dict) -> str:
+    """How the teacher's outputs on the transfer set were had: labeled (tokens/s, padding), read from the
+    cache, or partly or wholly copied from earlier caches."""
+    if tm.get("teacher_labeling_cached"):
+        return (f"{tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
+                f"{100 * (tm['padding_fraction'] or 0):.1f}% (read from cache)")
+    copied, rows = tm.get("teacher_rows_copied") or 0, tm.get("teacher_rows")
+    if copied and copied == rows:
+        return f"all {rows:,} rows copied from earlier caches"
+    labeled = (f"{tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
+               f"{100 * (tm['padding_fraction'] or 0):.1f}%")
+    return labeled + (f", {copied:,} of {rows:,} rows copied from earlier caches" if copied else "")
 
 
 def _live_teacher(tm: dict) -> list[str]:

@@ -464,7 +464,8 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
         logger.info("%s: %d of %d rows copied from earlier caches (%s) in %.1f s, the teacher labels the other %d",
                     name, len(reuse), len(encoded), ", ".join(stats["reused_from"]), stats["copy_seconds"],
                     len(encoded) - len(reuse))
-    logger.info("teacher labeled %s: %d rows, %d real tokens in %.1f s (%.0f tokens/s, %d %s), padding %.1f%%",
-                name, len(encoded) - len(reuse), labeled, seconds, stats["tokens_per_second"] or 0, len(every),
-                "process" if len(every) == 1 else "processes", 100 * stats["padding_fraction"])
+    if labeled:
+        logger.info("teacher labeled %s: %d rows, %d real tokens in %.1f s (%.0f tokens/s, %d %s), padding %.1f%%",
+                    name, len(encoded) - len(reuse), labeled, seconds, stats["tokens_per_second"] or 0, len(every),
+                    "process" if len(every) == 1 else "processes", 100 * stats["padding_fraction"])
     return FeatureCache.open(path), dict(stats, cached=False)
