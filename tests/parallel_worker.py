@@ -8,11 +8,15 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import tiny_models as tm  # noqa: E402
 from xdistill import parallel  # noqa: E402
+from xdistill.data.types import Feature  # noqa: E402
+from xdistill.transfer.cache import label_rows  # noqa: E402
 from xdistill.distill.loop import Distiller  # noqa: E402
 from xdistill.errors import ConfigError, XDistillError  # noqa: E402
 
@@ -78,10 +82,35 @@ def errors() -> dict:
     return out
 
 
-CASES = {"gradients": gradients, "embedding_gradients": embedding_gradients, "errors": errors}
+def cache_reuse(out: Path) -> dict:
+    """Two processes label a grown transfer set: the rows an earlier cache holds are copied on every rank,
+    the teacher runs on the new rows only, and the cache equals a fresh 2-process labeling within rounding."""
+    tok = tm.make_tokenizer(out / f"tok-{parallel.rank()}")
+    adapter, teacher = tm.wikiann_adapter(), tm.teacher_of(tm.make_teacher(len(tok)), tok)
+    features = [Feature("hidden_states", 2), Feature("logits")]
+    words = [w for w, _ in tm.SENTENCES]
+
+    def label(sentences, root):
+        enc = tm.encode(adapter, tok, [(w, []) for w in sentences], labeled=False)
+        return label_rows(teacher, adapter.level, enc, features, out / root, max_tokens=40, name="transfer")
+
+    label(words[:5], "cache")
+    grown, stats = label(words[5:] + words[:5], "cache")
+    fresh, fresh_stats = label(words[5:] + words[:5], "fresh")
+    diff = max(float(np.abs(grown.row(k, i).astype(np.float32) - fresh.row(k, i).astype(np.float32)).max())
+               for k in grown.keys for i in range(len(grown)))
+    return {"reused_rows": stats["reused_rows"], "fresh_reused_rows": fresh_stats["reused_rows"], "max_diff": diff,
+            "processes": stats["processes"], "shards": grown.meta["shards"], "same_offsets":
+            bool(np.array_equal(grown.offsets, fresh.offsets))}
+
+
+CASES = {"gradients": gradients, "embedding_gradients": embedding_gradients, "errors": errors,
+         "cache_reuse": cache_reuse}
 
 if __name__ == "__main__":
     case, out = sys.argv[1], Path(sys.argv[2])
-    result = {"rank": parallel.rank(), "world_size": parallel.world_size(), **CASES[case]()}
+    fn = CASES[case]
+    result = {"rank": parallel.rank(), "world_size": parallel.world_size(),
+              **(fn(out) if fn.__code__.co_argcount else fn())}
     (out / f"rank-{parallel.rank()}.json").write_text(json.dumps(result))
     parallel.shutdown()  # as the CLI does: no gloo group left to the interpreter's teardown

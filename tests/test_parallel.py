@@ -104,6 +104,13 @@ def test_disagreeing_processes_and_main_errors_stop_every_rank(tmp_path):
         assert r["ranges"] == [[0, 1], [1, 6]]
 
 
+def test_two_processes_copy_the_rows_an_earlier_cache_holds(tmp_path):
+    for r in worker("cache_reuse", tmp_path, 29549):
+        assert r["processes"] == 2 and len(r["shards"]) == 3
+        assert r["reused_rows"] == 5 and r["fresh_reused_rows"] == 0
+        assert r["same_offsets"] and r["max_diff"] <= 1e-3
+
+
 @pytest.mark.integration
 def test_two_process_run_matches_one_process(tmp_path, data_dir):
     """torchrun with 2 processes (as accelerate launch --multi_gpu starts them) runs a smoke job to the

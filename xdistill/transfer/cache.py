@@ -426,7 +426,12 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum(level.positions(lengths), out=offsets[1:])
     ids = row_ids(encoded)
-    reuse = reusable_rows(cache_root, teacher.info.fingerprint, settings, ids, skip=path)
+    # the main process picks the donors (and verifies them); every rank opens the same ones
+    plan = parallel.main_does(lambda: {i: (str(d.path), r) for i, (d, r) in
+                                       reusable_rows(cache_root, teacher.info.fingerprint, settings, ids, path).items()},
+                              "found the rows earlier caches hold")
+    donors = {f: FeatureCache.open(Path(f)) for f in sorted({f for f, _ in plan.values()})}
+    reuse = {i: (donors[f], r) for i, (f, r) in plan.items()}
     tmp = path.with_name(path.name + f".tmp{parallel.broadcast(os.getpid())}")
     parallel.main_does(lambda: _fresh_dir(tmp), f"created {tmp}")
     storage = parallel.main_does(lambda: fit_storage(teacher, level, encoded, features, storage, max_tokens),
