@@ -442,7 +442,9 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
                         name, reuse)
     every = parallel.all_gather(mine)
     seconds = max(x["seconds"] for x in every)
-    total = lambda k: sum(x[k] for x in every)  # noqa: E731
+    def total(k: str) -> int:
+        return sum(x[k] for x in every)
+
     labeled, padded = total("labeled_tokens"), total("padded_tokens")
     stats = {"seconds": seconds, "rows": len(encoded), "real_tokens": total("real_tokens"), "labeled_tokens": labeled,
              "tokens_per_second": labeled / seconds if seconds > 0 and labeled else None,
@@ -466,7 +468,7 @@ def label_rows(teacher: Teacher, level: OutputLevel, encoded: Encoded, features:
 
     parallel.main_does(finish, f"wrote the cache {path}")
     if reuse:
-        logger.info("%s: %d of %d rows copied from earlier caches (%s) in %.1f s, the teacher labels the other %d",
+        logger.info("%s: %d of %d rows copied from earlier caches (%s) in %.1f s; the teacher labeled the other %d",
                     name, len(reuse), len(encoded), ", ".join(stats["reused_from"]), stats["copy_seconds"],
                     len(encoded) - len(reuse))
     if labeled:
