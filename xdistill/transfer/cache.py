@@ -368,7 +368,7 @@ def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, feature
     todo = np.array([r for r in range(start, end) if r not in reuse], dtype=np.int64)
     batches = [todo[b] for b in bucket_batches(lengths[todo], max_tokens=max_tokens)] if len(todo) else []
     t0 = time.perf_counter()
-    for rows_, feats in _teacher_batches(teacher, level, encoded, features, batches, name):
+    for rows_, feats in _teacher_batches(teacher, level, encoded, features, batches, name) if batches else ():
         for k, arr in arrays.items():
             for r, x in zip(rows_, feats[k]):
                 a, z = offsets[r] - base, offsets[r + 1] - base
