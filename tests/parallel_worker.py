@@ -1,5 +1,5 @@
 """Cases run by ``torchrun --nproc_per_node 2 tests/parallel_worker.py CASE OUT`` (tests/test_parallel.py):
-each rank writes what it saw to ``OUT/rank-R.json``."""
+each rank writes what it saw to ``OUT/rank-R.json``; a case is given ``OUT`` for any files of its own."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from xdistill.distill.loop import Distiller  # noqa: E402
 from xdistill.errors import ConfigError, XDistillError  # noqa: E402
 
 
-def gradients() -> dict:
+def gradients(out: Path) -> dict:
     """The data-parallel gradient of a global batch (``Distiller._backward``) equals one process's."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
@@ -47,7 +47,7 @@ def gradients() -> dict:
             "one_row_diff": max(float((p.grad - g).abs().max()) for p, g in zip(params, single))}
 
 
-def embedding_gradients() -> dict:
+def embedding_gradients(out: Path) -> dict:
     """An embedding matrix's gradient is summed over the ranks row-sparsely: the same as one process's."""
     torch.manual_seed(0)
     emb = torch.nn.Embedding(5000, 4)
@@ -65,7 +65,7 @@ def embedding_gradients() -> dict:
             "rows_with_gradient": int((emb.weight.grad != 0).any(1).sum()), "rows_used": int(ids.unique().numel())}
 
 
-def errors() -> dict:
+def errors(out: Path) -> dict:
     """check_agree names what differs; main_does hands the main process's error to every rank."""
     out = {}
     try:
@@ -109,8 +109,6 @@ CASES = {"gradients": gradients, "embedding_gradients": embedding_gradients, "er
 
 if __name__ == "__main__":
     case, out = sys.argv[1], Path(sys.argv[2])
-    fn = CASES[case]
-    result = {"rank": parallel.rank(), "world_size": parallel.world_size(),
-              **(fn(out) if fn.__code__.co_argcount else fn())}
+    result = {"rank": parallel.rank(), "world_size": parallel.world_size(), **CASES[case](out)}
     (out / f"rank-{parallel.rank()}.json").write_text(json.dumps(result))
     parallel.shutdown()  # as the CLI does: no gloo group left to the interpreter's teardown

@@ -260,15 +260,14 @@ def write_report(report: dict, out_dir: str | Path) -> None:
 def _labeling(tm: dict) -> str:
     """How the teacher's outputs on the transfer set were had: labeled (tokens/s, padding), read from the
     cache, or partly or wholly copied from earlier caches."""
+    rate = (f"{tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
+            f"{100 * (tm['padding_fraction'] or 0):.1f}%")
     if tm.get("teacher_labeling_cached"):
-        return (f"{tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
-                f"{100 * (tm['padding_fraction'] or 0):.1f}% (read from cache)")
+        return rate + " (read from cache)"
     copied, rows = tm.get("teacher_rows_copied") or 0, tm.get("teacher_rows")
     if copied and copied == rows:
         return f"all {rows:,} rows copied from earlier caches"
-    labeled = (f"{tm['teacher_tokens_per_second'] or 0:.0f} real tokens/s, padding fraction "
-               f"{100 * (tm['padding_fraction'] or 0):.1f}%")
-    return labeled + (f", {copied:,} of {rows:,} rows copied from earlier caches" if copied else "")
+    return rate + (f", {copied:,} of {rows:,} rows copied from earlier caches" if copied else "")
 
 
 def _live_teacher(tm: dict) -> list[str]:
