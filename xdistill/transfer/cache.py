@@ -356,16 +356,17 @@ def _label_shard(teacher: Teacher, level: OutputLevel, encoded: Encoded, feature
     scales = {k: RowWriter(folder / shard_file(f"{k}.scale", shard), (n, 1), np.float16)
               for k, c in codes.items() if c.kind == "int8"}
     t_copy = time.perf_counter()
-    copied = [r for r in range(start, end) if r in reuse]
+    mine = np.arange(start, end)
+    is_copied = np.fromiter((r in reuse for r in mine), dtype=bool, count=len(mine))
+    copied, todo = mine[is_copied], mine[~is_copied]
     for r in copied:
-        donor, dr = reuse[r]
+        donor, dr = reuse[int(r)]
         a, z = offsets[r] - base, offsets[r + 1] - base
         for k, arr in arrays.items():
             arr[a:z], scale = donor.stored_row(k, dr)
             if k in scales:
                 scales[k][a:z] = scale
     copy_seconds = time.perf_counter() - t_copy
-    todo = np.array([r for r in range(start, end) if r not in reuse], dtype=np.int64)
     batches = [todo[b] for b in bucket_batches(lengths[todo], max_tokens=max_tokens)] if len(todo) else []
     t0 = time.perf_counter()
     for rows_, feats in _teacher_batches(teacher, level, encoded, features, batches, name) if batches else ():
