@@ -72,6 +72,36 @@ def test_splits_are_disjoint_and_sized(local_dir, splitter):
     assert d2.labeled["tokens"] == d.labeled["tokens"]
 
 
+def test_no_other_split_repeats_a_validation_sentence(tmp_path, splitter):
+    """Train repeats each of 15 texts 4 times, and an unlabeled line repeats a validation text: no
+    other split has a validation sentence's words, the rows left out are counted, the budgets filled."""
+    (tmp_path / "wikiann").mkdir()
+    lines = []
+    for i in range(60):
+        lines += [f"Word{i % 15}\tB-PER", f"rest{i % 15}\tO", ""]
+    (tmp_path / "wikiann" / "train-en.tsv").write_text("\n".join(lines), encoding="utf-8")
+    _write_panx(tmp_path / "wikiann" / "dev-en.tsv", 20, "B-LOC")
+    (tmp_path / "unlabeled" / "leipzig").mkdir(parents=True)
+    unlabeled = tmp_path / "unlabeled" / "leipzig" / "en.txt"
+    unlabeled.write_text("A line.\n")
+    reg = LanguageRegistry.load()
+    args = _args(tmp_path, labeled_per_lang=5, teacher_labeled_per_lang=10, validation_per_lang=3)
+    build = lambda: ner.build_language_data("en", ner.make_source(args, SPEC, reg), args, splitter, reg)  # noqa: E731
+    first = build()
+    val = [tuple(t) for t in first.validation["tokens"]]
+    assert len(set(val)) == 3  # this seed draws 3 distinct texts, each with 3 more rows in train
+    assert first.counts["validation_text_elsewhere"] == {"train": 9, "unlabeled": 0}
+    unlabeled.write_text(f"A line.\n{' '.join(val[0])}\nAnother line, here.\n")
+    d = build()
+    assert [tuple(t) for t in d.validation["tokens"]] == val
+    assert len(d.labeled) == 5 and len(d.teacher_labeled) == 10
+    for split in (d.labeled, d.teacher_labeled, d.transfer):
+        assert not set(val) & {tuple(t) for t in split["tokens"]}
+    assert d.counts["validation_text_elsewhere"] == {"train": 9, "unlabeled": 1}
+    assert d.counts["transfer_unlabeled"] == {"leipzig": 2}
+    assert d.counts["transfer_from_train"] == 60 - 3 - 9 - 5
+
+
 def test_missing_language_and_empty_transfer(local_dir, splitter):
     reg = LanguageRegistry.load()
     args = _args(local_dir)

@@ -66,6 +66,11 @@ def test_report_fields(smoke_run):
     assert r["phases"]["fine_tuning"]["teacher_f1"] == m["teacher_f1"]
     assert r["teacher"]["mlm"] is None
     assert "teacher_saw" in r["data"] and "student_saw" in r["data"]
+    # WikiANN's en and sw train files repeat 2 and 9 of the validation sentences' texts: left out of the other splits
+    assert {g: c["validation_text_elsewhere"] for g, c in r["data"]["per_group"].items()} == {
+        "en": {"train": 2, "unlabeled": 0}, "sw": {"train": 9, "unlabeled": 0}}
+    assert r["data"]["validation"].endswith("; 11 train and 0 unlabeled sentences with a validation text left out of "
+                                            "every other split")
     md = (out / "report.md").read_text()
     assert "| en" in md and "scratch" in md
 

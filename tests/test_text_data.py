@@ -307,6 +307,29 @@ def test_build_text_data_splits(tmp_path, imdb):
     assert c["files"]["unlabeled"]["skipped_empty"] == 1 and c["files"]["train"]["cleaned"] == 54
 
 
+def test_no_other_split_repeats_a_validation_text(tmp_path, imdb):
+    """Every train review twice, and an unlabeled text equal to a validation review: the copies of the
+    validation reviews are in no other split, counted; the labeled budget is still balanced and full."""
+    train = [[f"review {lab} {i}", y] for lab, y in (("neg", 0), ("pos", 1)) for i in range(15)] * 2
+    random.Random(2).shuffle(train)
+    write(tmp_path / "imdb" / "train.csv.gz", csv_text(train))
+    write(tmp_path / "imdb" / "test.csv.gz", csv_text([[f"test review {i}", i % 2] for i in range(20)]))
+    write(tmp_path / "imdb" / "unsup.csv.gz", csv_text([["unlabeled text", -1]]))
+    first = build_text_data(imdb, text_args(tmp_path)).groups["imdb"]
+    val = list(first.validation["text"])
+    dups = 2 * len(set(val)) - len(val)  # each text has 2 rows; both may be in validation
+    assert len(val) == 8 and dups > 0 and first.counts["validation_text_elsewhere"] == {"train": dups, "unlabeled": 0}
+    write(tmp_path / "imdb" / "unsup.csv.gz", csv_text([["unlabeled text", -1], [val[0], -1]]))
+    g = build_text_data(imdb, text_args(tmp_path)).groups["imdb"]
+    assert list(g.validation["text"]) == val
+    assert label_counts(g.labeled) == {"neg": 5, "pos": 5} and len(g.teacher_labeled) == 20
+    for split in (g.labeled, g.teacher_labeled, g.transfer):
+        assert not set(val) & set(split["text"])
+    assert g.counts["validation_text_elsewhere"] == {"train": dups, "unlabeled": 1}
+    assert g.counts["transfer_unlabeled"] == 1 and "unlabeled text" in g.transfer["text"]
+    assert g.counts["transfer_from_train"] == 60 - 8 - dups - 10
+
+
 def test_build_text_data_is_seeded(tmp_path, imdb):
     root = make_imdb_dir(tmp_path)
     a = build_text_data(imdb, text_args(root)).groups["imdb"]

@@ -10,7 +10,9 @@ tokenizer.
 
 Splits per language (seeded, disjoint where it matters):
 
-* ``validation``: held out of train, for early stopping and model selection;
+* ``validation``: held out of train, for early stopping and model selection; held out by text
+  too: train and unlabeled sentences with a validation sentence's words are in no other split
+  (:mod:`xdistill.data.heldout`);
 * ``labeled``: the student's labeled budget, from the rest of train;
 * ``teacher_labeled``: the teacher's fine-tuning data, a superset of ``labeled``
   (a scratch teacher may see more labeled data than the student);
@@ -30,6 +32,7 @@ from datasets import Dataset, Features, Sequence, Value
 
 from ..config import NERDataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
+from .heldout import without_texts
 from .languages import LanguageRegistry, unlabeled_files
 from .readers import Sentence, read_ner_file, repair_iob2
 from .taskspec import TaskSpec
@@ -223,6 +226,8 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
     if n_val < args.validation_per_lang:
         logger.warning("%s: only %d train sentences; validation split reduced to %d", lang, n, n_val)
     val_idx, rest = idx[:n_val], idx[n_val:]
+    held = {tuple(train[i].tokens) for i in val_idx}
+    rest, train_dups = without_texts(rest, lambda i: tuple(train[i].tokens), held)
     n_lab = min(args.labeled_per_lang, len(rest))
     lab_idx = rest[:n_lab]
     n_teacher = len(rest) if args.teacher_labeled_per_lang < 0 else min(args.teacher_labeled_per_lang, len(rest))
@@ -233,6 +238,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
     from_labeled = lab_idx if args.transfer_with_labeled else []
     transfer_words = [list(train[i].tokens) for i in from_labeled + transfer_idx]
     unl_counts: dict[str, int] = {}
+    unl_dups = 0
     if use_unlabeled and args.unlabeled_per_lang != 0 and args.data_dir and lang in registry:
         for path in unlabeled_files(Path(args.data_dir), registry.get(lang)):
             lines = read_unlabeled(path, args.unlabeled_per_lang, rng)
@@ -240,6 +246,8 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
             kept = [w for w in words if w]
             if len(kept) != len(words):
                 logger.info("%s: %d lines of %s had no words after normalisation", lang, len(words) - len(kept), path)
+            kept, dups = without_texts(kept, tuple, held)
+            unl_dups += dups
             transfer_words.extend(kept)
             unl_counts[path.parent.name] = len(kept)
     if args.transfer_repeat > 1 and transfer_words:
@@ -249,11 +257,15 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
     if not transfer_words:
         logger.warning("%s: no transfer text for this language (train has %d sentences: %d validation, %d in the "
                        "labeled budget; no unlabeled text found); it contributes labeled data only", lang, n, n_val, n_lab)
+    if train_dups or unl_dups:
+        logger.info("%s: %d train and %d unlabeled sentences repeat a validation sentence's words; left out of the "
+                    "other splits", lang, train_dups, unl_dups)
     eval_sel = sorted(_sample(rng, list(range(len(evaluation))), args.eval_per_lang))
     pick = lambda ids: [(train[i].tokens, train[i].tags) for i in ids]  # noqa: E731
     counts = {
         "train_sentences": n,
         "validation": len(val_idx),
+        "validation_text_elsewhere": {"train": train_dups, "unlabeled": unl_dups},
         "labeled": len(lab_idx),
         "teacher_labeled": len(teacher_idx),
         "transfer_from_train": len(transfer_idx),

@@ -37,6 +37,7 @@ from datasets import Dataset, Features, Value
 
 from ..config import TextDataArguments
 from ..errors import ConfigError, DataFormatError
+from .heldout import without_texts
 from .taskspec import TaskSpec
 from .types import GroupData, TaskData
 
@@ -255,18 +256,25 @@ def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
         train, evaluation, unlabeled, source = _hub_text(spec, args)
     val_idx = balanced_sample(train, args.validation_per_class, rng)
     val_set = set(val_idx)
-    lab_idx = balanced_sample(train, args.labeled_per_class, rng, exclude=val_set)
+    held = {train[i][0] for i in val_idx}
+    others, train_dups = without_texts([i for i in range(len(train)) if i not in val_set], lambda i: train[i][0], held)
+    excluded = set(range(len(train))) - set(others)  # validation and every other row with a validation text
+    lab_idx = balanced_sample(train, args.labeled_per_class, rng, exclude=excluded)
     lab_set = set(lab_idx)
-    pool = [i for i in range(len(train)) if i not in val_set]
+    pool = list(others)
     if args.teacher_labeled_per_class < 0:
         teacher_idx = pool
     else:  # the student's budget, topped up to the teacher's per-class size in a seeded order
         rng.shuffle(pool)
         teacher_idx = sorted(lab_set | set(_top_up(train, lab_idx, pool, args.teacher_labeled_per_class)))
-    rest = [i for i in range(len(train)) if i not in val_set and i not in lab_set]
+    rest = [i for i in others if i not in lab_set]
     rng.shuffle(rest)
     if args.transfer_limit >= 0:
         rest = rest[: args.transfer_limit]
+    unlabeled, unl_dups = without_texts(unlabeled, lambda pair: pair[0], held)
+    if train_dups or unl_dups:
+        logger.info("%s: %d train and %d unlabeled texts repeat a validation text; left out of the other splits",
+                    spec.name, train_dups, unl_dups)
     if args.unlabeled_limit >= 0 and len(unlabeled) > args.unlabeled_limit:
         unlabeled = rng.sample(unlabeled, args.unlabeled_limit)
     transfer = [(train[i][0], "") for i in rest] + [(t, "") for t, _ in unlabeled]
@@ -276,7 +284,8 @@ def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
     eval_idx = sorted(range(len(evaluation)) if args.eval_limit < 0 or args.eval_limit >= len(evaluation)
                       else rng.sample(range(len(evaluation)), args.eval_limit))
     pick = lambda ids: to_dataset([train[i] for i in ids])  # noqa: E731
-    counts = {"train_texts": len(train), "validation": len(val_idx), "labeled": len(lab_idx),
+    counts = {"train_texts": len(train), "validation": len(val_idx),
+              "validation_text_elsewhere": {"train": train_dups, "unlabeled": unl_dups}, "labeled": len(lab_idx),
               "teacher_labeled": len(teacher_idx), "transfer_from_train": len(rest), "transfer_unlabeled": len(unlabeled),
               "transfer": len(transfer), "eval_texts": len(evaluation), "n_eval": len(eval_idx), "files": stats}
     group = GroupData(lang=spec.name, labeled=pick(lab_idx), validation=pick(val_idx), teacher_labeled=pick(teacher_idx),

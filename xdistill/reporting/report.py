@@ -114,7 +114,8 @@ def build_report(r: RunResult) -> dict:
                             + ", ".join(f"{v}: {n} rows" for v, n in r.transfer_sizes.items()) + ")"
                             + _repeat_note(td) + _sampling_note(td, r.sections.get("transfer_sampling"))),
             "baseline_saw": f"the same {sizes['labeled']} labeled {unit} only",
-            "validation": f"{sizes['validation']} {unit} held out of train (early stopping, model selection)",
+            "validation": (f"{sizes['validation']} {unit} held out of train (early stopping, model selection)"
+                           + _heldout_note(td, unit)),
             "per_group": {g: d.counts for g, d in td.groups.items()},
             "encoding": r.encoding,
         },
@@ -144,6 +145,15 @@ def build_report(r: RunResult) -> dict:
     if r.task.group_name:  # e.g. NER: report["languages"] = {lang: {...}}
         report[r.task.group_name] = per_group
     return report
+
+
+def _heldout_note(td, unit: str) -> str:
+    """``; N train and M unlabeled UNIT with a validation text left out of every other split`` (see
+    :mod:`xdistill.data.heldout`), or empty when no text repeats one."""
+    dups = [d.counts.get("validation_text_elsewhere") or {} for d in td.groups.values()]
+    train, unlabeled = sum(x.get("train", 0) for x in dups), sum(x.get("unlabeled", 0) for x in dups)
+    return (f"; {train} train and {unlabeled} unlabeled {unit} with a validation text left out of every other split"
+            if train or unlabeled else "")
 
 
 def _repeat_note(td) -> str:
