@@ -100,6 +100,9 @@ def test_no_other_split_repeats_a_validation_sentence(tmp_path, splitter):
     assert d.counts["validation_text_elsewhere"] == {"train": 9, "unlabeled": 1}
     assert d.counts["transfer_unlabeled"] == {"leipzig": 2}
     assert d.counts["transfer_from_train"] == 60 - 3 - 9 - 5
+    # the dev file's "Word{i} rest{i}" for i < 15 are train texts too: counted, kept
+    ev = [tuple(t) for t in d.evaluation["tokens"]]
+    assert len(ev) == 8 and d.counts["eval_text_in_train"] == sum(int(t[0][4:]) < 15 for t in ev) > 0
 
 
 def test_missing_language_and_empty_transfer(local_dir, splitter):

@@ -71,6 +71,9 @@ def test_report_fields(smoke_run):
         "en": {"train": 2, "unlabeled": 0}, "sw": {"train": 9, "unlabeled": 0}}
     assert r["data"]["validation"].endswith("; 11 train and 0 unlabeled sentences with a validation text left out of "
                                             "every other split")
+    seen = sum(c["eval_text_in_train"] for c in r["data"]["per_group"].values())
+    assert r["data"]["evaluation"].startswith(f"200 sentences; {seen} of them ({seen / 2:.1f}%) with a text that also ")
+    assert f"- Evaluation: {r['data']['evaluation']}" in (out / "report.md").read_text()
     md = (out / "report.md").read_text()
     assert "| en" in md and "scratch" in md
 

@@ -18,7 +18,9 @@ Splits per language (seeded, disjoint where it matters):
   (a scratch teacher may see more labeled data than the student);
 * ``transfer``: train minus validation minus ``labeled``, labels dropped, plus
   unlabeled sentences;
-* ``evaluation``: the labeled evaluation split (dev locally), never used for selection.
+* ``evaluation``: the labeled evaluation split (dev locally), never used for selection; the
+  sentences whose words also stand in the train file are counted (``eval_text_in_train``: WikiANN
+  repeats sentences across its splits, and a score on them partly measures memory).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from datasets import Dataset, Features, Sequence, Value
 
 from ..config import NERDataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
-from .heldout import without_texts
+from .heldout import texts_in, without_texts
 from .languages import LanguageRegistry, unlabeled_files
 from .readers import Sentence, read_ner_file, repair_iob2
 from .taskspec import TaskSpec
@@ -227,6 +229,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         logger.warning("%s: only %d train sentences; validation split reduced to %d", lang, n, n_val)
     val_idx, rest = idx[:n_val], idx[n_val:]
     held = {tuple(train[i].tokens) for i in val_idx}
+    train_texts = {tuple(s.tokens) for s in train}
     rest, train_dups = without_texts(rest, lambda i: tuple(train[i].tokens), held)
     n_lab = min(args.labeled_per_lang, len(rest))
     lab_idx = rest[:n_lab]
@@ -275,6 +278,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         "transfer_repeat": args.transfer_repeat,
         "eval_sentences": len(evaluation),
         "n_eval": len(eval_sel),
+        "eval_text_in_train": len(texts_in(train_texts, [tuple(evaluation[i].tokens) for i in eval_sel])),
         "eval_file": source.describe(lang, "eval"),
     }
     return GroupData(

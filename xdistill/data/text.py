@@ -37,7 +37,7 @@ from datasets import Dataset, Features, Value
 
 from ..config import TextDataArguments
 from ..errors import ConfigError, DataFormatError
-from .heldout import without_texts
+from .heldout import texts_in, without_texts
 from .taskspec import TaskSpec
 from .types import GroupData, TaskData
 
@@ -287,7 +287,9 @@ def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
     counts = {"train_texts": len(train), "validation": len(val_idx),
               "validation_text_elsewhere": {"train": train_dups, "unlabeled": unl_dups}, "labeled": len(lab_idx),
               "teacher_labeled": len(teacher_idx), "transfer_from_train": len(rest), "transfer_unlabeled": len(unlabeled),
-              "transfer": len(transfer), "eval_texts": len(evaluation), "n_eval": len(eval_idx), "files": stats}
+              "transfer": len(transfer), "eval_texts": len(evaluation), "n_eval": len(eval_idx),
+              "eval_text_in_train": len(texts_in({t for t, _ in train}, [evaluation[i][0] for i in eval_idx])),
+              "files": stats}
     group = GroupData(lang=spec.name, labeled=pick(lab_idx), validation=pick(val_idx), teacher_labeled=pick(teacher_idx),
                       transfer=to_dataset(transfer), evaluation=to_dataset([evaluation[i] for i in eval_idx]), counts=counts)
     budget = f"{args.labeled_per_class} per class"

@@ -116,6 +116,7 @@ def build_report(r: RunResult) -> dict:
             "baseline_saw": f"the same {sizes['labeled']} labeled {unit} only",
             "validation": (f"{sizes['validation']} {unit} held out of train (early stopping, model selection)"
                            + _heldout_note(td, unit)),
+            "evaluation": _evaluation_note(td, unit),
             "per_group": {g: d.counts for g, d in td.groups.items()},
             "encoding": r.encoding,
         },
@@ -154,6 +155,15 @@ def _heldout_note(td, unit: str) -> str:
     train, unlabeled = sum(x.get("train", 0) for x in dups), sum(x.get("unlabeled", 0) for x in dups)
     return (f"; {train} train and {unlabeled} unlabeled {unit} with a validation text left out of every other split"
             if train or unlabeled else "")
+
+
+def _evaluation_note(td, unit: str) -> str:
+    """``N UNIT; K of them (P%) with a text that also stands in train ...``: the evaluation rows a
+    score partly measures memory on (see :func:`xdistill.data.heldout.texts_in`)."""
+    n = sum(d.counts.get("n_eval", 0) for d in td.groups.values())
+    k = sum(d.counts.get("eval_text_in_train", 0) for d in td.groups.values())
+    return (f"{n} {unit}; {k} of them ({100 * k / max(n, 1):.1f}%) with a text that also stands in a train file "
+            "(the data set repeats texts across its splits)")
 
 
 def _repeat_note(td) -> str:
@@ -198,7 +208,8 @@ def render_markdown(r: dict) -> str:
               f"{ref['parameters'] / 1e6:.1f}M parameters).", "", _table(models[keep], ".2f"), ""]
     d = r["data"]
     lines += ["## Data each model saw", "", f"- Teacher: {d['teacher_saw']}", f"- Student: {d['student_saw']}",
-              f"- Baselines: {d['baseline_saw']}", f"- Validation: {d['validation']}", f"- Source: {d['source']}", ""]
+              f"- Baselines: {d['baseline_saw']}", f"- Validation: {d['validation']}",
+              f"- Evaluation: {d['evaluation']}", f"- Source: {d['source']}", ""]
     if d.get("missing"):
         lines += [f"Requested but without labeled data in {d['source']}: {', '.join(d['missing'])}.", ""]
     m = r["mean"]
