@@ -57,7 +57,8 @@ class NERDataArguments(DataArguments):
     """NER data (``ner``): budgets per language.
 
     Per language (``--langs``): ``validation_per_lang`` sentences are held out of
-    the training split for early stopping and model selection; the student's
+    the training split for early stopping and model selection, with every other
+    train or unlabeled sentence of the same words (:mod:`xdistill.data.heldout`); the student's
     labeled budget is ``labeled_per_lang`` sentences of the rest (seeded
     sample); the teacher fine-tunes on ``teacher_labeled_per_lang`` sentences
     (a superset of the student's budget; ``-1`` means the whole training split
@@ -91,8 +92,9 @@ class NERDataArguments(DataArguments):
 class TextDataArguments(DataArguments):
     """Text classification data (``classify``): a balanced labeled budget per class, seeded.
 
-    ``validation_per_class`` texts per class are held out of train (outside the
-    budget) for early stopping and model selection; the teacher fine-tunes on
+    ``validation_per_class`` texts per class are held out of train (outside the budget) for
+    early stopping and model selection, with every other train or unlabeled text equal to one
+    of them (:mod:`xdistill.data.heldout`); the teacher fine-tunes on
     ``teacher_labeled_per_class`` per class (a superset of the budget; -1: all of
     train minus validation); the transfer set is the train texts outside the
     budget with labels dropped (at most ``transfer_limit``) plus the task's
