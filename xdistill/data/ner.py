@@ -34,7 +34,7 @@ from datasets import Dataset, Features, Sequence, Value
 
 from ..config import NERDataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
-from .heldout import texts_in, without_texts
+from .heldout import count_in, without_texts
 from .languages import LanguageRegistry, unlabeled_files
 from .readers import Sentence, read_ner_file, repair_iob2
 from .taskspec import TaskSpec
@@ -228,9 +228,9 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
     if n_val < args.validation_per_lang:
         logger.warning("%s: only %d train sentences; validation split reduced to %d", lang, n, n_val)
     val_idx, rest = idx[:n_val], idx[n_val:]
-    held = {tuple(train[i].tokens) for i in val_idx}
-    train_texts = {tuple(s.tokens) for s in train}
-    rest, train_dups = without_texts(rest, lambda i: tuple(train[i].tokens), held)
+    texts = [tuple(s.tokens) for s in train]
+    held = {texts[i] for i in val_idx}
+    rest, train_dups = without_texts(rest, texts.__getitem__, held)
     n_lab = min(args.labeled_per_lang, len(rest))
     lab_idx = rest[:n_lab]
     n_teacher = len(rest) if args.teacher_labeled_per_lang < 0 else min(args.teacher_labeled_per_lang, len(rest))
@@ -278,7 +278,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         "transfer_repeat": args.transfer_repeat,
         "eval_sentences": len(evaluation),
         "n_eval": len(eval_sel),
-        "eval_text_in_train": len(texts_in(train_texts, [tuple(evaluation[i].tokens) for i in eval_sel])),
+        "eval_text_in_train": count_in(set(texts), [tuple(evaluation[i].tokens) for i in eval_sel]),
         "eval_file": source.describe(lang, "eval"),
     }
     return GroupData(

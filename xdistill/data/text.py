@@ -37,7 +37,7 @@ from datasets import Dataset, Features, Value
 
 from ..config import TextDataArguments
 from ..errors import ConfigError, DataFormatError
-from .heldout import texts_in, without_texts
+from .heldout import count_in, without_texts
 from .taskspec import TaskSpec
 from .types import GroupData, TaskData
 
@@ -258,7 +258,7 @@ def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
     val_set = set(val_idx)
     held = {train[i][0] for i in val_idx}
     others, train_dups = without_texts([i for i in range(len(train)) if i not in val_set], lambda i: train[i][0], held)
-    excluded = set(range(len(train))) - set(others)  # validation and every other row with a validation text
+    excluded = set(range(len(train))).difference(others)  # validation and every row with a validation text
     lab_idx = balanced_sample(train, args.labeled_per_class, rng, exclude=excluded)
     lab_set = set(lab_idx)
     pool = list(others)
@@ -288,7 +288,7 @@ def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
               "validation_text_elsewhere": {"train": train_dups, "unlabeled": unl_dups}, "labeled": len(lab_idx),
               "teacher_labeled": len(teacher_idx), "transfer_from_train": len(rest), "transfer_unlabeled": len(unlabeled),
               "transfer": len(transfer), "eval_texts": len(evaluation), "n_eval": len(eval_idx),
-              "eval_text_in_train": len(texts_in({t for t, _ in train}, [evaluation[i][0] for i in eval_idx])),
+              "eval_text_in_train": count_in({t for t, _ in train}, [evaluation[i][0] for i in eval_idx]),
               "files": stats}
     group = GroupData(lang=spec.name, labeled=pick(lab_idx), validation=pick(val_idx), teacher_labeled=pick(teacher_idx),
                       transfer=to_dataset(transfer), evaluation=to_dataset([evaluation[i] for i in eval_idx]), counts=counts)

@@ -159,7 +159,7 @@ def _heldout_note(td, unit: str) -> str:
 
 def _evaluation_note(td, unit: str) -> str:
     """``N UNIT; K of them (P%) with a text that also stands in train ...``: the evaluation rows a
-    score partly measures memory on (see :func:`xdistill.data.heldout.texts_in`)."""
+    score partly measures memory on (see :func:`xdistill.data.heldout.count_in`)."""
     n = sum(d.counts.get("n_eval", 0) for d in td.groups.values())
     k = sum(d.counts.get("eval_text_in_train", 0) for d in td.groups.values())
     return (f"{n} {unit}; {k} of them ({100 * k / max(n, 1):.1f}%) with a text that also stands in a train file "
