@@ -1,13 +1,19 @@
 """The filter of generated transfer text: word 3-gram shingles, near-duplicate detection (Jaccard) and
-``filter_generated`` (length bounds, exact and near duplicates, overlap with the evaluation split)."""
+``filter_generated`` (length bounds, exact and near duplicates, overlap with the held-out splits:
+validation and evaluation)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import datasets
 import numpy as np
 import pytest
 
+from xdistill.adapters.sequence_classification import SequenceClassificationAdapter
 from xdistill.config import GenerationArguments
 from xdistill.transfer.filters import filter_generated, near_duplicate_mask, shingles
+from xdistill.transfer.generated import held_out_index
 
 ARGS = dict(augment="generate", transfer="unlabeled,generated", min_words=5, max_words=50, near_duplicate=0.8)
 
@@ -96,7 +102,7 @@ def test_filter_generated_counts_each_removal():
     kept, counts = filter_generated(texts, [EVAL, "something else entirely in the evaluation split"], args)
     assert kept == [A, UNRELATED]
     assert counts == {"removed_length": 3, "removed_script": 0, "removed_duplicate": 2, "removed_near_duplicate": 1,
-                      "removed_eval_overlap": 2}
+                      "removed_held_out_overlap": 2}
     assert len(kept) + sum(counts.values()) == len(texts)
 
 
@@ -127,10 +133,26 @@ def test_filter_generated_threshold_from_args():
     kept, counts = filter_generated([A, A_EDIT], [], strict)
     assert kept == [A, A_EDIT] and counts["removed_near_duplicate"] == 0
     kept, counts = filter_generated([A, A_EDIT], [A_EDIT.upper()], strict)
-    assert kept == [A] and counts["removed_eval_overlap"] == 1
+    assert kept == [A] and counts["removed_held_out_overlap"] == 1
 
 
 def test_filter_generated_empty():
     kept, counts = filter_generated([], [EVAL], GenerationArguments(**ARGS))
     assert kept == [] and not any(counts.values())
     assert isinstance(near_duplicate_mask([A], [EVAL], 0.8), np.ndarray)
+
+
+def test_held_out_index_holds_validation_and_evaluation_text_of_every_group():
+    """Generated text is filtered against the validation split (model selection) as well as the
+    evaluation split, in every group: a near copy of either is removed and counted."""
+    adapter = SequenceClassificationAdapter.__new__(SequenceClassificationAdapter)
+    val = "two old friends walk across the country to return a stolen violin to its maker"
+    split = lambda *texts: datasets.Dataset.from_dict({"text": list(texts)})  # noqa: E731
+    groups = {"a": SimpleNamespace(validation=split(val), evaluation=split(EVAL), labeled=split(A)),
+              "b": SimpleNamespace(validation=split(), evaluation=split(), labeled=split())}
+    args = GenerationArguments(**ARGS)
+    ctx = SimpleNamespace(adapter=adapter, generation=args, data=SimpleNamespace(groups=groups))
+    index = held_out_index(ctx)
+    assert index.mask([val.replace("maker", "owner"), EVAL_EDIT, A, UNRELATED]).tolist() == [True, True, False, False]
+    kept, counts = filter_generated([val, EVAL, UNRELATED], index, args)
+    assert kept == [UNRELATED] and counts["removed_held_out_overlap"] == 2

@@ -224,10 +224,10 @@ def test_language_without_a_script_is_refused():
 
 def test_a_language_filtered_out_entirely_is_a_warning(caplog):
     counts = {"de": {"sampled": 10, "kept": 4, "removed_length": 6, "removed_script": 0, "removed_duplicate": 0,
-                     "removed_near_duplicate": 0, "removed_eval_overlap": 0, "removed_entropy": 0, "removed_entityless": 0,
+                     "removed_near_duplicate": 0, "removed_held_out_overlap": 0, "removed_entropy": 0, "removed_entityless": 0,
                      "removed_balance": 0},
               "my": {"sampled": 10, "kept": 0, "removed_length": 1, "removed_script": 9, "removed_duplicate": 0,
-                     "removed_near_duplicate": 0, "removed_eval_overlap": 0, "removed_entropy": 0, "removed_entityless": 0,
+                     "removed_near_duplicate": 0, "removed_held_out_overlap": 0, "removed_entropy": 0, "removed_entityless": 0,
                      "removed_balance": 0}}
     with caplog.at_level(logging.WARNING):
         warnings = _warn_empty(counts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 #: per-group count columns of the generation section, in filter order
-COUNT_KEYS = ("sampled", "removed_length", "removed_script", "removed_duplicate", "removed_eval_overlap",
+COUNT_KEYS = ("sampled", "removed_length", "removed_script", "removed_duplicate", "removed_held_out_overlap",
               "removed_near_duplicate", "removed_entropy", "removed_entityless", "removed_balance", "kept")
 
 

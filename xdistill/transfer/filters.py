@@ -1,8 +1,8 @@
 """Filters of generated transfer text (generation-distillation), each counted for the report.
 
 - length bounds and duplicates (:func:`filter_generated`): exact duplicates among the samples,
-  near duplicates of each other and of the evaluation texts (Jaccard similarity of word 3-gram
-  sets, :func:`near_duplicate_mask`);
+  near duplicates of each other and of the held-out (validation and evaluation) texts (Jaccard
+  similarity of word 3-gram sets, :func:`near_duplicate_mask`);
 - script (:func:`script_share`): the share of a sample's letters written in its language's
   script (ISO 15924 codes from the language registry; Unicode script properties via ``regex``);
 - teacher confidence (:func:`teacher_entropy`): the teacher's entropy on a sample, normalised
@@ -110,18 +110,19 @@ def near_duplicate_mask(candidates: Sequence[str], references: Sequence[str], th
     return NearDuplicateIndex(references, threshold, chunk).mask(candidates)
 
 
-def filter_generated(texts: Sequence[str], eval_texts: Sequence[str] | NearDuplicateIndex, args: GenerationOptions,
+def filter_generated(texts: Sequence[str], held_out: Sequence[str] | NearDuplicateIndex, args: GenerationOptions,
                      script: str | None = None) -> tuple[list[str], dict]:
     """Apply the length bounds and (with ``script`` and ``args.min_script > 0``) the script filter,
-    then drop exact duplicates, near duplicates of the evaluation texts (a list, or an index of them
-    built once for many calls) and near duplicates of earlier kept texts. Returns
+    then drop exact duplicates, near duplicates of the held-out texts (validation and evaluation;
+    a list, or an index of them built once for many calls) and near duplicates of earlier kept
+    texts. Returns
     ``(kept, counts of removals)``.
 
     Raises:
         ConfigError: an unknown script code.
     """
     counts = {"removed_length": 0, "removed_script": 0, "removed_duplicate": 0, "removed_near_duplicate": 0,
-              "removed_eval_overlap": 0}
+              "removed_held_out_overlap": 0}
     check_script = script is not None and args.min_script > 0
     stage1, seen = [], set()
     for t in texts:
@@ -138,9 +139,9 @@ def filter_generated(texts: Sequence[str], eval_texts: Sequence[str] | NearDupli
             continue
         seen.add(key)
         stage1.append(t)
-    index = eval_texts if isinstance(eval_texts, NearDuplicateIndex) else NearDuplicateIndex(eval_texts, args.near_duplicate)
+    index = held_out if isinstance(held_out, NearDuplicateIndex) else NearDuplicateIndex(held_out, args.near_duplicate)
     overlap = index.mask(stage1)
-    counts["removed_eval_overlap"] = int(overlap.sum())
+    counts["removed_held_out_overlap"] = int(overlap.sum())
     stage2 = [t for t, o in zip(stage1, overlap) if not o]
     kept: list[str] = []
     kept_sh: list[set] = []

@@ -3,7 +3,8 @@
 The generator (:mod:`xdistill.transfer.generation`) samples texts for every group (language) of the
 task; the filters (:mod:`xdistill.transfer.filters`) remove, in this order and counted per group:
 samples outside the length bounds, samples mostly outside their language's script, exact
-duplicates, near duplicates of any evaluation text, near duplicates of each other; then the teacher
+duplicates, near duplicates of any held-out text (the validation split, which selects the students,
+and the evaluation split), near duplicates of each other; then the teacher
 reads what is left, and samples on which it is unsure (normalised entropy above
 ``--max-teacher-entropy``) or, for a share ``1 - keep_without_entities``, in which it finds nothing
 (NER: no entity) are removed; with ``--balance-classes`` the larger predicted classes are downsampled
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 #: removal count -> the option that controls it (for warnings)
 FILTER_OPTIONS = {"removed_length": "--min-words/--max-words", "removed_script": "--script-share",
                   "removed_duplicate": "exact duplicates", "removed_near_duplicate": "--near-duplicate",
-                  "removed_eval_overlap": "--near-duplicate (evaluation overlap)",
+                  "removed_held_out_overlap": "--near-duplicate (validation or evaluation overlap)",
                   "removed_entropy": "--max-teacher-entropy", "removed_entityless": "--keep-entityless",
                   "removed_balance": "--balance-classes"}
 
@@ -49,6 +50,15 @@ def _scripts(ctx: TransferContext) -> dict[str, str | None]:
         raise ConfigError(f"--script-share: the language registry has no script for {', '.join(unknown)}; add it to "
                           "languages/languages.toml or switch the filter off with --script-share 0")
     return out
+
+
+def held_out_index(ctx: TransferContext) -> NearDuplicateIndex:
+    """The near-duplicate index (``--near-duplicate``) of every held-out text of every group: the
+    validation split, on which the students are selected and stopped, and the evaluation split. A
+    generated text near one of them would let the student see it during distillation."""
+    a = ctx.adapter
+    return NearDuplicateIndex([t for d in ctx.data.groups.values() for split in (d.validation, d.evaluation)
+                               for t in a.texts(split)], ctx.generation.near_duplicate)
 
 
 def _teacher_filter(ctx: TransferContext, kept: dict[str, list[str]], counts: dict[str, dict]):
@@ -126,10 +136,10 @@ def generated_text(ctx: TransferContext) -> TransferText:
     gs = generate_samples(args, ctx.tokenizer, train, held_out, args.samples_per_group(len(groups)),
                           a.group_name is not None, ctx.out_dir, ctx.seed)
     t0 = time.perf_counter()
-    eval_index = NearDuplicateIndex([t for d in groups.values() for t in a.texts(d.evaluation)], args.near_duplicate)
+    index = held_out_index(ctx)
     kept, counts = {}, {}
     for g, texts in gs.texts.items():
-        kept[g], c = filter_generated(texts, eval_index, args, scripts.get(g))
+        kept[g], c = filter_generated(texts, index, args, scripts.get(g))
         counts[g] = {"sampled": len(texts), **c, "removed_entropy": 0, "removed_entityless": 0, "removed_balance": 0}
     if not any(kept.values()):
         raise ConfigError("--augment generate: every generated text was filtered out; lower --min-words, raise "
