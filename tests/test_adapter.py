@@ -274,6 +274,23 @@ def test_score_wrong_type_and_boundary(adapter):
     assert s["per_type"]["ORG"]["support"] == 0
 
 
+def test_score_unseen_leaves_out_the_rows_whose_text_is_in_train(adapter):
+    gold = [["B-PER", "O"], ["B-LOC"], ["B-ORG", "I-ORG"]]
+    pred = [["B-PER", "O"], ["O"], ["B-ORG", "I-ORG"]]
+    s = adapter.score_unseen(pred, gold, [0])
+    # all rows: 2 of 3 entities found, none wrong -> P 1, R 2/3, F1 0.8; without row 0: P 1, R 1/2
+    assert (s["f1"], s["n"]) == (pytest.approx(80.0), 3)
+    assert (s["unseen"]["f1"], s["unseen"]["recall"], s["unseen"]["n"]) == (pytest.approx(200 / 3), pytest.approx(50.0), 2)
+    assert "PER" not in s["unseen"]["per_type"] and s["per_type"]["PER"]["support"] == 1
+    assert adapter.score_unseen(pred, gold, [0, 2])["unseen"]["f1"] == 0.0
+    assert adapter.score_unseen(pred, gold, [])["unseen"] == adapter.score(pred, gold)
+    assert adapter.score_unseen(pred, gold, [0, 1, 2])["unseen"]["n"] == 0
+    with pytest.raises(ValueError, match="seen positions 0..3"):
+        adapter.score_unseen(pred, gold, [0, 3])
+    with pytest.raises(ValueError, match="2 predictions, 3 gold"):
+        adapter.score_unseen(pred[:2], gold, [])
+
+
 def test_score_perfect_empty_and_mismatch(adapter):
     gold = [["B-PER", "I-PER", "O"], ["B-LOC", "O"]]
     assert adapter.score(gold, gold)["f1"] == pytest.approx(100.0)

@@ -103,6 +103,7 @@ def test_no_other_split_repeats_a_validation_sentence(tmp_path, splitter):
     # the dev file's "Word{i} rest{i}" for i < 15 are train texts too: counted, kept
     ev = [tuple(t) for t in d.evaluation["tokens"]]
     assert len(ev) == 8 and d.counts["eval_text_in_train"] == sum(int(t[0][4:]) < 15 for t in ev) > 0
+    assert d.evaluation_in_train == [i for i, t in enumerate(ev) if int(t[0][4:]) < 15]
 
 
 def test_missing_language_and_empty_transfer(local_dir, splitter):

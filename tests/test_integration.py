@@ -74,7 +74,15 @@ def test_report_fields(smoke_run):
     seen = sum(c["eval_text_in_train"] for c in r["data"]["per_group"].values())
     assert r["data"]["evaluation"].startswith(f"200 sentences; {seen} of them ({seen / 2:.1f}%) with a text that also ")
     assert f"- Evaluation: {r['data']['evaluation']}" in (out / "report.md").read_text()
+    # every model is also scored without those rows: per language in details, the mean in its row
+    assert len(r["models"]) == len(r["details"])
+    for m, per_group in zip(r["models"], r["details"].values()):  # both in the models' order
+        unseen = {g: s["unseen"] for g, s in per_group.items()}
+        assert {g: u["n"] for g, u in unseen.items()} == {
+            g: 100 - c["eval_text_in_train"] for g, c in r["data"]["per_group"].items()}
+        assert m["f1_unseen"] == pytest.approx(sum(u["f1"] for u in unseen.values()) / 2)
     md = (out / "report.md").read_text()
+    assert "f1_unseen" in md
     assert "| en" in md and "scratch" in md
 
 
@@ -103,7 +111,7 @@ def test_model_card_export_and_onnx_predict(smoke_run, data_dir, capsys):
     summary = json.loads((st / "training_summary.json").read_text())
     assert summary["groups"] == ["en", "sw"] and summary["teacher"]["trained_from_scratch"] is True
     card = (st / "README.md").read_text()
-    assert "not a pretrained mBERT" in card and "| student" in card and "load_model" in card
+    assert "not a pretrained mBERT" in card and "| student" in card and "load_model" in card and "f1_unseen" in card
     assert main(["export", "--model", str(st), "--format", "onnx", "--quantize", "int8", "--data-dir", str(data_dir),
                  "--max-examples", "300"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -328,10 +328,12 @@ def test_no_other_split_repeats_a_validation_text(tmp_path, imdb):
     assert g.counts["validation_text_elsewhere"] == {"train": dups, "unlabeled": 1}
     assert g.counts["transfer_unlabeled"] == 1 and "unlabeled text" in g.transfer["text"]
     assert g.counts["transfer_from_train"] == 60 - 8 - dups - 10
-    assert g.counts["eval_text_in_train"] == 0 and g.counts["n_eval"] == 7
+    assert g.counts["eval_text_in_train"] == 0 and g.counts["n_eval"] == 7 and g.evaluation_in_train == []
     write(tmp_path / "imdb" / "test.csv.gz", csv_text([[f"review neg {i}", 0] for i in range(3)] + [["other", 1]] * 4))
     h = build_text_data(imdb, text_args(tmp_path)).groups["imdb"]
     assert h.counts["eval_text_in_train"] == 3 and h.counts["n_eval"] == 7  # kept: the data set's own split
+    ev = list(h.evaluation["text"])
+    assert h.evaluation_in_train == [i for i, t in enumerate(ev) if t.startswith("review neg")]
 
 
 def test_build_text_data_is_seeded(tmp_path, imdb):

@@ -142,6 +142,22 @@ class TaskAdapter(ABC):
     def score(self, predictions: list, gold: list) -> dict[str, Any]:
         """Metrics in percent; includes :attr:`primary_metric`."""
 
+    def score_unseen(self, predictions: list, gold: list, seen: Sequence[int]) -> dict[str, Any]:
+        """:meth:`score` of all examples, with ``unseen``: the same metrics over the examples whose
+        position is not in ``seen`` (the evaluation rows whose text also stands in the train file,
+        :attr:`~xdistill.data.types.GroupData.evaluation_in_train`), the score that does not reward
+        memory of training text.
+
+        Raises:
+            ValueError: ``predictions`` and ``gold`` differ in length, or a position is out of range.
+        """
+        if len(predictions) != len(gold) or any(not 0 <= i < len(gold) for i in seen):
+            raise ValueError(f"score_unseen: {len(predictions)} predictions, {len(gold)} gold examples, "
+                             f"seen positions {min(seen, default=0)}..{max(seen, default=0)}")
+        held = set(seen)
+        keep = [i for i in range(len(gold)) if i not in held]
+        return {**self.score(predictions, gold), "unseen": self.score([predictions[i] for i in keep], [gold[i] for i in keep])}
+
     @abstractmethod
     def predict_texts(self, model, texts: Sequence[str]) -> list[dict]:
         """Predictions for raw texts with an inference model (anything with ``tokenizer``,

@@ -20,7 +20,8 @@ Splits per language (seeded, disjoint where it matters):
   unlabeled sentences;
 * ``evaluation``: the labeled evaluation split (dev locally), never used for selection; the
   sentences whose words also stand in the train file are counted (``eval_text_in_train``: WikiANN
-  repeats sentences across its splits, and a score on them partly measures memory).
+  repeats sentences across its splits, and a score on them partly measures memory) and their
+  positions kept (``evaluation_in_train``), so that every model is also scored without them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from datasets import Dataset, Features, Sequence, Value
 
 from ..config import NERDataArguments
 from ..errors import ConfigError, DataFormatError, UnknownLanguageError
-from .heldout import count_in, without_texts
+from .heldout import positions_in, without_texts
 from .languages import LanguageRegistry, unlabeled_files
 from .readers import Sentence, read_ner_file, repair_iob2
 from .taskspec import TaskSpec
@@ -265,6 +266,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
                     "other splits", lang, train_dups, unl_dups)
     eval_sel = sorted(_sample(rng, list(range(len(evaluation))), args.eval_per_lang))
     pick = lambda ids: [(train[i].tokens, train[i].tags) for i in ids]  # noqa: E731
+    seen = positions_in(set(texts), [tuple(evaluation[i].tokens) for i in eval_sel])
     counts = {
         "train_sentences": n,
         "validation": len(val_idx),
@@ -278,7 +280,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         "transfer_repeat": args.transfer_repeat,
         "eval_sentences": len(evaluation),
         "n_eval": len(eval_sel),
-        "eval_text_in_train": count_in(set(texts), [tuple(evaluation[i].tokens) for i in eval_sel]),
+        "eval_text_in_train": len(seen),
         "eval_file": source.describe(lang, "eval"),
     }
     return GroupData(
@@ -289,6 +291,7 @@ def build_language_data(lang: str, source: NERSource, args: NERDataArguments, sp
         transfer=_to_dataset(lang, [(w, []) for w in transfer_words]),
         evaluation=_to_dataset(lang, [(evaluation[i].tokens, evaluation[i].tags) for i in eval_sel]),
         counts=counts,
+        evaluation_in_train=seen,
     )
 
 

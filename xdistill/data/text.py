@@ -37,7 +37,7 @@ from datasets import Dataset, Features, Value
 
 from ..config import TextDataArguments
 from ..errors import ConfigError, DataFormatError
-from .heldout import count_in, without_texts
+from .heldout import positions_in, without_texts
 from .taskspec import TaskSpec
 from .types import GroupData, TaskData
 
@@ -284,14 +284,16 @@ def build_text_data(spec: TaskSpec, args: TextDataArguments) -> TaskData:
     eval_idx = sorted(range(len(evaluation)) if args.eval_limit < 0 or args.eval_limit >= len(evaluation)
                       else rng.sample(range(len(evaluation)), args.eval_limit))
     pick = lambda ids: to_dataset([train[i] for i in ids])  # noqa: E731
+    seen = positions_in({t for t, _ in train}, [evaluation[i][0] for i in eval_idx])
     counts = {"train_texts": len(train), "validation": len(val_idx),
               "validation_text_elsewhere": {"train": train_dups, "unlabeled": unl_dups}, "labeled": len(lab_idx),
               "teacher_labeled": len(teacher_idx), "transfer_from_train": len(rest), "transfer_unlabeled": len(unlabeled),
               "transfer": len(transfer), "eval_texts": len(evaluation), "n_eval": len(eval_idx),
-              "eval_text_in_train": count_in({t for t, _ in train}, [evaluation[i][0] for i in eval_idx]),
+              "eval_text_in_train": len(seen),
               "files": stats}
     group = GroupData(lang=spec.name, labeled=pick(lab_idx), validation=pick(val_idx), teacher_labeled=pick(teacher_idx),
-                      transfer=to_dataset(transfer), evaluation=to_dataset([evaluation[i] for i in eval_idx]), counts=counts)
+                      transfer=to_dataset(transfer), evaluation=to_dataset([evaluation[i] for i in eval_idx]), counts=counts,
+                      evaluation_in_train=seen)
     budget = f"{args.labeled_per_class} per class"
     teacher = "all of train minus validation" if args.teacher_labeled_per_class < 0 else f"up to {args.teacher_labeled_per_class} per class"
     return TaskData(groups={spec.name: group}, missing=[], source=source, requested=spec.name,

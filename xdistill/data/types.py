@@ -269,6 +269,8 @@ class GroupData:
 
     Each split is a ``datasets.Dataset``: NER columns ``tokens`` (words), ``tags`` (IOB2; empty in
     ``transfer``) and ``lang``; classification columns ``text`` and ``label`` (empty in ``transfer``).
+    ``evaluation_in_train`` holds the positions of the evaluation rows whose text also stands in the
+    train file (scored apart too: :meth:`~xdistill.adapters.base.TaskAdapter.score_unseen`).
     """
 
     lang: str
@@ -278,6 +280,7 @@ class GroupData:
     transfer: object
     evaluation: object
     counts: dict = field(default_factory=dict)
+    evaluation_in_train: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -340,13 +340,16 @@ def train_baseline(r: Run, name: str = "baseline") -> tuple[Trainee, list]:
 
 
 def evaluate(r: Run, students: dict[str, Student], baselines: dict[str, Student]) -> dict[str, dict]:
-    """Per model key (``teacher``, each transfer set, each baseline), per group, the adapter's scores."""
+    """Per model key (``teacher``, each transfer set, each baseline), per group, the adapter's scores,
+    with ``unseen``: the same over the evaluation rows whose text is not in train (see
+    ``TaskAdapter.score_unseen``)."""
     a, level = r.adapter, r.adapter.level
     groups = list(r.eval_enc)
     start, end = parallel.shard_range([len(r.eval_gold[g]) for g in groups])  # each process some groups
 
     def scores(logits_of):
-        mine = {g: a.score(a.decode(logits_of(r.eval_enc[g]), r.eval_enc[g]), r.eval_gold[g])
+        mine = {g: a.score_unseen(a.decode(logits_of(r.eval_enc[g]), r.eval_enc[g]), r.eval_gold[g],
+                                  r.data.groups[g].evaluation_in_train)
                 for g in groups[start:end]}
         return {g: s for part in parallel.all_gather(mine) for g, s in part.items()}
 

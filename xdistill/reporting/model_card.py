@@ -158,9 +158,12 @@ def _training(s: dict | None) -> list[str]:
               f"- Baseline (no distillation): {s['baseline']['saw']}", f"- Validation: {s['validation']}",
               f"- Source: {s['source']}", ""]
     sc = s["scores"]
-    metric_cols = [m for m in sc["student"] if m in (k, "precision", "recall", "accuracy", "macro_f1", "f1")]
+    metric_cols = [m for m in dict.fromkeys((k, f"{k}_unseen", "accuracy", "macro_f1", "f1", "precision", "recall"))
+                   if m in sc["student"]]
     tab = pd.DataFrame({name: {m: sc[name].get(m) for m in metric_cols} for name in ("teacher", "student", "baseline")}).T
-    lines += ["## Metrics", "", f"{s['metric_description']}, {s['evaluation']} (the run's evaluation split).", "",
+    unseen = (f" `{k}_unseen`: the same without the evaluation examples whose text also stands in the train file."
+              if f"{k}_unseen" in metric_cols else "")
+    lines += ["## Metrics", "", f"{s['metric_description']}, {s['evaluation']} (the run's evaluation split).{unseen}", "",
               tab.to_markdown(floatfmt=".2f"), ""]
     if len(s["per_group"]) > 1:
         per = pd.DataFrame(s["per_group"]).T

@@ -46,12 +46,18 @@ def _mean(r: RunResult, per_group: dict[str, dict]) -> dict:
 
 
 def _model_row(r: RunResult, m: ModelScores) -> dict:
+    """A model's report row: what it is, its size, each metric's mean over groups and, where the scores
+    have them, the primary metric's mean over groups on the evaluation rows whose text is not in train
+    (``METRIC_unseen``; groups without such rows left out of that mean)."""
     groups = list(r.data.groups)
     first = m.scores[groups[0]]
     row = {"model": m.name, "description": m.description, "transfer": m.transfer, "parameters": m.parameters,
            "compression_vs_teacher": r.teacher.parameters / m.parameters,
            "compression_vs_reference": r.reference.parameters / m.parameters}
     row.update({x: float(np.mean([m.scores[g][x] for g in groups])) for x in first if isinstance(first[x], float)})
+    unseen = [m.scores[g]["unseen"][r.task.metric] for g in groups if (m.scores[g].get("unseen") or {}).get("n")]
+    if unseen:
+        row[f"{r.task.metric}_unseen"] = float(np.mean(unseen))
     return row
 
 
@@ -116,7 +122,7 @@ def build_report(r: RunResult) -> dict:
             "baseline_saw": f"the same {sizes['labeled']} labeled {unit} only",
             "validation": (f"{sizes['validation']} {unit} held out of train (early stopping, model selection)"
                            + _heldout_note(td, unit)),
-            "evaluation": _evaluation_note(td, unit),
+            "evaluation": _evaluation_note(td, unit, r.task.metric),
             "per_group": {g: d.counts for g, d in td.groups.items()},
             "encoding": r.encoding,
         },
@@ -157,13 +163,14 @@ def _heldout_note(td, unit: str) -> str:
             if train or unlabeled else "")
 
 
-def _evaluation_note(td, unit: str) -> str:
+def _evaluation_note(td, unit: str, metric: str) -> str:
     """``N UNIT; K of them (P%) with a text that also stands in train ...``: the evaluation rows a
-    score partly measures memory on (see :func:`xdistill.data.heldout.count_in`)."""
+    score partly measures memory on (see :func:`xdistill.data.heldout.positions_in`), and where the
+    scores without them stand."""
     n = sum(d.counts.get("n_eval", 0) for d in td.groups.values())
     k = sum(d.counts.get("eval_text_in_train", 0) for d in td.groups.values())
     return (f"{n} {unit}; {k} of them ({100 * k / max(n, 1):.1f}%) with a text that also stands in a train file "
-            "(the data set repeats texts across its splits)")
+            f"(the data set repeats texts across its splits); {metric}_unseen scores the models without them")
 
 
 def _repeat_note(td) -> str:
@@ -202,7 +209,7 @@ def render_markdown(r: dict) -> str:
              f"Metric: {r['metric_description']}. Teacher: {r['teacher']['description']}.", ""]
     models = pd.DataFrame(r["models"]).set_index("model")
     keep = [c for c in ["description", "transfer", "parameters", "compression_vs_teacher", "compression_vs_reference",
-                        k, "macro_f1", "precision", "recall"] if c in models.columns]
+                        k, f"{k}_unseen", "macro_f1", "precision", "recall"] if c in models.columns]
     ref = r["reference"]
     lines += ["## Models", "", f"Compression is against the teacher and against {ref['name']} ({ref['hub_id']}, "
               f"{ref['parameters'] / 1e6:.1f}M parameters).", "", _table(models[keep], ".2f"), ""]
