@@ -115,8 +115,7 @@ def filter_generated(texts: Sequence[str], held_out: Sequence[str] | NearDuplica
     """Apply the length bounds and (with ``script`` and ``args.min_script > 0``) the script filter,
     then drop exact duplicates, near duplicates of the held-out texts (validation and evaluation;
     a list, or an index of them built once for many calls) and near duplicates of earlier kept
-    texts. Returns
-    ``(kept, counts of removals)``.
+    texts. Returns ``(kept, counts of removals)``.
 
     Raises:
         ConfigError: an unknown script code.
