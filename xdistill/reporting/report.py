@@ -46,16 +46,16 @@ def _mean(r: RunResult, per_group: dict[str, dict]) -> dict:
 
 
 def _model_row(r: RunResult, m: ModelScores) -> dict:
-    """A model's report row: what it is, its size, each metric's mean over groups and, where the scores
-    have them, the primary metric's mean over groups on the evaluation rows whose text is not in train
-    (``METRIC_unseen``; groups without such rows left out of that mean)."""
+    """A model's report row: what it is, its size, each metric's mean over groups and the primary
+    metric's mean over groups on the evaluation rows whose text is not in train (``METRIC_unseen``;
+    groups without such rows left out of that mean, the column absent when no group has one)."""
     groups = list(r.data.groups)
     first = m.scores[groups[0]]
     row = {"model": m.name, "description": m.description, "transfer": m.transfer, "parameters": m.parameters,
            "compression_vs_teacher": r.teacher.parameters / m.parameters,
            "compression_vs_reference": r.reference.parameters / m.parameters}
     row.update({x: float(np.mean([m.scores[g][x] for g in groups])) for x in first if isinstance(first[x], float)})
-    unseen = [m.scores[g]["unseen"][r.task.metric] for g in groups if (m.scores[g].get("unseen") or {}).get("n")]
+    unseen = [m.scores[g]["unseen"][r.task.metric] for g in groups if m.scores[g]["unseen"]["n"]]
     if unseen:
         row[f"{r.task.metric}_unseen"] = float(np.mean(unseen))
     return row
